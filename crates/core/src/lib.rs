@@ -1,0 +1,16 @@
+//! Domain types shared by every Epistle crate. Nothing here does I/O.
+//!
+//! The types follow "parse, don't validate": an [`EmailAddress`] or a
+//! [`Mailbox`] can only be obtained through `parse`, so holding one means it
+//! is valid and safe to put into a header or an SMTP command.
+
+pub mod address;
+pub mod clock;
+pub mod ids;
+pub mod status;
+pub mod timefmt;
+
+pub use address::{AddressError, EmailAddress, Mailbox};
+pub use clock::{Clock, SystemClock};
+pub use ids::{MessageId, RecipientId, new_id};
+pub use status::{MessageStatus, RecipientStatus, Stream, summarize};

@@ -1,0 +1,206 @@
+//! Storage for Epistle, on embedded SQLite (the default) or PostgreSQL.
+//!
+//! Both engines run the same SQL through sqlx's `Any` driver; the few places
+//! where they differ (column types in migrations, `FOR UPDATE SKIP LOCKED`)
+//! go through [`Dialect`]. Timestamps are Unix milliseconds (`BIGINT`) and
+//! ids are text, so values mean the same on both engines.
+//!
+//! SQLite has one writer at a time. The store keeps a pool of one connection
+//! for writes and a separate pool for reads, so writers queue in-process
+//! instead of spinning on `SQLITE_BUSY`, while WAL lets reads go on.
+
+mod messages;
+mod migrate;
+mod queue;
+mod records;
+mod sql;
+mod tenants;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Once;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions, Executor};
+
+pub use messages::{InsertResult, ListFilter, NewMessage, NewRecipient};
+pub use queue::{Claimed, DeliveryMessage, Outcome, OutcomeKind};
+pub use records::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("invalid database URL `{url}`: {reason}")]
+    Url { url: String, reason: String },
+    #[error("could not create the database folder {path}: {source}")]
+    Folder { path: String, source: std::io::Error },
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// How SQLite commits: `full` fsyncs every commit (nothing acknowledged is
+/// lost even on power failure), `normal` survives process crashes but may
+/// lose the last commits on power loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SqliteSync {
+    #[default]
+    Full,
+    Normal,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub url: String,
+    /// Connections for PostgreSQL, and readers for SQLite.
+    pub max_connections: u32,
+    pub sqlite_sync: SqliteSync,
+    pub acquire_timeout: Duration,
+}
+
+impl StoreOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self { url: url.into(), max_connections: 16, sqlite_sync: SqliteSync::Full, acquire_timeout: Duration::from_secs(10) }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    read: AnyPool,
+    write: AnyPool,
+    dialect: Dialect,
+}
+
+static DRIVERS: Once = Once::new();
+
+impl Store {
+    /// Connects (creating the SQLite file and its folder if needed). Does not
+    /// migrate; call [`Store::migrate`].
+    pub async fn connect(opts: &StoreOptions) -> Result<Self> {
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        let url = opts.url.trim();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let co = AnyConnectOptions::from_str(url)
+                .map_err(|e| StoreError::Url { url: redact(url), reason: e.to_string() })?
+                .log_statements(tracing::log::LevelFilter::Trace);
+            let pool = AnyPoolOptions::new()
+                .max_connections(opts.max_connections.max(2))
+                .acquire_timeout(opts.acquire_timeout)
+                .connect_with(co)
+                .await?;
+            return Ok(Self { read: pool.clone(), write: pool, dialect: Dialect::Postgres });
+        }
+        if let Some(rest) = url.strip_prefix("sqlite:") {
+            let path_part = rest.trim_start_matches("//");
+            let (path, query) = match path_part.split_once('?') {
+                Some((p, q)) => (p, Some(q)),
+                None => (path_part, None),
+            };
+            if path.is_empty() {
+                return Err(StoreError::Url { url: url.into(), reason: "no file path; use e.g. sqlite://epistle-data/epistle.db".into() });
+            }
+            if path != ":memory:"
+                && let Some(parent) = Path::new(path).parent()
+                && !parent.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(parent)
+                    .map_err(|source| StoreError::Folder { path: parent.display().to_string(), source })?;
+            }
+            let full = match query {
+                Some(q) if q.contains("mode=") => format!("sqlite://{path}?{q}"),
+                Some(q) => format!("sqlite://{path}?{q}&mode=rwc"),
+                None => format!("sqlite://{path}?mode=rwc"),
+            };
+            let co = AnyConnectOptions::from_str(&full)
+                .map_err(|e| StoreError::Url { url: url.into(), reason: e.to_string() })?
+                .log_statements(tracing::log::LevelFilter::Trace);
+            let sync = match opts.sqlite_sync {
+                SqliteSync::Full => "FULL",
+                SqliteSync::Normal => "NORMAL",
+            };
+            let pragmas = format!(
+                "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; \
+                 PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;"
+            );
+            let p1 = pragmas.clone();
+            let write = AnyPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(60))
+                .after_connect(move |conn, _| {
+                    let p = p1.clone();
+                    Box::pin(async move {
+                        conn.execute(p.as_str()).await?;
+                        Ok(())
+                    })
+                })
+                .connect_with(co.clone())
+                .await?;
+            // Make sure WAL is on before readers open the file.
+            write.acquire().await?;
+            let read = AnyPoolOptions::new()
+                .max_connections(opts.max_connections.clamp(1, 8))
+                .acquire_timeout(opts.acquire_timeout)
+                .after_connect(move |conn, _| {
+                    let p = pragmas.clone();
+                    Box::pin(async move {
+                        conn.execute(p.as_str()).await?;
+                        Ok(())
+                    })
+                })
+                .connect_with(co)
+                .await?;
+            return Ok(Self { read, write, dialect: Dialect::Sqlite });
+        }
+        Err(StoreError::Url {
+            url: redact(url),
+            reason: "use sqlite://PATH or postgres://USER@HOST/DB".into(),
+        })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// True when the database answers a trivial query.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+}
+
+/// Hides a password in a URL for error messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..s + 3], user, &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(super::redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+}

@@ -1,0 +1,413 @@
+//! Accepting messages (with idempotency) and reading them back.
+
+use epistle_core::{RecipientStatus, new_id};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::sql::{Val, bind_all, multi_insert, placeholders};
+use crate::{EventRecord, MessageRecord, MessageSummary, RecipientRecord, Result, Store, StoreError};
+
+/// One envelope recipient to insert.
+#[derive(Debug, Clone)]
+pub struct NewRecipient {
+    pub email: String,
+    /// `to`, `cc` or `bcc`.
+    pub kind: &'static str,
+}
+
+/// A message ready to be committed: already built and validated.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub tenant_id: String,
+    pub id: String,
+    pub from: String,
+    pub envelope_from: String,
+    pub subject: String,
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+    pub tags: Vec<String>,
+    pub metadata: serde_json::Value,
+    pub stream: String,
+    pub header_message_id: String,
+    pub raw: Vec<u8>,
+    pub send_at: Option<i64>,
+    pub recipients: Vec<NewRecipient>,
+    /// `(key, hash of the request body)`.
+    pub idempotency: Option<(String, String)>,
+    /// The reply to give again when the same key and body come back.
+    pub response: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InsertResult {
+    Inserted,
+    /// The idempotency key was seen before with the same request.
+    Replay { message_id: String, response: String },
+    /// The idempotency key was seen before with a different request.
+    Conflict { message_id: String },
+}
+
+/// Filters for listing messages, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// Messages with at least one recipient in this status.
+    pub status: Option<RecipientStatus>,
+    pub tag: Option<String>,
+    pub recipient: Option<String>,
+    pub since: Option<i64>,
+    /// Keyset cursor: strictly older than `(created_at, id)`.
+    pub before: Option<(i64, String)>,
+    pub limit: i64,
+}
+
+const MESSAGE_COLS: &str = "id, tenant_id, from_addr, subject, to_json, cc_json, tags_json, metadata_json, stream, \
+                            header_message_id, size, send_at, created_at";
+
+fn message_from_row(r: &AnyRow) -> Result<MessageRecord> {
+    let json_list = |i: usize| -> Result<Vec<String>> {
+        serde_json::from_str(&r.get::<String, _>(i)).map_err(|e| StoreError::Corrupt(e.to_string()))
+    };
+    Ok(MessageRecord {
+        id: r.get(0),
+        tenant_id: r.get(1),
+        from: r.get(2),
+        subject: r.get(3),
+        to: json_list(4)?,
+        cc: json_list(5)?,
+        tags: json_list(6)?,
+        metadata: serde_json::from_str(&r.get::<String, _>(7)).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        stream: r.get(8),
+        header_message_id: r.get(9),
+        size: r.get(10),
+        send_at: r.get(11),
+        created_at: r.get(12),
+    })
+}
+
+pub(crate) fn parse_status(s: &str) -> Result<RecipientStatus> {
+    s.parse().map_err(StoreError::Corrupt)
+}
+
+impl Store {
+    /// Commits a batch of messages in one transaction, honouring idempotency
+    /// keys. Returns one result per input, in order. When this returns `Ok`,
+    /// every `Inserted` message is durable.
+    pub async fn insert_messages(&self, batch: Vec<NewMessage>, now: i64) -> Result<Vec<InsertResult>> {
+        let mut tx = self.write.begin().await?;
+        let mut results = Vec::with_capacity(batch.len());
+        let mut accepted = Vec::with_capacity(batch.len());
+        for m in batch {
+            if let Some((key, hash)) = &m.idempotency {
+                let done = sqlx::query(
+                    "INSERT INTO idempotency_keys (tenant_id, idem_key, request_hash, message_id, response, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, idem_key) DO NOTHING",
+                )
+                .bind(&m.tenant_id)
+                .bind(key)
+                .bind(hash)
+                .bind(&m.id)
+                .bind(&m.response)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    let row = sqlx::query(
+                        "SELECT request_hash, message_id, response FROM idempotency_keys WHERE tenant_id = $1 AND idem_key = $2",
+                    )
+                    .bind(&m.tenant_id)
+                    .bind(key)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    let (prev_hash, message_id, response): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+                    results.push(if &prev_hash == hash {
+                        InsertResult::Replay { message_id, response }
+                    } else {
+                        InsertResult::Conflict { message_id }
+                    });
+                    continue;
+                }
+            }
+            results.push(InsertResult::Inserted);
+            accepted.push(m);
+        }
+
+        let mut msg_rows = Vec::with_capacity(accepted.len());
+        let mut rcpt_rows = Vec::new();
+        let mut tag_rows = Vec::new();
+        let mut event_rows = Vec::new();
+        for m in accepted {
+            let (status, due) = match m.send_at {
+                Some(t) if t > now => (RecipientStatus::Scheduled, t),
+                _ => (RecipientStatus::Queued, now),
+            };
+            for r in &m.recipients {
+                rcpt_rows.push(vec![
+                    Val::S(new_id("rcp")),
+                    m.tenant_id.as_str().into(),
+                    m.id.as_str().into(),
+                    r.email.as_str().into(),
+                    r.kind.into(),
+                    status.as_str().into(),
+                    Val::I(due),
+                    Val::I(now),
+                    Val::I(now),
+                ]);
+                event_rows.push(vec![
+                    m.tenant_id.as_str().into(),
+                    m.id.as_str().into(),
+                    r.email.as_str().into(),
+                    status.as_str().into(),
+                    Val::OS(None),
+                    Val::I(now),
+                ]);
+            }
+            for t in &m.tags {
+                tag_rows.push(vec![m.tenant_id.as_str().into(), t.as_str().into(), m.id.as_str().into()]);
+            }
+            let size = m.raw.len() as i64;
+            msg_rows.push(vec![
+                Val::S(m.id),
+                Val::S(m.tenant_id),
+                Val::S(m.from),
+                Val::S(m.envelope_from),
+                Val::S(m.subject),
+                Val::S(serde_json::to_string(&m.to).unwrap_or_default()),
+                Val::S(serde_json::to_string(&m.cc).unwrap_or_default()),
+                Val::S(serde_json::to_string(&m.tags).unwrap_or_default()),
+                Val::S(m.metadata.to_string()),
+                Val::S(m.stream),
+                Val::S(m.header_message_id),
+                Val::B(m.raw),
+                Val::I(size),
+                Val::OI(m.send_at),
+                Val::I(now),
+            ]);
+        }
+        let statements = [
+            multi_insert(
+                "messages",
+                &[
+                    "id",
+                    "tenant_id",
+                    "from_addr",
+                    "envelope_from",
+                    "subject",
+                    "to_json",
+                    "cc_json",
+                    "tags_json",
+                    "metadata_json",
+                    "stream",
+                    "header_message_id",
+                    "raw",
+                    "size",
+                    "send_at",
+                    "created_at",
+                ],
+                msg_rows,
+                "",
+            ),
+            multi_insert(
+                "recipients",
+                &["id", "tenant_id", "message_id", "email", "kind", "status", "due_at", "created_at", "updated_at"],
+                rcpt_rows,
+                "",
+            ),
+            multi_insert("message_tags", &["tenant_id", "tag", "message_id"], tag_rows, " ON CONFLICT DO NOTHING"),
+            multi_insert("events", &["tenant_id", "message_id", "recipient", "type", "detail", "at"], event_rows, ""),
+        ];
+        for (sql, vals) in statements.into_iter().flatten() {
+            bind_all(sqlx::query(&sql), vals).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    pub async fn get_message(&self, tenant_id: &str, id: &str) -> Result<Option<MessageRecord>> {
+        let row = sqlx::query(&format!("SELECT {MESSAGE_COLS} FROM messages WHERE tenant_id = $1 AND id = $2"))
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?;
+        row.as_ref().map(message_from_row).transpose()
+    }
+
+    pub async fn message_recipients(&self, tenant_id: &str, message_id: &str) -> Result<Vec<RecipientRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, message_id, email, kind, status, attempts, last_response, updated_at FROM recipients \
+             WHERE tenant_id = $1 AND message_id = $2 ORDER BY created_at, id",
+        )
+        .bind(tenant_id)
+        .bind(message_id)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RecipientRecord {
+                    id: r.get(0),
+                    message_id: r.get(1),
+                    email: r.get(2),
+                    kind: r.get(3),
+                    status: parse_status(&r.get::<String, _>(4))?,
+                    attempts: r.get(5),
+                    last_response: r.get(6),
+                    updated_at: r.get(7),
+                })
+            })
+            .collect()
+    }
+
+    pub async fn message_events(&self, tenant_id: &str, message_id: &str) -> Result<Vec<EventRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, message_id, recipient, type, detail, at FROM events WHERE tenant_id = $1 AND message_id = $2 ORDER BY id",
+        )
+        .bind(tenant_id)
+        .bind(message_id)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| EventRecord {
+                id: r.get(0),
+                message_id: r.get(1),
+                recipient: r.get(2),
+                kind: r.get(3),
+                detail: r.get(4),
+                at: r.get(5),
+            })
+            .collect())
+    }
+
+    pub async fn message_attempts(&self, tenant_id: &str, message_id: &str) -> Result<Vec<crate::AttemptRecord>> {
+        let rows = sqlx::query(
+            "SELECT r.email, a.transport, a.node, a.outcome, a.response, a.started_at, a.duration_ms \
+             FROM attempts a JOIN recipients r ON r.id = a.recipient_id \
+             WHERE a.tenant_id = $1 AND a.message_id = $2 ORDER BY a.started_at, a.id",
+        )
+        .bind(tenant_id)
+        .bind(message_id)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| crate::AttemptRecord {
+                recipient: r.get(0),
+                transport: r.get(1),
+                node: r.get(2),
+                outcome: r.get(3),
+                response: r.get(4),
+                started_at: r.get(5),
+                duration_ms: r.get(6),
+            })
+            .collect())
+    }
+
+    /// The stored RFC 5322 bytes.
+    pub async fn raw_message(&self, tenant_id: &str, id: &str) -> Result<Option<Vec<u8>>> {
+        let row = sqlx::query("SELECT raw FROM messages WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.map(|r| r.get::<Vec<u8>, _>(0)))
+    }
+
+    /// Newest first, with keyset pagination.
+    pub async fn list_messages(&self, tenant_id: &str, f: &ListFilter) -> Result<Vec<MessageSummary>> {
+        let mut sql = format!("SELECT {MESSAGE_COLS} FROM messages m WHERE tenant_id = $1");
+        let mut vals: Vec<Val> = vec![tenant_id.into()];
+        let mut next = |vals: &mut Vec<Val>, v: Val| {
+            vals.push(v);
+            format!("${}", vals.len())
+        };
+        if let Some((at, id)) = &f.before {
+            let a = next(&mut vals, Val::I(*at));
+            let b = next(&mut vals, Val::S(id.clone()));
+            sql.push_str(&format!(" AND (m.created_at < {a} OR (m.created_at = {a} AND m.id < {b}))"));
+        }
+        if let Some(since) = f.since {
+            let p = next(&mut vals, Val::I(since));
+            sql.push_str(&format!(" AND m.created_at >= {p}"));
+        }
+        if let Some(st) = f.status {
+            let p = next(&mut vals, st.as_str().into());
+            sql.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND r.status = {p})"
+            ));
+        }
+        if let Some(tag) = &f.tag {
+            let p = next(&mut vals, tag.as_str().into());
+            sql.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM message_tags t WHERE t.tenant_id = m.tenant_id AND t.tag = {p} AND t.message_id = m.id)"
+            ));
+        }
+        if let Some(rcpt) = &f.recipient {
+            let p = next(&mut vals, rcpt.as_str().into());
+            sql.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM recipients r WHERE r.tenant_id = m.tenant_id AND r.email = {p} AND r.message_id = m.id)"
+            ));
+        }
+        let p = next(&mut vals, Val::I(f.limit));
+        sql.push_str(&format!(" ORDER BY m.created_at DESC, m.id DESC LIMIT {p}"));
+        let rows = bind_all(sqlx::query(&sql), vals).fetch_all(&self.read).await?;
+        let messages: Vec<MessageRecord> = rows.iter().map(message_from_row).collect::<Result<_>>()?;
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Val> = messages.iter().map(|m| Val::S(m.id.clone())).collect();
+        let sql = format!(
+            "SELECT message_id, status FROM recipients WHERE message_id IN ({})",
+            placeholders(1, ids.len())
+        );
+        let rows = bind_all(sqlx::query(&sql), ids).fetch_all(&self.read).await?;
+        let mut out: Vec<MessageSummary> =
+            messages.into_iter().map(|message| MessageSummary { message, statuses: Vec::new() }).collect();
+        for r in rows {
+            let mid: String = r.get(0);
+            let st = parse_status(&r.get::<String, _>(1))?;
+            if let Some(s) = out.iter_mut().find(|s| s.message.id == mid) {
+                s.statuses.push(st);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Cancels every recipient not yet handed to a worker. Returns the
+    /// addresses cancelled now.
+    pub async fn cancel_message(&self, tenant_id: &str, id: &str, now: i64) -> Result<Vec<String>> {
+        let mut tx = self.write.begin().await?;
+        let rows = sqlx::query(
+            "UPDATE recipients SET status = 'cancelled', due_at = NULL, claimed_by = NULL, updated_at = $3 \
+             WHERE tenant_id = $1 AND message_id = $2 AND status IN ('queued', 'scheduled', 'deferred') RETURNING email",
+        )
+        .bind(tenant_id)
+        .bind(id)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let emails: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        let events: Vec<Vec<Val>> = emails
+            .iter()
+            .map(|e| {
+                vec![
+                    tenant_id.into(),
+                    id.into(),
+                    e.as_str().into(),
+                    "cancelled".into(),
+                    Val::OS(Some("cancelled through the API".into())),
+                    Val::I(now),
+                ]
+            })
+            .collect();
+        for (sql, vals) in multi_insert("events", &["tenant_id", "message_id", "recipient", "type", "detail", "at"], events, "") {
+            bind_all(sqlx::query(&sql), vals).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(emails)
+    }
+
+    /// Forgets idempotency keys older than `before` (ms). Returns how many.
+    pub async fn purge_idempotency_keys(&self, before: i64) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1").bind(before).execute(&self.write).await?;
+        Ok(done.rows_affected())
+    }
+}

@@ -1,0 +1,166 @@
+//! Schema migrations. Each migration is written once in portable SQL with
+//! two placeholders the dialect fills in: `{blob}` and `{serial}`.
+//! Applied versions are kept in `schema_migrations`; each migration runs in
+//! its own transaction.
+
+use sqlx::Row;
+
+use crate::{Dialect, Result, Store};
+
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sql: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "core: tenants, keys, messages, recipients, attempts, events, idempotency",
+    sql: r#"
+CREATE TABLE tenants (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants(id),
+    name TEXT NOT NULL,
+    prefix TEXT NOT NULL,
+    key_hash TEXT NOT NULL UNIQUE,
+    scopes TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    revoked_at BIGINT
+);
+CREATE TABLE messages (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    from_addr TEXT NOT NULL,
+    envelope_from TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    to_json TEXT NOT NULL,
+    cc_json TEXT NOT NULL,
+    tags_json TEXT NOT NULL,
+    metadata_json TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    header_message_id TEXT NOT NULL,
+    raw {blob} NOT NULL,
+    size BIGINT NOT NULL,
+    send_at BIGINT,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX messages_tenant_created ON messages (tenant_id, created_at DESC, id DESC);
+CREATE TABLE message_tags (
+    tenant_id TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, tag, message_id)
+);
+CREATE TABLE recipients (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    email TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    due_at BIGINT,
+    claimed_by TEXT,
+    last_response TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX recipients_message ON recipients (message_id);
+CREATE INDEX recipients_tenant_email ON recipients (tenant_id, email);
+CREATE INDEX recipients_due ON recipients (due_at) WHERE due_at IS NOT NULL;
+CREATE TABLE attempts (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    recipient_id TEXT NOT NULL,
+    transport TEXT NOT NULL,
+    node TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    response TEXT NOT NULL,
+    started_at BIGINT NOT NULL,
+    duration_ms BIGINT NOT NULL
+);
+CREATE INDEX attempts_recipient ON attempts (recipient_id);
+CREATE TABLE events (
+    id {serial},
+    tenant_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    recipient TEXT,
+    type TEXT NOT NULL,
+    detail TEXT,
+    at BIGINT NOT NULL
+);
+CREATE INDEX events_message ON events (message_id);
+CREATE TABLE idempotency_keys (
+    tenant_id TEXT NOT NULL,
+    idem_key TEXT NOT NULL,
+    request_hash TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    response TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, idem_key)
+);
+CREATE INDEX idempotency_created ON idempotency_keys (created_at);
+"#,
+}];
+
+impl Dialect {
+    fn render(self, sql: &str) -> String {
+        match self {
+            Dialect::Sqlite => sql.replace("{blob}", "BLOB").replace("{serial}", "INTEGER PRIMARY KEY AUTOINCREMENT"),
+            Dialect::Postgres => sql.replace("{blob}", "BYTEA").replace("{serial}", "BIGSERIAL PRIMARY KEY"),
+        }
+    }
+}
+
+impl Store {
+    /// Applies the migrations not applied yet. Safe to run from several
+    /// nodes at once on PostgreSQL (an advisory lock serialises them).
+    pub async fn migrate(&self) -> Result<Vec<String>> {
+        let mut conn = self.write.acquire().await?;
+        if self.dialect == Dialect::Postgres {
+            sqlx::query("SELECT pg_advisory_lock(7261033)").execute(&mut *conn).await?;
+        }
+        let result = self.migrate_locked(&mut conn).await;
+        if self.dialect == Dialect::Postgres {
+            sqlx::query("SELECT pg_advisory_unlock(7261033)").execute(&mut *conn).await?;
+        }
+        result
+    }
+
+    async fn migrate_locked(&self, conn: &mut sqlx::AnyConnection) -> Result<Vec<String>> {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+        )
+        .execute(&mut *conn)
+        .await?;
+        let rows = sqlx::query("SELECT version FROM schema_migrations").fetch_all(&mut *conn).await?;
+        let applied: Vec<i64> = rows.iter().map(|r| r.get::<i64, _>(0)).collect();
+        let mut done = Vec::new();
+        for m in MIGRATIONS {
+            if applied.contains(&m.version) {
+                continue;
+            }
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            for stmt in self.dialect.render(m.sql).split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                sqlx::query(stmt).execute(&mut *tx).await?;
+            }
+            let now = epistle_core::Clock::now_ms(&epistle_core::SystemClock);
+            sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+                .bind(m.version)
+                .bind(m.name)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            tracing::info!(version = m.version, name = m.name, "applied migration");
+            done.push(format!("{} {}", m.version, m.name));
+        }
+        Ok(done)
+    }
+}

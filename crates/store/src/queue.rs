@@ -1,0 +1,216 @@
+//! The delivery queue: lease-based claims and recording outcomes.
+//!
+//! A recipient is due when `due_at <= now`. Pending rows (`queued`,
+//! `scheduled`, `deferred`) carry the time they are due; a claimed row
+//! (`sending`) carries the end of its lease. One partial index on `due_at`
+//! therefore finds both new work and work whose node died mid-flight.
+
+use epistle_core::{RecipientStatus, new_id};
+use sqlx::Row;
+
+use crate::messages::parse_status;
+use crate::sql::{Val, bind_all, multi_insert, placeholders};
+use crate::{Dialect, Result, Store};
+
+/// A recipient claimed by a node.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: String,
+    pub tenant_id: String,
+    pub message_id: String,
+    pub email: String,
+    /// Attempts made before this one.
+    pub attempts: i64,
+}
+
+/// What a worker needs of a message to send it.
+#[derive(Debug, Clone)]
+pub struct DeliveryMessage {
+    pub id: String,
+    pub tenant_id: String,
+    pub envelope_from: String,
+    pub stream: String,
+    pub raw: Vec<u8>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutcomeKind {
+    /// Handed to the next hop.
+    Sent,
+    /// Try again at `retry_at`.
+    Deferred { retry_at: i64 },
+    /// Refused for good by the next hop.
+    Bounced,
+    /// Gave up (too old, or nowhere to send).
+    Failed,
+    /// Not attempted (shutting down, every transport unavailable): back in
+    /// the queue at `retry_at` without counting an attempt.
+    Released { retry_at: i64 },
+}
+
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub recipient_id: String,
+    pub tenant_id: String,
+    pub message_id: String,
+    pub email: String,
+    pub kind: OutcomeKind,
+    /// The server's reply, or what went wrong.
+    pub response: String,
+    pub transport: String,
+    pub started_at: i64,
+    pub duration_ms: i64,
+}
+
+impl Store {
+    /// Claims up to `limit` due recipients for `node`, leasing them until
+    /// `now + lease_ms`. Safe to call from many nodes at once.
+    pub async fn claim_due(&self, node: &str, now: i64, lease_ms: i64, limit: i64) -> Result<Vec<Claimed>> {
+        let lock = match self.dialect {
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+            Dialect::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE recipients SET status = 'sending', claimed_by = $1, due_at = $2, updated_at = $3 \
+             WHERE id IN (SELECT id FROM recipients WHERE due_at <= $3 ORDER BY due_at LIMIT $4{lock}) \
+             RETURNING id, tenant_id, message_id, email, attempts"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(node)
+            .bind(now + lease_ms)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.write)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Claimed {
+                id: r.get(0),
+                tenant_id: r.get(1),
+                message_id: r.get(2),
+                email: r.get(3),
+                attempts: r.get(4),
+            })
+            .collect())
+    }
+
+    /// Loads the messages of claimed recipients.
+    pub async fn load_for_delivery(&self, message_ids: &[String]) -> Result<Vec<DeliveryMessage>> {
+        let mut out = Vec::with_capacity(message_ids.len());
+        for chunk in message_ids.chunks(500) {
+            let sql = format!(
+                "SELECT id, tenant_id, envelope_from, stream, raw, created_at FROM messages WHERE id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let vals = chunk.iter().map(|s| Val::S(s.clone())).collect();
+            let rows = bind_all(sqlx::query(&sql), vals).fetch_all(&self.read).await?;
+            out.extend(rows.iter().map(|r| DeliveryMessage {
+                id: r.get(0),
+                tenant_id: r.get(1),
+                envelope_from: r.get(2),
+                stream: r.get(3),
+                raw: r.get(4),
+                created_at: r.get(5),
+            }));
+        }
+        Ok(out)
+    }
+
+    /// Records outcomes in one transaction: the recipient's new status, an
+    /// attempt row (unless released) and an event. A recipient whose lease
+    /// was taken over by another node is left to that node.
+    pub async fn record_outcomes(&self, node: &str, outcomes: &[Outcome], now: i64) -> Result<()> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write.begin().await?;
+        let mut attempts = Vec::with_capacity(outcomes.len());
+        let mut events = Vec::with_capacity(outcomes.len());
+        for o in outcomes {
+            let (status, due, counts) = match o.kind {
+                OutcomeKind::Sent => (RecipientStatus::Sent, None, 1),
+                OutcomeKind::Deferred { retry_at } => (RecipientStatus::Deferred, Some(retry_at), 1),
+                OutcomeKind::Bounced => (RecipientStatus::Bounced, None, 1),
+                OutcomeKind::Failed => (RecipientStatus::Failed, None, 1),
+                OutcomeKind::Released { retry_at } => (RecipientStatus::Queued, Some(retry_at), 0),
+            };
+            let done = sqlx::query(
+                "UPDATE recipients SET status = $1, due_at = $2, claimed_by = NULL, attempts = attempts + $3, \
+                 last_response = $4, updated_at = $5 WHERE id = $6 AND claimed_by = $7 AND status = 'sending'",
+            )
+            .bind(status.as_str())
+            .bind(due)
+            .bind(counts)
+            .bind(&o.response)
+            .bind(now)
+            .bind(&o.recipient_id)
+            .bind(node)
+            .execute(&mut *tx)
+            .await?;
+            if counts == 1 {
+                attempts.push(vec![
+                    Val::S(new_id("att")),
+                    o.tenant_id.as_str().into(),
+                    o.message_id.as_str().into(),
+                    o.recipient_id.as_str().into(),
+                    o.transport.as_str().into(),
+                    node.into(),
+                    status.as_str().into(),
+                    o.response.as_str().into(),
+                    Val::I(o.started_at),
+                    Val::I(o.duration_ms),
+                ]);
+            }
+            if counts == 1 && done.rows_affected() == 1 {
+                events.push(vec![
+                    o.tenant_id.as_str().into(),
+                    o.message_id.as_str().into(),
+                    o.email.as_str().into(),
+                    status.as_str().into(),
+                    Val::OS(Some(o.response.clone())),
+                    Val::I(now),
+                ]);
+            }
+        }
+        let statements = [
+            multi_insert(
+                "attempts",
+                &[
+                    "id",
+                    "tenant_id",
+                    "message_id",
+                    "recipient_id",
+                    "transport",
+                    "node",
+                    "outcome",
+                    "response",
+                    "started_at",
+                    "duration_ms",
+                ],
+                attempts,
+                "",
+            ),
+            multi_insert("events", &["tenant_id", "message_id", "recipient", "type", "detail", "at"], events, ""),
+        ];
+        for (sql, vals) in statements.into_iter().flatten() {
+            bind_all(sqlx::query(&sql), vals).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Counts of pending recipients by status (for `/metrics`).
+    pub async fn queue_depth(&self) -> Result<Vec<(RecipientStatus, i64)>> {
+        let rows = sqlx::query("SELECT status, COUNT(*) FROM recipients WHERE due_at IS NOT NULL GROUP BY status")
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(|r| Ok((parse_status(&r.get::<String, _>(0))?, r.get::<i64, _>(1)))).collect()
+    }
+
+    /// The earliest time anything is due, if anything is pending.
+    pub async fn next_due(&self) -> Result<Option<i64>> {
+        let row = sqlx::query("SELECT MIN(due_at) FROM recipients WHERE due_at IS NOT NULL").fetch_one(&self.read).await?;
+        Ok(row.get::<Option<i64>, _>(0))
+    }
+}

@@ -1,0 +1,104 @@
+//! Small helpers for dynamic SQL over the `Any` driver: positional `$n`
+//! placeholders (which both SQLite and PostgreSQL accept) and multi-row
+//! inserts.
+
+use sqlx::any::{Any, AnyArguments};
+use sqlx::query::Query;
+
+/// A value to bind.
+#[derive(Debug, Clone)]
+pub enum Val {
+    I(i64),
+    OI(Option<i64>),
+    S(String),
+    OS(Option<String>),
+    B(Vec<u8>),
+}
+
+impl From<i64> for Val {
+    fn from(v: i64) -> Self {
+        Val::I(v)
+    }
+}
+impl From<Option<i64>> for Val {
+    fn from(v: Option<i64>) -> Self {
+        Val::OI(v)
+    }
+}
+impl From<String> for Val {
+    fn from(v: String) -> Self {
+        Val::S(v)
+    }
+}
+impl From<&str> for Val {
+    fn from(v: &str) -> Self {
+        Val::S(v.to_string())
+    }
+}
+impl From<Option<String>> for Val {
+    fn from(v: Option<String>) -> Self {
+        Val::OS(v)
+    }
+}
+impl From<Vec<u8>> for Val {
+    fn from(v: Vec<u8>) -> Self {
+        Val::B(v)
+    }
+}
+
+pub fn bind_all<'q>(mut q: Query<'q, Any, AnyArguments<'q>>, vals: Vec<Val>) -> Query<'q, Any, AnyArguments<'q>> {
+    for v in vals {
+        q = match v {
+            Val::I(x) => q.bind(x),
+            Val::OI(x) => q.bind(x),
+            Val::S(x) => q.bind(x),
+            Val::OS(x) => q.bind(x),
+            Val::B(x) => q.bind(x),
+        };
+    }
+    q
+}
+
+/// `$start, $start+1, …` n placeholders, comma separated.
+pub fn placeholders(start: usize, n: usize) -> String {
+    let mut s = String::with_capacity(n * 4);
+    for i in 0..n {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        s.push('$');
+        s.push_str(&(start + i).to_string());
+    }
+    s
+}
+
+/// Most parameters we put in one statement (SQLite allows 32766,
+/// PostgreSQL 65535).
+pub const MAX_PARAMS: usize = 30_000;
+
+/// Builds `INSERT INTO table (cols) VALUES (…), (…)` statements for rows,
+/// split so none exceeds [`MAX_PARAMS`]. Returns (sql, values) pairs.
+pub fn multi_insert(table: &str, cols: &[&str], rows: Vec<Vec<Val>>, suffix: &str) -> Vec<(String, Vec<Val>)> {
+    let per_row = cols.len();
+    let rows_per_stmt = (MAX_PARAMS / per_row).max(1);
+    let mut out = Vec::new();
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<Vec<Val>> = rows.by_ref().take(rows_per_stmt).collect();
+        let mut sql = format!("INSERT INTO {table} ({}) VALUES ", cols.join(", "));
+        let mut vals = Vec::with_capacity(chunk.len() * per_row);
+        for (i, row) in chunk.into_iter().enumerate() {
+            debug_assert_eq!(row.len(), per_row);
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            sql.push_str(&placeholders(i * per_row + 1, per_row));
+            sql.push(')');
+            vals.extend(row);
+        }
+        sql.push_str(suffix);
+        out.push((sql, vals));
+    }
+    out
+}

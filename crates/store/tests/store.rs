@@ -1,0 +1,257 @@
+//! One store test suite, run against SQLite and PostgreSQL.
+
+use epistle_core::RecipientStatus;
+use epistle_store::{InsertResult, ListFilter, NewMessage, NewRecipient, Outcome, OutcomeKind, Store, StoreOptions};
+use epistle_testkit::{Engine, TestDb};
+
+macro_rules! both_engines {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() { super::$name(Engine::Sqlite).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() { super::$name(Engine::Postgres).await }
+        }
+    )*};
+}
+
+both_engines!(
+    migrations_are_idempotent,
+    api_keys_are_found_by_hash_only,
+    messages_round_trip,
+    idempotency_replays_and_conflicts,
+    claims_are_disjoint_and_leased,
+    scheduled_mail_waits_until_due,
+    outcomes_need_the_lease,
+    list_filters_and_cursor,
+    cancel_stops_pending_recipients,
+);
+
+async fn store(engine: Engine) -> (Store, TestDb) {
+    let db = TestDb::new(engine).await;
+    let store = Store::connect(&StoreOptions::new(&db.url)).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    (store, db)
+}
+
+const T0: i64 = 1_800_000_000_000;
+
+fn message(tenant: &str, emails: &[&str]) -> NewMessage {
+    let id = epistle_core::MessageId::generate().to_string();
+    NewMessage {
+        tenant_id: tenant.into(),
+        id: id.clone(),
+        from: "orders@shop.example".into(),
+        envelope_from: "orders@shop.example".into(),
+        subject: "Your order".into(),
+        to: emails.iter().map(|s| s.to_string()).collect(),
+        cc: vec![],
+        tags: vec!["order".into()],
+        metadata: serde_json::json!({"order_id": "1042"}),
+        stream: "transactional".into(),
+        header_message_id: format!("{id}@shop.example"),
+        raw: b"Subject: hi\r\n\r\nbody\r\n".to_vec(),
+        send_at: None,
+        recipients: emails.iter().map(|e| NewRecipient { email: e.to_string(), kind: "to" }).collect(),
+        idempotency: None,
+        response: "{}".into(),
+    }
+}
+
+async fn migrations_are_idempotent(engine: Engine) {
+    let (store, _db) = store(engine).await;
+    assert!(store.migrate().await.unwrap().is_empty(), "second run applies nothing");
+    store.ping().await.unwrap();
+}
+
+async fn api_keys_are_found_by_hash_only(engine: Engine) {
+    let (store, _db) = store(engine).await;
+    let t = store.ensure_tenant("default", T0).await.unwrap();
+    let again = store.ensure_tenant("default", T0).await.unwrap();
+    assert_eq!(t.id, again.id);
+    assert_eq!(store.count_api_keys().await.unwrap(), 0);
+    store.create_api_key(&t.id, "first", "ep_abcd", "hash-1", &["*".into()], T0).await.unwrap();
+    let k = store.find_api_key("hash-1").await.unwrap().expect("found");
+    assert_eq!(k.tenant_id, t.id);
+    assert_eq!(k.scopes, vec!["*".to_string()]);
+    assert!(store.find_api_key("hash-2").await.unwrap().is_none());
+    assert_eq!(store.count_api_keys().await.unwrap(), 1);
+}
+
+async fn messages_round_trip(engine: Engine) {
+    let (store, _db) = store(engine).await;
+    let m = message("ten_a", &["jane@example.com", "joe@example.com"]);
+    let id = m.id.clone();
+    let raw = m.raw.clone();
+    assert_eq!(store.insert_messages(vec![m], T0).await.unwrap(), vec![InsertResult::Inserted]);
+    let got = store.get_message("ten_a", &id).await.unwrap().expect("message");
+    assert_eq!(got.to, vec!["jane@example.com", "joe@example.com"]);
+    assert_eq!(got.metadata["order_id"], "1042");
+    assert_eq!(store.raw_message("ten_a", &id).await.unwrap().unwrap(), raw);
+    let rcpts = store.message_recipients("ten_a", &id).await.unwrap();
+    assert_eq!(rcpts.len(), 2);
+    assert!(rcpts.iter().all(|r| r.status == RecipientStatus::Queued));
+    let events = store.message_events("ten_a", &id).await.unwrap();
+    assert_eq!(events.len(), 2);
+    assert!(events.iter().all(|e| e.kind == "queued"));
+    // Another tenant sees nothing.
+    assert!(store.get_message("ten_b", &id).await.unwrap().is_none());
+    assert!(store.raw_message("ten_b", &id).await.unwrap().is_none());
+}
+
+async fn idempotency_replays_and_conflicts(engine: Engine) {
+    let (store, _db) = store(engine).await;
+    let mut a = message("ten_a", &["jane@example.com"]);
+    a.idempotency = Some(("order-1042".into(), "hash-a".into()));
+    a.response = "{\"first\":true}".into();
+    let first_id = a.id.clone();
+    let mut same = message("ten_a", &["jane@example.com"]);
+    same.idempotency = Some(("order-1042".into(), "hash-a".into()));
+    let mut different = message("ten_a", &["jane@example.com"]);
+    different.idempotency = Some(("order-1042".into(), "hash-b".into()));
+    let mut other_tenant = message("ten_b", &["jane@example.com"]);
+    other_tenant.idempotency = Some(("order-1042".into(), "hash-z".into()));
+
+    let r = store.insert_messages(vec![a, same.clone()], T0).await.unwrap();
+    assert_eq!(r[0], InsertResult::Inserted);
+    assert_eq!(r[1], InsertResult::Replay { message_id: first_id.clone(), response: "{\"first\":true}".into() });
+    let r = store.insert_messages(vec![same, different, other_tenant], T0 + 1).await.unwrap();
+    assert!(matches!(&r[0], InsertResult::Replay { message_id, .. } if *message_id == first_id));
+    assert_eq!(r[1], InsertResult::Conflict { message_id: first_id.clone() });
+    assert_eq!(r[2], InsertResult::Inserted, "keys are per tenant");
+    let all = store.list_messages("ten_a", &ListFilter { limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(all.len(), 1, "replays insert nothing");
+
+    assert_eq!(store.purge_idempotency_keys(T0 + 1).await.unwrap(), 1);
+}
+
+async fn claims_are_disjoint_and_leased(engine: Engine) {
+    let (store, _db) = store(engine).await;
+    let batch: Vec<_> = (0..40).map(|i| message("ten_a", &[&format!("u{i}@example.com")])).collect();
+    store.insert_messages(batch, T0).await.unwrap();
+    let (s1, s2) = (store.clone(), store.clone());
+    let (a, b) = tokio::join!(
+        async move { s1.claim_due("node-a", T0 + 10, 60_000, 25).await.unwrap() },
+        async move { s2.claim_due("node-b", T0 + 10, 60_000, 25).await.unwrap() },
+    );
+    let mut ids: Vec<_> = a.iter().chain(b.iter()).map(|c| c.id.clone()).collect();
+    assert_eq!(ids.len(), 40, "together they claim everything once");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 40, "no recipient claimed twice");
+    assert!(store.claim_due("node-c", T0 + 20, 60_000, 100).await.unwrap().is_empty(), "leased work is not due");
+    // node-a dies; after its lease, node-c takes its work over.
+    let taken = store.claim_due("node-c", T0 + 10 + 60_001, 60_000, 100).await.unwrap();
+    assert_eq!(taken.len(), 40);
+    let depth = store.queue_depth().await.unwrap();
+    assert_eq!(depth, vec![(RecipientStatus::Sending, 40)]);
+}
+
+async fn scheduled_mail_waits_until_due(engine: Engine) {
+    let (store, _db) = store(engine).await;
+    let mut m = message("ten_a", &["jane@example.com"]);
+    m.send_at = Some(T0 + 3_600_000);
+    let id = m.id.clone();
+    store.insert_messages(vec![m], T0).await.unwrap();
+    assert_eq!(store.message_recipients("ten_a", &id).await.unwrap()[0].status, RecipientStatus::Scheduled);
+    assert!(store.claim_due("n", T0 + 1000, 60_000, 10).await.unwrap().is_empty());
+    assert_eq!(store.next_due().await.unwrap(), Some(T0 + 3_600_000));
+    assert_eq!(store.claim_due("n", T0 + 3_600_000, 60_000, 10).await.unwrap().len(), 1);
+}
+
+async fn outcomes_need_the_lease(engine: Engine) {
+    let (store, _db) = store(engine).await;
+    let m = message("ten_a", &["a@example.com", "b@example.com", "c@example.com"]);
+    let id = m.id.clone();
+    store.insert_messages(vec![m], T0).await.unwrap();
+    let claimed = store.claim_due("node-a", T0, 1000, 10).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    let outcome = |c: &epistle_store::Claimed, kind| Outcome {
+        recipient_id: c.id.clone(),
+        tenant_id: c.tenant_id.clone(),
+        message_id: c.message_id.clone(),
+        email: c.email.clone(),
+        kind,
+        response: "250 2.0.0 ok".into(),
+        transport: "sink".into(),
+        started_at: T0,
+        duration_ms: 3,
+    };
+    let by = |e: &str| claimed.iter().find(|c| c.email == e).unwrap().clone();
+    store
+        .record_outcomes(
+            "node-a",
+            &[
+                outcome(&by("a@example.com"), OutcomeKind::Sent),
+                outcome(&by("b@example.com"), OutcomeKind::Deferred { retry_at: T0 + 5000 }),
+            ],
+            T0 + 10,
+        )
+        .await
+        .unwrap();
+    // c's lease runs out and node-b takes it; node-a's late outcome is ignored.
+    let again = store.claim_due("node-b", T0 + 1001, 1000, 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].email, "c@example.com");
+    store.record_outcomes("node-a", &[outcome(&by("c@example.com"), OutcomeKind::Bounced)], T0 + 1002).await.unwrap();
+    let rcpts = store.message_recipients("ten_a", &id).await.unwrap();
+    let st = |e: &str| rcpts.iter().find(|r| r.email == e).unwrap().clone();
+    assert_eq!(st("a@example.com").status, RecipientStatus::Sent);
+    assert_eq!(st("a@example.com").attempts, 1);
+    assert_eq!(st("b@example.com").status, RecipientStatus::Deferred);
+    assert_eq!(st("c@example.com").status, RecipientStatus::Sending, "node-b holds it now");
+    assert_eq!(store.message_attempts("ten_a", &id).await.unwrap().len(), 3, "every attempt is kept");
+    // b comes due again at its retry time.
+    let retry = store.claim_due("node-b", T0 + 5000, 1000, 10).await.unwrap();
+    assert!(retry.iter().any(|c| c.email == "b@example.com"));
+}
+
+async fn list_filters_and_cursor(engine: Engine) {
+    let (store, _db) = store(engine).await;
+    for i in 0..5 {
+        let mut m = message("ten_a", &[&format!("u{i}@example.com")]);
+        m.tags = vec![if i % 2 == 0 { "even".into() } else { "odd".into() }];
+        store.insert_messages(vec![m], T0 + i).await.unwrap();
+    }
+    store.insert_messages(vec![message("ten_b", &["u0@example.com"])], T0).await.unwrap();
+    let page1 = store.list_messages("ten_a", &ListFilter { limit: 2, ..Default::default() }).await.unwrap();
+    assert_eq!(page1.len(), 2);
+    assert_eq!(page1[0].message.to, vec!["u4@example.com"], "newest first");
+    let last = &page1[1].message;
+    let page2 = store
+        .list_messages("ten_a", &ListFilter { limit: 10, before: Some((last.created_at, last.id.clone())), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(page2.len(), 3);
+    let even = store.list_messages("ten_a", &ListFilter { limit: 10, tag: Some("even".into()), ..Default::default() }).await.unwrap();
+    assert_eq!(even.len(), 3);
+    let one = store
+        .list_messages("ten_a", &ListFilter { limit: 10, recipient: Some("u3@example.com".into()), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].statuses, vec![RecipientStatus::Queued]);
+    let since = store.list_messages("ten_a", &ListFilter { limit: 10, since: Some(T0 + 3), ..Default::default() }).await.unwrap();
+    assert_eq!(since.len(), 2);
+    let sent = store
+        .list_messages("ten_a", &ListFilter { limit: 10, status: Some(RecipientStatus::Sent), ..Default::default() })
+        .await
+        .unwrap();
+    assert!(sent.is_empty());
+}
+
+async fn cancel_stops_pending_recipients(engine: Engine) {
+    let (store, _db) = store(engine).await;
+    let m = message("ten_a", &["a@example.com", "b@example.com"]);
+    let id = m.id.clone();
+    store.insert_messages(vec![m], T0).await.unwrap();
+    let claimed = store.claim_due("n", T0, 60_000, 1).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let cancelled = store.cancel_message("ten_a", &id, T0 + 1).await.unwrap();
+    assert_eq!(cancelled.len(), 1, "the one in flight cannot be cancelled");
+    assert!(store.cancel_message("ten_b", &id, T0 + 1).await.unwrap().is_empty(), "other tenants cannot cancel");
+    assert!(store.claim_due("n2", T0 + 10, 60_000, 10).await.unwrap().is_empty());
+    let events = store.message_events("ten_a", &id).await.unwrap();
+    assert_eq!(events.iter().filter(|e| e.kind == "cancelled").count(), 1);
+}

@@ -315,7 +315,7 @@ impl Store {
     pub async fn list_messages(&self, tenant_id: &str, f: &ListFilter) -> Result<Vec<MessageSummary>> {
         let mut sql = format!("SELECT {MESSAGE_COLS} FROM messages m WHERE tenant_id = $1");
         let mut vals: Vec<Val> = vec![tenant_id.into()];
-        let mut next = |vals: &mut Vec<Val>, v: Val| {
+        let next = |vals: &mut Vec<Val>, v: Val| {
             vals.push(v);
             format!("${}", vals.len())
         };

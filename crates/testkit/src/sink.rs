@@ -65,6 +65,7 @@ pub struct SmtpSink {
     received: Arc<Mutex<Vec<Received>>>,
     connections: Arc<AtomicUsize>,
     stopped: Arc<AtomicBool>,
+    sessions: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
     ca_pem: Option<String>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -99,6 +100,8 @@ impl SmtpSink {
         let shared = Arc::new(Shared { cfg, received: received.clone(), acceptor });
         let conns = connections.clone();
         let stop = stopped.clone();
+        let sessions: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let live = sessions.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((sock, _)) = listener.accept().await else { continue };
@@ -107,7 +110,7 @@ impl SmtpSink {
                 }
                 conns.fetch_add(1, Ordering::SeqCst);
                 let shared = shared.clone();
-                tokio::spawn(async move {
+                let handle = tokio::spawn(async move {
                     let _ = sock.set_nodelay(true);
                     if shared.cfg.implicit_tls {
                         let Some(acc) = shared.acceptor.clone() else { return };
@@ -118,9 +121,10 @@ impl SmtpSink {
                         let _ = session(Box::new(sock), shared, false).await;
                     }
                 });
+                live.lock().unwrap().push(handle.abort_handle());
             }
         });
-        Self { addr, received, connections, stopped, ca_pem, task }
+        Self { addr, received, connections, stopped, sessions, ca_pem, task }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -152,16 +156,20 @@ impl SmtpSink {
         .await
     }
 
-    /// Stops accepting and closes the port (connections are refused).
+    /// Stops like a crashed server: the port closes and open sessions are
+    /// cut.
     pub fn stop(&self) {
         self.stopped.store(true, Ordering::SeqCst);
         self.task.abort();
+        for s in self.sessions.lock().unwrap().drain(..) {
+            s.abort();
+        }
     }
 }
 
 impl Drop for SmtpSink {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop();
     }
 }
 

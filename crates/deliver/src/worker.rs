@@ -1,0 +1,279 @@
+//! The delivery worker: claims due recipients in batches under a lease,
+//! sends each message through the route, and records outcomes.
+//!
+//! Outcomes go through one flusher task that commits whatever has piled up
+//! in a single transaction, at once: under load that batches hundreds of
+//! outcomes per commit, and when idle a lone outcome is committed within a
+//! millisecond. The time between the next hop's `250` and that commit is
+//! the only window in which a crash can cause a duplicate.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use epistle_core::clock::SharedClock;
+use epistle_store::{Claimed, DeliveryMessage, Outcome, OutcomeKind, Store};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::metrics::{Metrics, TransportLabels};
+use crate::retry::RetryPolicy;
+use crate::route::Route;
+use crate::transport::{Delivery, Envelope};
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// This node's name in leases and attempts.
+    pub node: String,
+    /// Recipients claimed per query.
+    pub batch_size: usize,
+    /// Recipients being sent at once.
+    pub max_in_flight: usize,
+    /// How long a claim is held; a node that dies loses its work to others
+    /// after this.
+    pub lease: Duration,
+    /// How often to look for work written by other nodes.
+    pub poll_interval: Duration,
+    /// On shutdown, how long to let messages in flight finish.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            node: "node".into(),
+            batch_size: 200,
+            max_in_flight: 400,
+            lease: Duration::from_secs(120),
+            poll_interval: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
+}
+
+pub struct Worker {
+    store: Store,
+    route: Arc<Route>,
+    retry: RetryPolicy,
+    clock: SharedClock,
+    metrics: Arc<Metrics>,
+    cfg: WorkerConfig,
+    wake: Arc<Notify>,
+}
+
+impl Worker {
+    pub fn new(
+        store: Store,
+        route: Arc<Route>,
+        retry: RetryPolicy,
+        clock: SharedClock,
+        metrics: Arc<Metrics>,
+        cfg: WorkerConfig,
+    ) -> Self {
+        Self { store, route, retry, clock, metrics, cfg, wake: Arc::new(Notify::new()) }
+    }
+
+    /// Notify this to make the worker look for work now (after an accept).
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Runs until `shutdown` turns true, then stops claiming, lets messages
+    /// in flight finish (up to the grace period) and commits their outcomes.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let (tx, rx) = mpsc::channel::<Outcome>(self.cfg.max_in_flight.max(16) * 2);
+        let flusher = tokio::spawn(flush_loop(self.store.clone(), self.cfg.node.clone(), rx, self.clock.clone(), self.metrics.clone()));
+        let permits = Arc::new(Semaphore::new(self.cfg.max_in_flight.max(1)));
+        let mut tasks: JoinSet<()> = JoinSet::new();
+        let low_water = (self.cfg.max_in_flight / 4).max(1);
+        tracing::info!(node = %self.cfg.node, transports = ?self.route.transport_names(), "delivery worker started");
+
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            while tasks.try_join_next().is_some() {}
+            let free = permits.available_permits();
+            if free < low_water && !tasks.is_empty() {
+                tokio::select! {
+                    _ = tasks.join_next() => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            let now = self.clock.now_ms();
+            let limit = free.min(self.cfg.batch_size) as i64;
+            let claimed = match self.store.claim_due(&self.cfg.node, now, self.cfg.lease.as_millis() as i64, limit).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot claim work; retrying in 1 s");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    continue;
+                }
+            };
+            if claimed.is_empty() {
+                let wait = match self.store.next_due().await {
+                    Ok(Some(due)) => Duration::from_millis((due - now).clamp(5, self.cfg.poll_interval.as_millis() as i64) as u64),
+                    _ => self.cfg.poll_interval,
+                };
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => {}
+                    Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                }
+                continue;
+            }
+            self.dispatch(claimed, &permits, &mut tasks, &tx).await;
+        }
+
+        tracing::info!(in_flight = tasks.len(), "stopping: no new claims; letting messages in flight finish");
+        let grace = tokio::time::sleep(self.cfg.shutdown_grace);
+        tokio::pin!(grace);
+        while !tasks.is_empty() {
+            tokio::select! {
+                _ = tasks.join_next() => {}
+                _ = &mut grace => {
+                    tracing::warn!(left = tasks.len(), "grace period over; their leases will expire and another run retries them");
+                    tasks.abort_all();
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let _ = flusher.await;
+    }
+
+    async fn dispatch(&self, claimed: Vec<Claimed>, permits: &Arc<Semaphore>, tasks: &mut JoinSet<()>, tx: &mpsc::Sender<Outcome>) {
+        let mut ids: Vec<String> = claimed.iter().map(|c| c.message_id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        let messages = match self.store.load_for_delivery(&ids).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot load claimed messages; putting them back");
+                let retry_at = self.clock.now_ms() + 1000;
+                for c in claimed {
+                    let _ = tx.send(outcome(&c, OutcomeKind::Released { retry_at }, e.to_string(), "none", 0, 0)).await;
+                }
+                return;
+            }
+        };
+        let mut by_message: HashMap<String, Vec<Claimed>> = HashMap::new();
+        for c in claimed {
+            by_message.entry(c.message_id.clone()).or_default().push(c);
+        }
+        let mut messages: HashMap<String, DeliveryMessage> = messages.into_iter().map(|m| (m.id.clone(), m)).collect();
+        for (mid, rcpts) in by_message {
+            let Some(message) = messages.remove(&mid) else {
+                for c in rcpts {
+                    let _ = tx.send(outcome(&c, OutcomeKind::Failed, "message body missing from the store".into(), "none", 0, 0)).await;
+                }
+                continue;
+            };
+            let Ok(permit) = permits.clone().acquire_many_owned(rcpts.len() as u32).await else { return };
+            let route = self.route.clone();
+            let retry = self.retry.clone();
+            let clock = self.clock.clone();
+            let metrics = self.metrics.clone();
+            let tx = tx.clone();
+            tasks.spawn(async move {
+                let _permit = permit;
+                send_one(message, rcpts, route, retry, clock, metrics, tx).await;
+            });
+        }
+    }
+}
+
+fn outcome(c: &Claimed, kind: OutcomeKind, response: String, transport: &str, started_at: i64, duration_ms: i64) -> Outcome {
+    Outcome {
+        recipient_id: c.id.clone(),
+        tenant_id: c.tenant_id.clone(),
+        message_id: c.message_id.clone(),
+        email: c.email.clone(),
+        kind,
+        response,
+        transport: transport.to_string(),
+        started_at,
+        duration_ms,
+    }
+}
+
+async fn send_one(
+    message: DeliveryMessage,
+    rcpts: Vec<Claimed>,
+    route: Arc<Route>,
+    retry: RetryPolicy,
+    clock: SharedClock,
+    metrics: Arc<Metrics>,
+    tx: mpsc::Sender<Outcome>,
+) {
+    let envelope = Envelope { from: message.envelope_from.clone(), rcpts: rcpts.iter().map(|c| c.email.clone()).collect() };
+    let started_at = clock.now_ms();
+    let t0 = Instant::now();
+    let routed = route.send(&envelope, &message.raw).await;
+    let elapsed = t0.elapsed();
+    metrics
+        .attempt_seconds
+        .get_or_create(&TransportLabels { transport: routed.transport.clone() })
+        .observe(elapsed.as_secs_f64());
+    let now = clock.now_ms();
+    for (c, d) in rcpts.iter().zip(routed.deliveries) {
+        let kind = match &d {
+            Delivery::Sent(_) => OutcomeKind::Sent,
+            Delivery::Permanent(_) => OutcomeKind::Bounced,
+            Delivery::Transient(_) => {
+                match retry.next_retry(c.attempts + 1, now, message.created_at, &mut rand::thread_rng()) {
+                    Some(retry_at) => OutcomeKind::Deferred { retry_at },
+                    None => OutcomeKind::Failed,
+                }
+            }
+        };
+        let response = match kind {
+            OutcomeKind::Failed => format!("gave up after {} attempts: {}", c.attempts + 1, d.reply()),
+            _ => d.reply().to_string(),
+        };
+        tracing::debug!(message = %c.message_id, rcpt = %c.email, tenant = %c.tenant_id, outcome = ?kind, %response, "attempt");
+        let o = outcome(c, kind, response, &routed.transport, started_at, elapsed.as_millis() as i64);
+        if tx.send(o).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn flush_loop(store: Store, node: String, mut rx: mpsc::Receiver<Outcome>, clock: SharedClock, metrics: Arc<Metrics>) {
+    let mut batch = Vec::with_capacity(512);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < 1000 {
+            match rx.try_recv() {
+                Ok(o) => batch.push(o),
+                Err(_) => break,
+            }
+        }
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match store.record_outcomes(&node, &batch, clock.now_ms()).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, pending = batch.len(), "cannot record outcomes; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        for o in batch.drain(..) {
+            let label = match o.kind {
+                OutcomeKind::Sent => "sent",
+                OutcomeKind::Deferred { .. } => "deferred",
+                OutcomeKind::Bounced => "bounced",
+                OutcomeKind::Failed => "failed",
+                OutcomeKind::Released { .. } => continue,
+            };
+            metrics.delivered(label);
+        }
+    }
+}

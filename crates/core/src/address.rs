@@ -201,6 +201,9 @@ impl fmt::Display for Mailbox {
     /// encodes names itself).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.name {
+            Some(n) if n.chars().all(|c| c.is_alphanumeric() || c == ' ' || "!#$%&'*+-/=?^_`{|}~".contains(c)) => {
+                write!(f, "{n} <{}>", self.email)
+            }
             Some(n) => write!(f, "\"{}\" <{}>", n.replace('\\', "\\\\").replace('"', "\\\""), self.email),
             None => write!(f, "{}", self.email),
         }
@@ -269,5 +272,19 @@ mod tests {
         assert!(EmailAddress::parse("\"john smith\"@example.com").is_ok());
         assert!(EmailAddress::parse("postmaster@[192.0.2.1]").is_ok());
         assert!(EmailAddress::parse("x@[not-an-ip]").is_err());
+    }
+}
+
+#[cfg(test)]
+mod display_tests {
+    use super::*;
+
+    #[test]
+    fn display_quotes_only_when_needed_and_round_trips() {
+        for s in ["Jane Doe <jane@example.com>", "\"Doe, Jane\" <jane@example.com>", "jane@example.com", "\"Say \\\"hi\\\"\" <a@example.com>"] {
+            let m = Mailbox::parse(s).unwrap();
+            assert_eq!(m.to_string(), s);
+            assert_eq!(Mailbox::parse(&m.to_string()).unwrap(), m);
+        }
     }
 }

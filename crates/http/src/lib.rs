@@ -1,0 +1,17 @@
+//! Epistle's HTTP surface: API v1 (`/v1/...`), health (`/healthz`,
+//! `/readyz`, `/metrics`) and the web pages (`/`).
+//!
+//! Wire types live in [`wire`], apart from the domain types; every error
+//! leaves through [`error::ApiError`] as the JSON error of the API contract.
+
+pub mod auth;
+pub mod error;
+pub mod json;
+pub mod routes;
+pub mod state;
+pub mod validate;
+pub mod wire;
+
+pub use auth::{generate_api_key, hash_api_key};
+pub use routes::router;
+pub use state::{AppState, HttpSettings};

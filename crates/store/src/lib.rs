@@ -27,6 +27,9 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 pub use messages::{InsertResult, ListFilter, NewMessage, NewRecipient};
 pub use queue::{Claimed, DeliveryMessage, Outcome, OutcomeKind};
 pub use records::*;
+pub mod sqlx_error {
+    pub use sqlx::Error;
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

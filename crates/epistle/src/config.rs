@@ -1,0 +1,381 @@
+//! Configuration: one typed tree. Defaults first, then the TOML file
+//! (`--config FILE` or `EPISTLE_CONFIG`), then `EPISTLE_*` environment
+//! variables (`EPISTLE_<SECTION>__<KEY>`), then the seed names `SMTP_*`,
+//! `SMTP_FAILOVER_*` and `FRONTEND_URL`.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use epistle_deliver::smtp::TlsMode;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// A secret that never prints.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `sqlite://PATH` (file and folder created) or `postgres://USER@HOST/DB`.
+    pub database_url: String,
+    /// Where the HTTP API and pages listen.
+    pub http_addr: String,
+    /// Base URL for links in mail; defaults to `http://<http_addr>`.
+    pub public_url: Option<String>,
+    /// On a database without API keys, this key is installed instead of a
+    /// generated one (and added if missing on later starts).
+    pub bootstrap_api_key: Option<Secret>,
+    /// Log filter, e.g. `info` or `epistle=debug,info`.
+    pub log: String,
+    pub database: DatabaseConfig,
+    pub delivery: DeliveryConfig,
+    pub limits: LimitsConfig,
+    /// Ways out, in failover order. Empty: mail is captured.
+    pub transports: Vec<TransportConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database_url: "sqlite://epistle-data/epistle.db".into(),
+            http_addr: "127.0.0.1:8787".into(),
+            public_url: None,
+            bootstrap_api_key: None,
+            log: "info".into(),
+            database: DatabaseConfig::default(),
+            delivery: DeliveryConfig::default(),
+            limits: LimitsConfig::default(),
+            transports: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// PostgreSQL pool size (SQLite: readers; it always has one writer).
+    pub max_connections: u32,
+    /// SQLite only: `full` (fsync every commit; the default) or `normal`.
+    pub sqlite_synchronous: String,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { max_connections: 16, sqlite_synchronous: "full".into() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// First retry after about this long; doubles each time.
+    #[serde(with = "humantime_serde")]
+    pub retry_base: Duration,
+    /// Longest wait between two tries.
+    #[serde(with = "humantime_serde")]
+    pub retry_max_delay: Duration,
+    /// Give up (status `failed`) this long after accepting.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    /// How long a node holds claimed work; a dead node's work is taken
+    /// over after this.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// Recipients claimed per query.
+    pub batch_size: usize,
+    /// Recipients being sent at once by this node.
+    pub max_in_flight: usize,
+    /// How often to look for work queued by other nodes.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// On shutdown, how long messages in flight may take to finish.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// Session failures in a row that open a transport's circuit.
+    pub circuit_threshold: u32,
+    /// How long an open circuit waits before one probe.
+    #[serde(with = "humantime_serde")]
+    pub circuit_cooldown: Duration,
+    /// This node's name in leases and attempts (default: host-pid-random).
+    pub node_name: Option<String>,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            retry_base: Duration::from_secs(30),
+            retry_max_delay: Duration::from_secs(30 * 60),
+            max_age: Duration::from_secs(24 * 3600),
+            lease: Duration::from_secs(120),
+            batch_size: 200,
+            max_in_flight: 400,
+            poll_interval: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(20),
+            circuit_threshold: 3,
+            circuit_cooldown: Duration::from_secs(30),
+            node_name: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest request body, in bytes (413 above). Default 32 MiB.
+    pub max_request_bytes: usize,
+    /// Most recipients (to + cc + bcc) in one message.
+    pub max_recipients: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self { max_request_bytes: 32 * 1024 * 1024, max_recipients: 1000 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    Capture,
+    Smtp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransportConfig {
+    pub name: String,
+    pub kind: TransportKind,
+    pub host: Option<String>,
+    /// Default: 465 with `tls = "tls"`, else 587.
+    pub port: Option<u16>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// `none`, `starttls` (default) or `tls`.
+    pub tls: Option<String>,
+    /// Extra CA certificate (PEM) to trust, for private relays.
+    pub ca_file: Option<PathBuf>,
+    /// Parallel sessions to this relay.
+    #[serde(default = "default_connections")]
+    pub max_connections: usize,
+    /// Name given in EHLO (default: the machine's host name).
+    pub helo_name: Option<String>,
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(default = "default_command_timeout", with = "humantime_serde")]
+    pub command_timeout: Duration,
+    #[serde(default = "default_data_timeout", with = "humantime_serde")]
+    pub data_timeout: Duration,
+}
+
+fn default_connections() -> usize {
+    8
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_command_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_data_timeout() -> Duration {
+    Duration::from_secs(120)
+}
+
+impl TransportConfig {
+    pub fn smtp(name: &str, host: &str) -> Self {
+        Self {
+            name: name.into(),
+            kind: TransportKind::Smtp,
+            host: Some(host.into()),
+            port: None,
+            username: None,
+            password: None,
+            tls: None,
+            ca_file: None,
+            max_connections: default_connections(),
+            helo_name: None,
+            connect_timeout: default_connect_timeout(),
+            command_timeout: default_command_timeout(),
+            data_timeout: default_data_timeout(),
+        }
+    }
+
+    pub fn tls_mode(&self) -> anyhow::Result<TlsMode> {
+        match &self.tls {
+            None => Ok(TlsMode::StartTls),
+            Some(s) => s.parse().map_err(|e: String| anyhow::anyhow!("transport `{}`: {e}", self.name)),
+        }
+    }
+
+    pub fn effective_port(&self) -> anyhow::Result<u16> {
+        Ok(self.port.unwrap_or(if self.tls_mode()? == TlsMode::Tls { 465 } else { 587 }))
+    }
+}
+
+/// Top-level keys an `EPISTLE_*` variable may set; others (such as
+/// `EPISTLE_CONFIG` or test settings) are not configuration.
+const ENV_KEYS: &[&str] =
+    &["database_url", "http_addr", "public_url", "bootstrap_api_key", "log", "database", "delivery", "limits"];
+
+impl Config {
+    /// Loads defaults, the file (if any), then the environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                bail!("config file {} does not exist", path.display());
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        fig = fig.merge(
+            Env::prefixed("EPISTLE_")
+                .split("__")
+                .filter(|k| ENV_KEYS.contains(&k.as_str().split('.').next().unwrap_or_default())),
+        );
+        let mut cfg: Config = fig.extract().map_err(|e| {
+            let mut msg = String::new();
+            for err in e {
+                msg.push_str(&format!("\n  - {err}"));
+            }
+            anyhow::anyhow!("invalid configuration:{msg}")
+        })?;
+        cfg.apply_seed_env(|k| std::env::var(k).ok())?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The names of the requirement documents: `SMTP_*` and
+    /// `SMTP_FAILOVER_*` become the first two transports; `FRONTEND_URL`
+    /// the public URL when `EPISTLE_PUBLIC_URL` is not set.
+    pub fn apply_seed_env(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        let mut seeded = Vec::new();
+        for (prefix, name) in [("SMTP_", "primary"), ("SMTP_FAILOVER_", "failover")] {
+            let Some(host) = get(&format!("{prefix}SERVER")).filter(|h| !h.trim().is_empty()) else { continue };
+            let mut t = TransportConfig::smtp(name, host.trim());
+            if let Some(p) = get(&format!("{prefix}PORT")).filter(|p| !p.is_empty()) {
+                t.port = Some(p.trim().parse().with_context(|| format!("{prefix}PORT=`{p}` is not a port number"))?);
+            }
+            t.username = get(&format!("{prefix}USER")).filter(|u| !u.is_empty());
+            t.password = get(&format!("{prefix}PASSWORD")).filter(|p| !p.is_empty()).map(Secret);
+            t.tls = get(&format!("{prefix}TLS")).filter(|p| !p.is_empty());
+            if t.tls.is_none() && t.port == Some(465) {
+                t.tls = Some("tls".into());
+            }
+            t.tls_mode().with_context(|| format!("{prefix}TLS"))?;
+            seeded.push(t);
+        }
+        if !seeded.is_empty() {
+            seeded.append(&mut self.transports);
+            self.transports = seeded;
+        }
+        if self.public_url.is_none() {
+            self.public_url = get("FRONTEND_URL").filter(|u| !u.is_empty());
+        }
+        Ok(())
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let mut names = std::collections::HashSet::new();
+        for t in &self.transports {
+            if !names.insert(t.name.clone()) {
+                bail!("two transports are named `{}`; names must be unique", t.name);
+            }
+            if t.kind == TransportKind::Smtp {
+                if t.host.as_deref().is_none_or(|h| h.trim().is_empty()) {
+                    bail!("transport `{}` (smtp) needs a `host`", t.name);
+                }
+                t.tls_mode()?;
+                if t.username.is_some() != t.password.is_some() {
+                    bail!("transport `{}`: give both a username and a password, or neither", t.name);
+                }
+            }
+        }
+        match self.database.sqlite_synchronous.as_str() {
+            "full" | "normal" => {}
+            other => bail!("database.sqlite_synchronous = `{other}`: use `full` or `normal`"),
+        }
+        if self.delivery.batch_size == 0 || self.delivery.max_in_flight == 0 {
+            bail!("delivery.batch_size and delivery.max_in_flight must be at least 1");
+        }
+        Ok(())
+    }
+
+    pub fn public_url(&self, bound: &str) -> String {
+        self.public_url.clone().unwrap_or_else(|| format!("http://{bound}")).trim_end_matches('/').to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn seed_names_make_primary_and_failover() {
+        let env: HashMap<&str, &str> = [
+            ("SMTP_SERVER", "smtp.sendgrid.example"),
+            ("SMTP_PORT", "465"),
+            ("SMTP_USER", "apikey"),
+            ("SMTP_PASSWORD", "secret"),
+            ("SMTP_FAILOVER_SERVER", "email-smtp.us-east-1.example"),
+            ("SMTP_FAILOVER_TLS", "starttls"),
+            ("FRONTEND_URL", "https://app.example"),
+        ]
+        .into();
+        let mut c = Config::default();
+        c.apply_seed_env(|k| env.get(k).map(|v| v.to_string())).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.transports.len(), 2);
+        assert_eq!(c.transports[0].name, "primary");
+        assert_eq!(c.transports[0].tls_mode().unwrap(), TlsMode::Tls, "port 465 means implicit TLS");
+        assert_eq!(c.transports[1].effective_port().unwrap(), 587);
+        assert_eq!(c.public_url.as_deref(), Some("https://app.example"));
+        assert!(!format!("{c:?}").contains("secret"), "secrets never print");
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        let env: HashMap<&str, &str> = [("SMTP_SERVER", "x.example"), ("SMTP_PORT", "smtp")].into();
+        let err = Config::default().apply_seed_env(|k| env.get(k).map(|v| v.to_string())).unwrap_err();
+        assert!(format!("{err:#}").contains("not a port number"));
+        let env: HashMap<&str, &str> = [("SMTP_SERVER", "x.example"), ("SMTP_TLS", "maybe")].into();
+        let err = Config::default().apply_seed_env(|k| env.get(k).map(|v| v.to_string())).unwrap_err();
+        assert!(format!("{err:#}").contains("none, starttls or tls"));
+    }
+
+    #[test]
+    fn file_then_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("epistle.toml");
+        std::fs::write(
+            &path,
+            "http_addr = \"127.0.0.1:9999\"\n[delivery]\nmax_age = \"2h\"\n\n[[transports]]\nname = \"relay\"\nkind = \"smtp\"\nhost = \"relay.example\"\ntls = \"none\"\nport = 2525\n",
+        )
+        .unwrap();
+        let fig = Figment::from(Serialized::defaults(Config::default())).merge(Toml::file(&path));
+        let c: Config = fig.extract().unwrap();
+        assert_eq!(c.http_addr, "127.0.0.1:9999");
+        assert_eq!(c.delivery.max_age, Duration::from_secs(7200));
+        assert_eq!(c.delivery.retry_base, Duration::from_secs(30), "defaults fill the rest");
+        assert_eq!(c.transports[0].effective_port().unwrap(), 2525);
+        std::fs::write(&path, "[delivery]\nmax_agee = \"2h\"\n").unwrap();
+        let err = Figment::from(Serialized::defaults(Config::default())).merge(Toml::file(&path)).extract::<Config>();
+        assert!(err.unwrap_err().to_string().contains("max_agee"), "typos are refused, not ignored");
+    }
+}

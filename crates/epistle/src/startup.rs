@@ -1,0 +1,202 @@
+//! Building a running server from a [`Config`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use epistle_core::clock::SharedClock;
+use epistle_deliver::capture::Capture;
+use epistle_deliver::smtp::client::{SmtpSettings, Timeouts};
+use epistle_deliver::smtp::{SmtpRelay, tls};
+use epistle_deliver::{Metrics, RetryPolicy, Route, Transport, Worker, WorkerConfig};
+use epistle_http::{AppState, HttpSettings, generate_api_key, hash_api_key};
+use epistle_store::{SqliteSync, Store, StoreOptions};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, TransportKind};
+
+/// A running server.
+pub struct App {
+    pub http_addr: SocketAddr,
+    pub store: Store,
+    /// A key generated at first start (print it once), if any.
+    pub generated_key: Option<String>,
+    pub node: String,
+    pub delivery_mode: String,
+    shutdown: watch::Sender<bool>,
+    http: JoinHandle<std::io::Result<()>>,
+    worker: JoinHandle<()>,
+    janitor: JoinHandle<()>,
+}
+
+impl App {
+    /// Stop taking work; in-flight messages finish (bounded by
+    /// `delivery.shutdown_grace`).
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Waits for the HTTP server and the worker to stop.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.janitor.abort();
+        self.worker.await.context("delivery worker")?;
+        self.http.await.context("http server")?.context("http server")?;
+        self.store.close().await;
+        Ok(())
+    }
+}
+
+pub async fn connect_store(cfg: &Config) -> anyhow::Result<Store> {
+    let mut opts = StoreOptions::new(&cfg.database_url);
+    opts.max_connections = cfg.database.max_connections;
+    opts.sqlite_sync = if cfg.database.sqlite_synchronous == "normal" { SqliteSync::Normal } else { SqliteSync::Full };
+    let store = Store::connect(&opts).await.with_context(|| {
+        format!("cannot open the database {}; check database_url / EPISTLE_DATABASE_URL", epistle_store::redact(&cfg.database_url))
+    })?;
+    store.migrate().await.context("cannot apply database migrations")?;
+    Ok(store)
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn transports(cfg: &Config) -> anyhow::Result<Vec<Arc<dyn Transport>>> {
+    let mut out: Vec<Arc<dyn Transport>> = Vec::new();
+    for t in &cfg.transports {
+        match t.kind {
+            TransportKind::Capture => out.push(Arc::new(Capture::new(&t.name))),
+            TransportKind::Smtp => {
+                let ca = match &t.ca_file {
+                    Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("transport `{}`: cannot read ca_file {}", t.name, p.display()))?),
+                    None => None,
+                };
+                let connector = tls::connector(ca.as_deref()).map_err(|e| anyhow::anyhow!("transport `{}`: {e}", t.name))?;
+                let settings = SmtpSettings {
+                    host: t.host.clone().unwrap_or_default(),
+                    port: t.effective_port()?,
+                    tls: t.tls_mode()?,
+                    username: t.username.clone(),
+                    password: t.password.as_ref().map(|p| p.expose().to_string()),
+                    helo_name: t.helo_name.clone().unwrap_or_else(host_name),
+                    timeouts: Timeouts { connect: t.connect_timeout, command: t.command_timeout, data: t.data_timeout },
+                    connector: Some(connector),
+                };
+                out.push(Arc::new(SmtpRelay::new(&t.name, settings, t.max_connections)));
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push(Arc::new(Capture::new("capture")));
+    }
+    Ok(out)
+}
+
+/// Makes sure tenant `default` and a first API key exist. Returns the key
+/// when one was generated (to be shown once).
+async fn bootstrap(store: &Store, cfg: &Config, now: i64) -> anyhow::Result<Option<String>> {
+    let tenant = store.ensure_tenant("default", now).await?;
+    if let Some(key) = &cfg.bootstrap_api_key {
+        let key = key.expose();
+        if store.find_api_key(&hash_api_key(key)).await?.is_none() {
+            store.create_api_key(&tenant.id, "bootstrap", &key[..key.len().min(10)], &hash_api_key(key), &["*".into()], now).await?;
+        }
+        return Ok(None);
+    }
+    if store.count_api_keys().await? > 0 {
+        return Ok(None);
+    }
+    let key = generate_api_key();
+    store.create_api_key(&tenant.id, "first key", &key[..10], &hash_api_key(&key), &["*".into()], now).await?;
+    Ok(Some(key))
+}
+
+/// Starts the whole server: database, bootstrap, worker, HTTP.
+pub async fn build(cfg: Config, clock: SharedClock) -> anyhow::Result<App> {
+    let store = connect_store(&cfg).await?;
+    let generated_key = bootstrap(&store, &cfg, clock.now_ms()).await.context("cannot create the default tenant and key")?;
+
+    let transports = transports(&cfg)?;
+    let delivery_mode = if cfg.transports.is_empty() {
+        "captured: mail is kept here, not sent (set SMTP_SERVER or [[transports]] to relay)".to_string()
+    } else {
+        format!("relayed through {}", cfg.transports.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", then "))
+    };
+    let route = Arc::new(Route::new(
+        transports,
+        cfg.delivery.circuit_threshold,
+        cfg.delivery.circuit_cooldown.as_millis() as i64,
+        clock.clone(),
+    ));
+    let metrics = Arc::new(Metrics::new());
+    let node = cfg.delivery.node_name.clone().unwrap_or_else(|| {
+        format!("{}-{}-{:04x}", host_name(), std::process::id(), rand::random::<u16>())
+    });
+    let worker = Worker::new(
+        store.clone(),
+        route.clone(),
+        RetryPolicy { base: cfg.delivery.retry_base, max_delay: cfg.delivery.retry_max_delay, max_age: cfg.delivery.max_age },
+        clock.clone(),
+        metrics.clone(),
+        WorkerConfig {
+            node: node.clone(),
+            batch_size: cfg.delivery.batch_size,
+            max_in_flight: cfg.delivery.max_in_flight,
+            lease: cfg.delivery.lease,
+            poll_interval: cfg.delivery.poll_interval,
+            shutdown_grace: cfg.delivery.shutdown_grace,
+        },
+    );
+    let wake = worker.waker();
+
+    let listener = tokio::net::TcpListener::bind(&cfg.http_addr)
+        .await
+        .with_context(|| format!("cannot listen on {} (http_addr / EPISTLE_HTTP_ADDR); is another server using it?", cfg.http_addr))?;
+    let http_addr = listener.local_addr()?;
+    let state = AppState {
+        store: store.clone(),
+        clock: clock.clone(),
+        metrics,
+        wake,
+        route: Some(route),
+        settings: Arc::new(HttpSettings {
+            max_request_bytes: cfg.limits.max_request_bytes,
+            max_recipients: cfg.limits.max_recipients,
+            public_url: cfg.public_url(&http_addr.to_string()),
+            delivery_mode: delivery_mode.clone(),
+        }),
+    };
+    let (shutdown, rx) = watch::channel(false);
+    let mut http_rx = rx.clone();
+    let app = epistle_http::router(state);
+    let http = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_rx.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    let worker = tokio::spawn(worker.run(rx.clone()));
+
+    // Forget idempotency keys after 48 hours (the contract promises 24).
+    let janitor_store = store.clone();
+    let janitor_clock = clock.clone();
+    let janitor = tokio::spawn(async move {
+        loop {
+            let cutoff = janitor_clock.now_ms() - 48 * 3600 * 1000;
+            match janitor_store.purge_idempotency_keys(cutoff).await {
+                Ok(n) if n > 0 => tracing::info!(removed = n, "forgot old idempotency keys"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot purge idempotency keys"),
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+        }
+    });
+
+    Ok(App { http_addr, store, generated_key, node, delivery_mode, shutdown, http, worker, janitor })
+}

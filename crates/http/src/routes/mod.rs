@@ -1,0 +1,41 @@
+//! The router: one module per area.
+
+pub mod health;
+pub mod messages;
+pub mod ui;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub fn router(state: AppState) -> Router {
+    let limit = state.settings.max_request_bytes;
+    Router::new()
+        .route("/v1/messages", post(messages::send).get(messages::list))
+        .route("/v1/messages/batch", post(messages::send_batch))
+        .route("/v1/messages/{id}", get(messages::get))
+        .route("/v1/messages/{id}/raw", get(messages::raw))
+        .route("/v1/messages/{id}/cancel", post(messages::cancel))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .merge(ui::routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found() -> impl IntoResponse {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint; see docs/api.md for the list")
+}
+
+async fn method_not_allowed() -> impl IntoResponse {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method; see docs/api.md")
+}

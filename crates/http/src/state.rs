@@ -1,0 +1,31 @@
+//! What handlers share.
+
+use std::sync::Arc;
+
+use epistle_core::clock::SharedClock;
+use epistle_deliver::{Metrics, Route};
+use epistle_store::Store;
+use tokio::sync::Notify;
+
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Largest request body accepted, in bytes (413 above).
+    pub max_request_bytes: usize,
+    /// Most envelope recipients in one message (to + cc + bcc).
+    pub max_recipients: usize,
+    /// Base URL for links in mail and pages.
+    pub public_url: String,
+    /// Shown on the web page (e.g. "captured: not sent").
+    pub delivery_mode: String,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub clock: SharedClock,
+    pub metrics: Arc<Metrics>,
+    /// Wakes the delivery worker after an accept.
+    pub wake: Arc<Notify>,
+    pub route: Option<Arc<Route>>,
+    pub settings: Arc<HttpSettings>,
+}

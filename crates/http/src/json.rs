@@ -43,9 +43,17 @@ pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes,
 /// Parses JSON, turning serde's errors into the API's.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| json_error(e.path().to_string(), e.into_inner()))?;
-    de.end().map_err(|e| json_error(String::new(), e))?;
-    Ok(value)
+    let result: Result<T, (String, serde_json::Error)> = serde_path_to_error::deserialize(&mut de)
+        .map_err(|e| (e.path().to_string(), e.into_inner()))
+        .and_then(|v| de.end().map(|_| v).map_err(|e| (String::new(), e)));
+    result.map_err(|(path, e)| {
+        // A body that is not JSON at all is a 400 whatever else is wrong
+        // with it; checked only on this error path.
+        if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            return json_error(String::new(), syntax);
+        }
+        json_error(path, e)
+    })
 }
 
 /// Deserializes an already-parsed JSON value (a batch item).

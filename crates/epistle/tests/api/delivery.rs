@@ -1,0 +1,125 @@
+use std::time::Duration;
+
+use epistle::config::TransportConfig;
+use epistle_testkit::{SinkConfig, SmtpSink};
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn permanent_refusal_bounces_with_the_reply_kept() {
+    let app = spawn_app().await;
+    let mut m = message("permfail@example.com");
+    m["to"] = json!(["permfail@example.com", "ok@example.com"]);
+    let id = app.send(&m).await;
+    let v = app.wait_status(&id, "bounced").await;
+    let rcpts = v["recipients"].as_array().unwrap();
+    let by = |e: &str| rcpts.iter().find(|r| r["email"] == e).unwrap().clone();
+    assert_eq!(by("permfail@example.com")["status"], "bounced");
+    assert!(by("permfail@example.com")["last_response"].as_str().unwrap().starts_with("550 5.1.1"));
+    assert_eq!(by("ok@example.com")["status"], "sent", "one refusal does not fail the others");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn transient_failures_retry_with_backoff_then_fail_at_max_age() {
+    let app = spawn(Options {
+        tweak: |c| {
+            c.delivery.retry_base = Duration::from_secs(60);
+            c.delivery.max_age = Duration::from_secs(3600);
+        },
+        ..Default::default()
+    })
+    .await;
+    let id = app.send(&message("tempfail@example.com")).await;
+    let v = app.wait_status(&id, "deferred").await;
+    let r = &v["recipients"][0];
+    assert_eq!(r["attempts"], 1);
+    assert!(r["last_response"].as_str().unwrap().starts_with("451 4.3.0"), "{r}");
+
+    // Not retried before its time…
+    app.advance(Duration::from_secs(20));
+    let v = app.get_json(&format!("/v1/messages/{id}")).await;
+    assert_eq!(v["recipients"][0]["attempts"], 1);
+    // …retried after the backoff (at most 60 s for the first retry)…
+    app.advance(Duration::from_secs(45));
+    epistle_testkit::wait_for("second attempt", WAIT, || async {
+        let v = app.get_json(&format!("/v1/messages/{id}")).await;
+        (v["recipients"][0]["attempts"] == 2).then_some(())
+    })
+    .await;
+    // …and given up once the message is older than max_age.
+    for _ in 0..20 {
+        app.advance(Duration::from_secs(600));
+        let v = app.get_json(&format!("/v1/messages/{id}")).await;
+        if v["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let v = app.wait_status(&id, "failed").await;
+    let r = &v["recipients"][0];
+    assert!(r["last_response"].as_str().unwrap().starts_with("gave up after"), "{r}");
+    let attempts = v["attempts"].as_array().unwrap();
+    assert!(attempts.len() >= 3, "every attempt is stored: {}", attempts.len());
+    assert!(attempts.iter().all(|a| a["response"].as_str().unwrap().contains("451")));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn dropped_connection_defers() {
+    let app = spawn_app().await;
+    let id = app.send(&message("disconnect@example.com")).await;
+    let v = app.wait_status(&id, "deferred").await;
+    assert!(v["recipients"][0]["last_response"].as_str().unwrap().contains("closed"), "{v}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn failover_relay_takes_the_mail_when_the_first_refuses() {
+    let backup = SmtpSink::start(SinkConfig::default()).await;
+    let app = spawn(Options {
+        sink: SinkConfig { greeting: Some("421 4.3.2 service not available".into()), ..Default::default() },
+        tweak: |_| {},
+        ..Default::default()
+    })
+    .await;
+    // Add the backup as the second transport: restart the app with it.
+    let mut cfg = config_for(&app._db, &app.sink, true);
+    let mut t = TransportConfig::smtp("backup", "127.0.0.1");
+    t.port = Some(backup.port());
+    t.tls = Some("none".into());
+    cfg.transports.push(t);
+    let first = app.app.as_ref().unwrap();
+    first.shutdown();
+    let TestApp { app: old, _db, sink, clock, client, .. } = app;
+    old.unwrap().wait().await.unwrap();
+    let started = epistle::build(cfg, std::sync::Arc::new(clock.clone())).await.unwrap();
+    let app = TestApp { base: format!("http://{}", started.http_addr), app: Some(started), client, sink, clock, _db };
+
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(app.send(&message(&format!("u{i}@example.com"))).await);
+    }
+    for id in &ids {
+        let v = app.wait_status(id, "sent").await;
+        assert_eq!(v["attempts"][0]["transport"], "backup");
+    }
+    assert_eq!(backup.count(), 5);
+    assert_eq!(app.sink.count(), 0);
+    assert!(app.sink.connections() <= 3, "the circuit breaker stops trying the refusing relay");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn captured_mail_is_kept_and_readable() {
+    let app = spawn(Options { relay: false, ..Default::default() }).await;
+    let id = app.send(&message("jane@example.com")).await;
+    let v = app.wait_status(&id, "sent").await;
+    assert!(v["recipients"][0]["last_response"].as_str().unwrap().contains("captured"));
+    let raw = app.get(&format!("/v1/messages/{id}/raw")).await.bytes().await.unwrap();
+    let parsed = mail_parser::MessageParser::default().parse(raw.as_ref()).unwrap();
+    assert_eq!(parsed.subject(), Some("Your order #1042"));
+    assert_eq!(app.sink.count(), 0);
+    app.stop().await;
+}

@@ -1,0 +1,134 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use epistle::config::{Config, TransportConfig};
+use epistle::{App, build};
+use epistle_core::clock::{ManualClock, SharedClock};
+use epistle_testkit::{Engine, SinkConfig, SmtpSink, TestDb};
+use serde_json::{Value, json};
+
+pub const KEY: &str = "ep_testkeytestkeytestkeytestkey00";
+/// The injected clock starts here (2027-01-15).
+pub const START_MS: i64 = 1_800_000_000_000;
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub struct TestApp {
+    pub app: Option<App>,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub sink: SmtpSink,
+    pub clock: ManualClock,
+    pub _db: TestDb,
+}
+
+pub struct Options {
+    pub engine: Engine,
+    pub sink: SinkConfig,
+    /// Relay through the sink (true) or capture (false).
+    pub relay: bool,
+    pub tweak: fn(&mut Config),
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { engine: Engine::Sqlite, sink: SinkConfig::default(), relay: true, tweak: |_| {} }
+    }
+}
+
+pub fn config_for(db: &TestDb, sink: &SmtpSink, relay: bool) -> Config {
+    let mut cfg = Config::default();
+    cfg.database_url = db.url.clone();
+    cfg.http_addr = "127.0.0.1:0".into();
+    cfg.bootstrap_api_key = Some(epistle::config::Secret(KEY.into()));
+    cfg.delivery.poll_interval = Duration::from_millis(50);
+    cfg.delivery.retry_base = Duration::from_secs(60);
+    cfg.delivery.shutdown_grace = Duration::from_secs(5);
+    if relay {
+        let mut t = TransportConfig::smtp("sink", "127.0.0.1");
+        t.port = Some(sink.port());
+        t.tls = Some("none".into());
+        t.connect_timeout = Duration::from_secs(2);
+        t.command_timeout = Duration::from_secs(5);
+        t.data_timeout = Duration::from_secs(5);
+        cfg.transports.push(t);
+    }
+    cfg
+}
+
+pub async fn spawn(opts: Options) -> TestApp {
+    let db = TestDb::new(opts.engine).await;
+    let sink = SmtpSink::start(opts.sink).await;
+    let mut cfg = config_for(&db, &sink, opts.relay);
+    (opts.tweak)(&mut cfg);
+    let clock = ManualClock::new(START_MS);
+    let shared: SharedClock = Arc::new(clock.clone());
+    let app = build(cfg, shared).await.expect("app starts");
+    let base = format!("http://{}", app.http_addr);
+    TestApp { app: Some(app), base, client: reqwest::Client::new(), sink, clock, _db: db }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn(Options::default()).await
+}
+
+pub fn message(to: &str) -> Value {
+    json!({
+        "from": "Shop <orders@shop.example>",
+        "to": [format!("Jane Doe <{to}>")],
+        "subject": "Your order #1042",
+        "text": "Thanks for your order.",
+        "html": "<p>Thanks for your order.</p>",
+        "tags": ["order-confirmation"],
+        "metadata": {"order_id": "1042"}
+    })
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client.post(self.url(path)).bearer_auth(KEY).json(body).send().await.expect("request")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).bearer_auth(KEY).send().await.expect("request")
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        let r = self.get(path).await;
+        assert_eq!(r.status(), 200, "GET {path}");
+        r.json().await.unwrap()
+    }
+
+    /// Sends one message; asserts 202 and returns its id.
+    pub async fn send(&self, body: &Value) -> String {
+        let r = self.post("/v1/messages", body).await;
+        let status = r.status();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(status, 202, "{v}");
+        v["id"].as_str().unwrap().to_string()
+    }
+
+    /// Waits until the message's status is `want`.
+    pub async fn wait_status(&self, id: &str, want: &str) -> Value {
+        epistle_testkit::wait_for(&format!("{id} to be {want}"), WAIT, || async {
+            let v = self.get_json(&format!("/v1/messages/{id}")).await;
+            (v["status"] == want).then_some(v)
+        })
+        .await
+    }
+
+    /// Moves the injected clock and wakes the worker.
+    pub fn advance(&self, d: Duration) {
+        self.clock.advance_ms(d.as_millis() as i64);
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(app) = self.app.take() {
+            app.shutdown();
+            app.wait().await.expect("clean stop");
+        }
+    }
+}

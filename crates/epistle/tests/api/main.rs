@@ -1,0 +1,10 @@
+//! API tests: each starts a real Epistle (HTTP on port 0, a fresh database)
+//! with an SMTP sink on a free port, and talks to it over HTTP.
+
+mod helpers;
+
+mod accept;
+mod bad_input;
+mod delivery;
+mod health;
+mod ui;

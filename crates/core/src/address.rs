@@ -235,12 +235,9 @@ mod tests {
 
     #[test]
     fn injection_is_refused() {
-        for bad in [
-            "a@b.example\r\nBcc: x@y.example",
-            "Jane\n <jane@example.com>",
-            "jane@example.com\r",
-            "ja\0ne@example.com",
-        ] {
+        for bad in
+            ["a@b.example\r\nBcc: x@y.example", "Jane\n <jane@example.com>", "jane@example.com\r", "ja\0ne@example.com"]
+        {
             assert_eq!(Mailbox::parse(bad), Err(AddressError::ControlCharacter), "{bad:?}");
         }
     }
@@ -281,7 +278,12 @@ mod display_tests {
 
     #[test]
     fn display_quotes_only_when_needed_and_round_trips() {
-        for s in ["Jane Doe <jane@example.com>", "\"Doe, Jane\" <jane@example.com>", "jane@example.com", "\"Say \\\"hi\\\"\" <a@example.com>"] {
+        for s in [
+            "Jane Doe <jane@example.com>",
+            "\"Doe, Jane\" <jane@example.com>",
+            "jane@example.com",
+            "\"Say \\\"hi\\\"\" <a@example.com>",
+        ] {
             let m = Mailbox::parse(s).unwrap();
             assert_eq!(m.to_string(), s);
             assert_eq!(Mailbox::parse(&m.to_string()).unwrap(), m);

@@ -73,13 +73,10 @@ impl fmt::Display for RecipientStatus {
 impl FromStr for RecipientStatus {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| {
-                let names: Vec<_> = Self::ALL.iter().map(|s| s.as_str()).collect();
-                format!("unknown status `{s}`; use one of {}", names.join(", "))
-            })
+        Self::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| {
+            let names: Vec<_> = Self::ALL.iter().map(|s| s.as_str()).collect();
+            format!("unknown status `{s}`; use one of {}", names.join(", "))
+        })
     }
 }
 
@@ -96,10 +93,8 @@ pub type MessageStatus = RecipientStatus;
 /// delivered.
 pub fn summarize(statuses: impl IntoIterator<Item = RecipientStatus>) -> MessageStatus {
     use RecipientStatus::*;
-    const ORDER: [RecipientStatus; 11] = [
-        Deferred, Sending, Queued, Scheduled, Failed, Bounced, Complained, Suppressed, Cancelled, Sent,
-        Delivered,
-    ];
+    const ORDER: [RecipientStatus; 11] =
+        [Deferred, Sending, Queued, Scheduled, Failed, Bounced, Complained, Suppressed, Cancelled, Sent, Delivered];
     let mut best = ORDER.len() - 1;
     let mut any = false;
     for s in statuses {

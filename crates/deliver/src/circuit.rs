@@ -6,8 +6,12 @@ use std::sync::Mutex;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    Closed { failures: u32 },
-    Open { until: i64 },
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: i64,
+    },
     /// One probe is in flight.
     HalfOpen,
 }

@@ -1,6 +1,5 @@
 //! Prometheus metrics (prometheus-client), rendered at `/metrics`.
 
-
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -43,7 +42,11 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("epistle");
         let messages_accepted = Counter::default();
-        registry.register("messages_accepted", "Messages accepted (committed) through the API", messages_accepted.clone());
+        registry.register(
+            "messages_accepted",
+            "Messages accepted (committed) through the API",
+            messages_accepted.clone(),
+        );
         let recipients_accepted = Counter::default();
         registry.register("recipients_accepted", "Envelope recipients accepted", recipients_accepted.clone());
         let deliveries = Family::<OutcomeLabels, Counter>::default();
@@ -55,12 +58,28 @@ impl Metrics {
         let attempt_seconds = Family::<TransportLabels, Histogram>::new_with_constructor(|| {
             Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0].into_iter())
         });
-        registry.register("attempt_duration_seconds", "Time to hand a message to the next hop", attempt_seconds.clone());
+        registry.register(
+            "attempt_duration_seconds",
+            "Time to hand a message to the next hop",
+            attempt_seconds.clone(),
+        );
         let queue_depth = Family::<StatusLabels, Gauge>::default();
         registry.register("queue_depth", "Recipients waiting, by status (read at scrape time)", queue_depth.clone());
         let circuit_open = Family::<TransportLabels, Gauge>::default();
-        registry.register("transport_circuit_open", "1 while a transport's circuit breaker is open", circuit_open.clone());
-        Self { registry, messages_accepted, recipients_accepted, deliveries, attempt_seconds, queue_depth, circuit_open }
+        registry.register(
+            "transport_circuit_open",
+            "1 while a transport's circuit breaker is open",
+            circuit_open.clone(),
+        );
+        Self {
+            registry,
+            messages_accepted,
+            recipients_accepted,
+            deliveries,
+            attempt_seconds,
+            queue_depth,
+            circuit_open,
+        }
     }
 
     pub fn delivered(&self, outcome: &str) {

@@ -18,7 +18,11 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { base: Duration::from_secs(30), max_delay: Duration::from_secs(30 * 60), max_age: Duration::from_secs(24 * 3600) }
+        Self {
+            base: Duration::from_secs(30),
+            max_delay: Duration::from_secs(30 * 60),
+            max_age: Duration::from_secs(24 * 3600),
+        }
     }
 }
 
@@ -31,7 +35,8 @@ impl RetryPolicy {
             return None;
         }
         let exp = attempts.clamp(1, 30) - 1;
-        let full = (self.base.as_millis() as i64).saturating_mul(1i64 << exp).min(self.max_delay.as_millis() as i64).max(1);
+        let full =
+            (self.base.as_millis() as i64).saturating_mul(1i64 << exp).min(self.max_delay.as_millis() as i64).max(1);
         let delay = rng.gen_range(full / 2..=full);
         Some((now + delay).min(deadline))
     }
@@ -52,13 +57,18 @@ mod tests {
         assert!((60_000..=120_000).contains(&d3), "{d3}");
         let d20 = p.next_retry(20, 0, 0, &mut rng).unwrap();
         assert!((900_000..=1_800_000).contains(&d20), "{d20}");
-        let spread: std::collections::HashSet<i64> = (0..20).map(|_| p.next_retry(2, 0, 0, &mut rng).unwrap()).collect();
+        let spread: std::collections::HashSet<i64> =
+            (0..20).map(|_| p.next_retry(2, 0, 0, &mut rng).unwrap()).collect();
         assert!(spread.len() > 5, "jitter spreads retries");
     }
 
     #[test]
     fn gives_up_at_max_age_and_never_schedules_past_it() {
-        let p = RetryPolicy { base: Duration::from_secs(60), max_delay: Duration::from_secs(3600), max_age: Duration::from_secs(100) };
+        let p = RetryPolicy {
+            base: Duration::from_secs(60),
+            max_delay: Duration::from_secs(3600),
+            max_age: Duration::from_secs(100),
+        };
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         assert_eq!(p.next_retry(5, 90_000, 0, &mut rng), Some(100_000));
         assert_eq!(p.next_retry(6, 100_000, 0, &mut rng), None);

@@ -60,6 +60,9 @@ impl Route {
         }
         let why = format!("no transport could take the message: {}", reasons.join("; "));
         let last = self.hops.last().map(|(t, _)| t.name().to_string()).unwrap_or_else(|| "none".into());
-        Routed { transport: last, deliveries: envelope.rcpts.iter().map(|_| Delivery::Transient(why.clone())).collect() }
+        Routed {
+            transport: last,
+            deliveries: envelope.rcpts.iter().map(|_| Delivery::Transient(why.clone())).collect(),
+        }
     }
 }

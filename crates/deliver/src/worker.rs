@@ -82,7 +82,13 @@ impl Worker {
     /// in flight finish (up to the grace period) and commits their outcomes.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let (tx, rx) = mpsc::channel::<Outcome>(self.cfg.max_in_flight.max(16) * 2);
-        let flusher = tokio::spawn(flush_loop(self.store.clone(), self.cfg.node.clone(), rx, self.clock.clone(), self.metrics.clone()));
+        let flusher = tokio::spawn(flush_loop(
+            self.store.clone(),
+            self.cfg.node.clone(),
+            rx,
+            self.clock.clone(),
+            self.metrics.clone(),
+        ));
         let permits = Arc::new(Semaphore::new(self.cfg.max_in_flight.max(1)));
         let mut tasks: JoinSet<()> = JoinSet::new();
         let low_water = (self.cfg.max_in_flight / 4).max(1);
@@ -103,20 +109,23 @@ impl Worker {
             }
             let now = self.clock.now_ms();
             let limit = free.min(self.cfg.batch_size) as i64;
-            let claimed = match self.store.claim_due(&self.cfg.node, now, self.cfg.lease.as_millis() as i64, limit).await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot claim work; retrying in 1 s");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = shutdown.changed() => {}
+            let claimed =
+                match self.store.claim_due(&self.cfg.node, now, self.cfg.lease.as_millis() as i64, limit).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot claim work; retrying in 1 s");
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            _ = shutdown.changed() => {}
+                        }
+                        continue;
                     }
-                    continue;
-                }
-            };
+                };
             if claimed.is_empty() {
                 let wait = match self.store.next_due().await {
-                    Ok(Some(due)) => Duration::from_millis((due - now).clamp(5, self.cfg.poll_interval.as_millis() as i64) as u64),
+                    Ok(Some(due)) => {
+                        Duration::from_millis((due - now).clamp(5, self.cfg.poll_interval.as_millis() as i64) as u64)
+                    }
                     _ => self.cfg.poll_interval,
                 };
                 tokio::select! {
@@ -147,7 +156,13 @@ impl Worker {
         let _ = flusher.await;
     }
 
-    async fn dispatch(&self, claimed: Vec<Claimed>, permits: &Arc<Semaphore>, tasks: &mut JoinSet<()>, tx: &mpsc::Sender<Outcome>) {
+    async fn dispatch(
+        &self,
+        claimed: Vec<Claimed>,
+        permits: &Arc<Semaphore>,
+        tasks: &mut JoinSet<()>,
+        tx: &mpsc::Sender<Outcome>,
+    ) {
         let mut ids: Vec<String> = claimed.iter().map(|c| c.message_id.clone()).collect();
         ids.sort();
         ids.dedup();
@@ -170,7 +185,16 @@ impl Worker {
         for (mid, rcpts) in by_message {
             let Some(message) = messages.remove(&mid) else {
                 for c in rcpts {
-                    let _ = tx.send(outcome(&c, OutcomeKind::Failed, "message body missing from the store".into(), "none", 0, 0)).await;
+                    let _ = tx
+                        .send(outcome(
+                            &c,
+                            OutcomeKind::Failed,
+                            "message body missing from the store".into(),
+                            "none",
+                            0,
+                            0,
+                        ))
+                        .await;
                 }
                 continue;
             };
@@ -188,7 +212,14 @@ impl Worker {
     }
 }
 
-fn outcome(c: &Claimed, kind: OutcomeKind, response: String, transport: &str, started_at: i64, duration_ms: i64) -> Outcome {
+fn outcome(
+    c: &Claimed,
+    kind: OutcomeKind,
+    response: String,
+    transport: &str,
+    started_at: i64,
+    duration_ms: i64,
+) -> Outcome {
     Outcome {
         recipient_id: c.id.clone(),
         tenant_id: c.tenant_id.clone(),
@@ -211,7 +242,8 @@ async fn send_one(
     metrics: Arc<Metrics>,
     tx: mpsc::Sender<Outcome>,
 ) {
-    let envelope = Envelope { from: message.envelope_from.clone(), rcpts: rcpts.iter().map(|c| c.email.clone()).collect() };
+    let envelope =
+        Envelope { from: message.envelope_from.clone(), rcpts: rcpts.iter().map(|c| c.email.clone()).collect() };
     let started_at = clock.now_ms();
     let t0 = Instant::now();
     let routed = route.send(&envelope, &message.raw).await;
@@ -244,7 +276,13 @@ async fn send_one(
     }
 }
 
-async fn flush_loop(store: Store, node: String, mut rx: mpsc::Receiver<Outcome>, clock: SharedClock, metrics: Arc<Metrics>) {
+async fn flush_loop(
+    store: Store,
+    node: String,
+    mut rx: mpsc::Receiver<Outcome>,
+    clock: SharedClock,
+    metrics: Arc<Metrics>,
+) {
     let mut batch = Vec::with_capacity(512);
     while let Some(first) = rx.recv().await {
         batch.push(first);

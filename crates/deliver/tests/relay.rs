@@ -17,7 +17,11 @@ fn settings(sink: &SmtpSink, tls_mode: TlsMode, auth: Option<(&str, &str)>) -> S
         username: auth.map(|a| a.0.to_string()),
         password: auth.map(|a| a.1.to_string()),
         helo_name: "epistle.test".into(),
-        timeouts: Timeouts { connect: Duration::from_secs(5), command: Duration::from_secs(5), data: Duration::from_secs(5) },
+        timeouts: Timeouts {
+            connect: Duration::from_secs(5),
+            command: Duration::from_secs(5),
+            data: Duration::from_secs(5),
+        },
         connector: sink.ca_pem().map(|pem| tls::connector(Some(pem)).unwrap()),
     }
 }
@@ -26,7 +30,8 @@ fn env(rcpts: &[&str]) -> Envelope {
     Envelope { from: "orders@shop.example".into(), rcpts: rcpts.iter().map(|s| s.to_string()).collect() }
 }
 
-const MSG: &[u8] = b"From: orders@shop.example\r\nTo: jane@example.com\r\nSubject: hi\r\n\r\nHello\r\n.\r\n..two dots\r\n.\r\nend\r\n";
+const MSG: &[u8] =
+    b"From: orders@shop.example\r\nTo: jane@example.com\r\nSubject: hi\r\n\r\nHello\r\n.\r\n..two dots\r\n.\r\nend\r\n";
 
 #[tokio::test]
 async fn plain_relay_keeps_body_intact_through_dot_stuffing() {
@@ -42,7 +47,12 @@ async fn plain_relay_keeps_body_intact_through_dot_stuffing() {
 
 #[tokio::test]
 async fn starttls_with_auth_plain() {
-    let sink = SmtpSink::start(SinkConfig { starttls: true, auth: Some(("relay-user".into(), "s3cret".into())), ..Default::default() }).await;
+    let sink = SmtpSink::start(SinkConfig {
+        starttls: true,
+        auth: Some(("relay-user".into(), "s3cret".into())),
+        ..Default::default()
+    })
+    .await;
     let relay = SmtpRelay::new("main", settings(&sink, TlsMode::StartTls, Some(("relay-user", "s3cret"))), 2);
     let out = relay.send(&env(&["jane@example.com"]), MSG).await.unwrap();
     assert!(matches!(out[0], Delivery::Sent(_)), "{out:?}");
@@ -53,7 +63,9 @@ async fn starttls_with_auth_plain() {
 
 #[tokio::test]
 async fn implicit_tls() {
-    let sink = SmtpSink::start(SinkConfig { implicit_tls: true, auth: Some(("u".into(), "p".into())), ..Default::default() }).await;
+    let sink =
+        SmtpSink::start(SinkConfig { implicit_tls: true, auth: Some(("u".into(), "p".into())), ..Default::default() })
+            .await;
     let relay = SmtpRelay::new("main", settings(&sink, TlsMode::Tls, Some(("u", "p"))), 1);
     let out = relay.send(&env(&["jane@example.com"]), MSG).await.unwrap();
     assert!(matches!(out[0], Delivery::Sent(_)), "{out:?}");
@@ -62,7 +74,9 @@ async fn implicit_tls() {
 
 #[tokio::test]
 async fn wrong_password_and_missing_starttls_are_session_errors() {
-    let sink = SmtpSink::start(SinkConfig { starttls: true, auth: Some(("u".into(), "p".into())), ..Default::default() }).await;
+    let sink =
+        SmtpSink::start(SinkConfig { starttls: true, auth: Some(("u".into(), "p".into())), ..Default::default() })
+            .await;
     let relay = SmtpRelay::new("main", settings(&sink, TlsMode::StartTls, Some(("u", "wrong"))), 1);
     let err = relay.send(&env(&["jane@example.com"]), MSG).await.unwrap_err();
     assert!(err.0.contains("535"), "{err}");
@@ -129,7 +143,9 @@ async fn parallel_sessions_share_a_bounded_pool() {
 
 #[tokio::test]
 async fn failover_takes_over_and_the_circuit_opens() {
-    let refusing = SmtpSink::start(SinkConfig { greeting: Some("554 5.3.2 not accepting mail".into()), ..Default::default() }).await;
+    let refusing =
+        SmtpSink::start(SinkConfig { greeting: Some("554 5.3.2 not accepting mail".into()), ..Default::default() })
+            .await;
     let backup = SmtpSink::start(SinkConfig::default()).await;
     let clock = ManualClock::new(1_000_000);
     let shared: SharedClock = Arc::new(clock.clone());

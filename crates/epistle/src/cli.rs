@@ -136,7 +136,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("signal handler")?;
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("signal handler")?;
     tokio::select! {
         r = tokio::signal::ctrl_c() => r.context("signal handler")?,
         _ = term.recv() => {}
@@ -158,7 +159,9 @@ async fn send(cfg: Config, a: SendArgs) -> anyhow::Result<()> {
         .json(&body)
         .send()
         .await
-        .with_context(|| format!("cannot reach Epistle at {server}; is `epistle serve` running? (--server / EPISTLE_URL)"))?;
+        .with_context(|| {
+            format!("cannot reach Epistle at {server}; is `epistle serve` running? (--server / EPISTLE_URL)")
+        })?;
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     if !status.is_success() {

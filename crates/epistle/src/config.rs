@@ -243,11 +243,12 @@ impl Config {
             }
             fig = fig.merge(Toml::file(path));
         }
-        fig = fig.merge(
-            Env::prefixed("EPISTLE_")
-                .split("__")
-                .filter(|k| ENV_KEYS.contains(&k.as_str().split('.').next().unwrap_or_default())),
-        );
+        fig = fig.merge(Env::prefixed("EPISTLE_").split("__").filter(|k| {
+            // Figment may hand the key over before or after it
+            // lower-cases and splits it; normalise both ways.
+            let k = k.as_str().to_ascii_lowercase().replace("__", ".");
+            ENV_KEYS.contains(&k.split('.').next().unwrap_or_default())
+        }));
         let mut cfg: Config = fig.extract().map_err(|e| {
             let mut msg = String::new();
             for err in e {
@@ -357,6 +358,26 @@ mod tests {
         let env: HashMap<&str, &str> = [("SMTP_SERVER", "x.example"), ("SMTP_TLS", "maybe")].into();
         let err = Config::default().apply_seed_env(|k| env.get(k).map(|v| v.to_string())).unwrap_err();
         assert!(format!("{err:#}").contains("none, starttls or tls"));
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail dictates the error type
+    fn environment_overrides_and_unrelated_variables_are_ignored() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("EPISTLE_HTTP_ADDR", "127.0.0.1:0");
+            jail.set_env("EPISTLE_DELIVERY__LEASE", "3s");
+            jail.set_env("EPISTLE_DATABASE__MAX_CONNECTIONS", "4");
+            jail.set_env("EPISTLE_TEST_POSTGRES_URL", "postgres://elsewhere/x");
+            jail.set_env("EPISTLE_API_KEY", "ep_for_the_send_command");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.http_addr, "127.0.0.1:0");
+            assert_eq!(c.delivery.lease, Duration::from_secs(3));
+            assert_eq!(c.database.max_connections, 4);
+            jail.set_env("EPISTLE_DELIVERY__LEASE", "soon");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.to_ascii_lowercase().contains("delivery.lease") && err.contains("soon"), "{err}");
+            Ok(())
+        });
     }
 
     #[test]

@@ -52,7 +52,10 @@ pub async fn connect_store(cfg: &Config) -> anyhow::Result<Store> {
     opts.max_connections = cfg.database.max_connections;
     opts.sqlite_sync = if cfg.database.sqlite_synchronous == "normal" { SqliteSync::Normal } else { SqliteSync::Full };
     let store = Store::connect(&opts).await.with_context(|| {
-        format!("cannot open the database {}; check database_url / EPISTLE_DATABASE_URL", epistle_store::redact(&cfg.database_url))
+        format!(
+            "cannot open the database {}; check database_url / EPISTLE_DATABASE_URL",
+            epistle_store::redact(&cfg.database_url)
+        )
     })?;
     store.migrate().await.context("cannot apply database migrations")?;
     Ok(store)
@@ -73,10 +76,14 @@ fn transports(cfg: &Config) -> anyhow::Result<Vec<Arc<dyn Transport>>> {
             TransportKind::Capture => out.push(Arc::new(Capture::new(&t.name))),
             TransportKind::Smtp => {
                 let ca = match &t.ca_file {
-                    Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("transport `{}`: cannot read ca_file {}", t.name, p.display()))?),
+                    Some(p) => Some(
+                        std::fs::read_to_string(p)
+                            .with_context(|| format!("transport `{}`: cannot read ca_file {}", t.name, p.display()))?,
+                    ),
                     None => None,
                 };
-                let connector = tls::connector(ca.as_deref()).map_err(|e| anyhow::anyhow!("transport `{}`: {e}", t.name))?;
+                let connector =
+                    tls::connector(ca.as_deref()).map_err(|e| anyhow::anyhow!("transport `{}`: {e}", t.name))?;
                 let settings = SmtpSettings {
                     host: t.host.clone().unwrap_or_default(),
                     port: t.effective_port()?,
@@ -104,7 +111,16 @@ async fn bootstrap(store: &Store, cfg: &Config, now: i64) -> anyhow::Result<Opti
     if let Some(key) = &cfg.bootstrap_api_key {
         let key = key.expose();
         if store.find_api_key(&hash_api_key(key)).await?.is_none() {
-            store.create_api_key(&tenant.id, "bootstrap", &key[..key.len().min(10)], &hash_api_key(key), &["*".into()], now).await?;
+            store
+                .create_api_key(
+                    &tenant.id,
+                    "bootstrap",
+                    &key[..key.len().min(10)],
+                    &hash_api_key(key),
+                    &["*".into()],
+                    now,
+                )
+                .await?;
         }
         return Ok(None);
     }
@@ -119,13 +135,17 @@ async fn bootstrap(store: &Store, cfg: &Config, now: i64) -> anyhow::Result<Opti
 /// Starts the whole server: database, bootstrap, worker, HTTP.
 pub async fn build(cfg: Config, clock: SharedClock) -> anyhow::Result<App> {
     let store = connect_store(&cfg).await?;
-    let generated_key = bootstrap(&store, &cfg, clock.now_ms()).await.context("cannot create the default tenant and key")?;
+    let generated_key =
+        bootstrap(&store, &cfg, clock.now_ms()).await.context("cannot create the default tenant and key")?;
 
     let transports = transports(&cfg)?;
     let delivery_mode = if cfg.transports.is_empty() {
         "captured: mail is kept here, not sent (set SMTP_SERVER or [[transports]] to relay)".to_string()
     } else {
-        format!("relayed through {}", cfg.transports.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", then "))
+        format!(
+            "relayed through {}",
+            cfg.transports.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", then ")
+        )
     };
     let route = Arc::new(Route::new(
         transports,
@@ -134,13 +154,19 @@ pub async fn build(cfg: Config, clock: SharedClock) -> anyhow::Result<App> {
         clock.clone(),
     ));
     let metrics = Arc::new(Metrics::new());
-    let node = cfg.delivery.node_name.clone().unwrap_or_else(|| {
-        format!("{}-{}-{:04x}", host_name(), std::process::id(), rand::random::<u16>())
-    });
+    let node = cfg
+        .delivery
+        .node_name
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}-{:04x}", host_name(), std::process::id(), rand::random::<u16>()));
     let worker = Worker::new(
         store.clone(),
         route.clone(),
-        RetryPolicy { base: cfg.delivery.retry_base, max_delay: cfg.delivery.retry_max_delay, max_age: cfg.delivery.max_age },
+        RetryPolicy {
+            base: cfg.delivery.retry_base,
+            max_delay: cfg.delivery.retry_max_delay,
+            max_age: cfg.delivery.max_age,
+        },
         clock.clone(),
         metrics.clone(),
         WorkerConfig {
@@ -154,9 +180,9 @@ pub async fn build(cfg: Config, clock: SharedClock) -> anyhow::Result<App> {
     );
     let wake = worker.waker();
 
-    let listener = tokio::net::TcpListener::bind(&cfg.http_addr)
-        .await
-        .with_context(|| format!("cannot listen on {} (http_addr / EPISTLE_HTTP_ADDR); is another server using it?", cfg.http_addr))?;
+    let listener = tokio::net::TcpListener::bind(&cfg.http_addr).await.with_context(|| {
+        format!("cannot listen on {} (http_addr / EPISTLE_HTTP_ADDR); is another server using it?", cfg.http_addr)
+    })?;
     let http_addr = listener.local_addr()?;
     let state = AppState {
         store: store.clone(),

@@ -43,7 +43,9 @@ impl Caller {
             Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "missing_scope",
-                format!("this API key lacks the `{scope}` scope; create one with `epistle keys create --scopes {scope}`"),
+                format!(
+                    "this API key lacks the `{scope}` scope; create one with `epistle keys create --scopes {scope}`"
+                ),
             ))
         }
     }

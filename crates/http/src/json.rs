@@ -35,7 +35,11 @@ pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes,
                  send fewer messages per batch or smaller attachments",
             )
         } else {
-            ApiError::new(StatusCode::BAD_REQUEST, "unreadable_body", format!("cannot read the request body: {rejection}"))
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "unreadable_body",
+                format!("cannot read the request body: {rejection}"),
+            )
         }
     })
 }
@@ -64,21 +68,23 @@ pub fn from_value<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, ApiErr
 fn json_error(path: String, e: serde_json::Error) -> ApiError {
     use serde_json::error::Category;
     match e.classify() {
-        Category::Syntax | Category::Eof | Category::Io => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed_json",
-            format!("the body is not valid JSON: {e}"),
-        ),
+        Category::Syntax | Category::Eof | Category::Io => {
+            ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("the body is not valid JSON: {e}"))
+        }
         Category::Data => {
             let msg = e.to_string();
             // serde's own text, without the position suffix that means
             // nothing to a caller who sent a value, not a file.
             let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
             let field = if path == "." || path.is_empty() { None } else { Some(path) };
-            let mut err = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", match &field {
-                Some(f) => format!("`{f}`: {msg}"),
-                None => msg,
-            });
+            let mut err = ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                match &field {
+                    Some(f) => format!("`{f}`: {msg}"),
+                    None => msg,
+                },
+            );
             err.field = field;
             err
         }

@@ -108,7 +108,10 @@ pub fn prepare(
 
     let metadata = serde_json::Value::Object(req.metadata.unwrap_or_default());
     if metadata.to_string().len() > MAX_METADATA_BYTES {
-        return Err(ApiError::invalid("metadata", format!("`metadata` is larger than {MAX_METADATA_BYTES} bytes of JSON")));
+        return Err(ApiError::invalid(
+            "metadata",
+            format!("`metadata` is larger than {MAX_METADATA_BYTES} bytes of JSON"),
+        ));
     }
 
     let stream = match req.stream.as_deref() {
@@ -118,7 +121,9 @@ pub fn prepare(
 
     let send_at = match req.send_at.as_deref() {
         None => None,
-        Some(s) => Some(timefmt::parse_rfc3339(s).map_err(|e| ApiError::invalid("send_at", format!("`send_at`: {e}")))?),
+        Some(s) => {
+            Some(timefmt::parse_rfc3339(s).map_err(|e| ApiError::invalid("send_at", format!("`send_at`: {e}")))?)
+        }
     };
 
     let mut attachments = Vec::with_capacity(req.attachments.len());
@@ -130,7 +135,8 @@ pub fn prepare(
         no_control(&format!("{field}.filename"), &a.filename)?;
         let content_type = a.content_type.unwrap_or_else(|| "application/octet-stream".into());
         let ct_ok = content_type.split_once('/').is_some_and(|(t, s)| {
-            let tok = |x: &str| !x.is_empty() && x.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b));
+            let tok =
+                |x: &str| !x.is_empty() && x.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b));
             tok(t) && tok(s)
         });
         if !ct_ok {
@@ -143,7 +149,9 @@ pub fn prepare(
         let content = base64::engine::general_purpose::STANDARD
             .decode(cleaned.trim_end_matches('='))
             .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(cleaned.trim_end_matches('=')))
-            .map_err(|e| ApiError::invalid(format!("{field}.content"), format!("`content` is not valid base64: {e}")))?;
+            .map_err(|e| {
+                ApiError::invalid(format!("{field}.content"), format!("`content` is not valid base64: {e}"))
+            })?;
         attachments.push(Attachment { filename: a.filename, content_type, content });
     }
 
@@ -161,7 +169,10 @@ pub fn prepare(
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "too_many_recipients",
-            format!("at most {} recipients per message; split the list or use the batch endpoint", settings.max_recipients),
+            format!(
+                "at most {} recipients per message; split the list or use the batch endpoint",
+                settings.max_recipients
+            ),
         ));
     }
 
@@ -189,7 +200,10 @@ pub fn prepare(
     let reply = Accepted {
         id: id.to_string(),
         status: status.as_str().into(),
-        recipients: recipients.iter().map(|r| RecipientState { email: r.email.clone(), status: status.as_str().into() }).collect(),
+        recipients: recipients
+            .iter()
+            .map(|r| RecipientState { email: r.email.clone(), status: status.as_str().into() })
+            .collect(),
     };
     let envelope_from: &EmailAddress = &from.email;
     let message = NewMessage {

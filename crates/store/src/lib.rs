@@ -72,7 +72,12 @@ pub struct StoreOptions {
 
 impl StoreOptions {
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), max_connections: 16, sqlite_sync: SqliteSync::Full, acquire_timeout: Duration::from_secs(10) }
+        Self {
+            url: url.into(),
+            max_connections: 16,
+            sqlite_sync: SqliteSync::Full,
+            acquire_timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -109,7 +114,10 @@ impl Store {
                 None => (path_part, None),
             };
             if path.is_empty() {
-                return Err(StoreError::Url { url: url.into(), reason: "no file path; use e.g. sqlite://epistle-data/epistle.db".into() });
+                return Err(StoreError::Url {
+                    url: url.into(),
+                    reason: "no file path; use e.g. sqlite://epistle-data/epistle.db".into(),
+                });
             }
             if path != ":memory:"
                 && let Some(parent) = Path::new(path).parent()
@@ -163,10 +171,7 @@ impl Store {
                 .await?;
             return Ok(Self { read, write, dialect: Dialect::Sqlite });
         }
-        Err(StoreError::Url {
-            url: redact(url),
-            reason: "use sqlite://PATH or postgres://USER@HOST/DB".into(),
-        })
+        Err(StoreError::Url { url: redact(url), reason: "use sqlite://PATH or postgres://USER@HOST/DB".into() })
     }
 
     pub fn dialect(&self) -> Dialect {

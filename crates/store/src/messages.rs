@@ -42,9 +42,14 @@ pub struct NewMessage {
 pub enum InsertResult {
     Inserted,
     /// The idempotency key was seen before with the same request.
-    Replay { message_id: String, response: String },
+    Replay {
+        message_id: String,
+        response: String,
+    },
     /// The idempotency key was seen before with a different request.
-    Conflict { message_id: String },
+    Conflict {
+        message_id: String,
+    },
 }
 
 /// Filters for listing messages, newest first.
@@ -118,7 +123,8 @@ impl Store {
                     .bind(key)
                     .fetch_one(&mut *tx)
                     .await?;
-                    let (prev_hash, message_id, response): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+                    let (prev_hash, message_id, response): (String, String, String) =
+                        (row.get(0), row.get(1), row.get(2));
                     results.push(if &prev_hash == hash {
                         InsertResult::Replay { message_id, response }
                     } else {
@@ -354,10 +360,8 @@ impl Store {
             return Ok(Vec::new());
         }
         let ids: Vec<Val> = messages.iter().map(|m| Val::S(m.id.clone())).collect();
-        let sql = format!(
-            "SELECT message_id, status FROM recipients WHERE message_id IN ({})",
-            placeholders(1, ids.len())
-        );
+        let sql =
+            format!("SELECT message_id, status FROM recipients WHERE message_id IN ({})", placeholders(1, ids.len()));
         let rows = bind_all(sqlx::query(&sql), ids).fetch_all(&self.read).await?;
         let mut out: Vec<MessageSummary> =
             messages.into_iter().map(|message| MessageSummary { message, statuses: Vec::new() }).collect();
@@ -398,7 +402,9 @@ impl Store {
                 ]
             })
             .collect();
-        for (sql, vals) in multi_insert("events", &["tenant_id", "message_id", "recipient", "type", "detail", "at"], events, "") {
+        for (sql, vals) in
+            multi_insert("events", &["tenant_id", "message_id", "recipient", "type", "detail", "at"], events, "")
+        {
             bind_all(sqlx::query(&sql), vals).execute(&mut *tx).await?;
         }
         tx.commit().await?;
@@ -407,7 +413,8 @@ impl Store {
 
     /// Forgets idempotency keys older than `before` (ms). Returns how many.
     pub async fn purge_idempotency_keys(&self, before: i64) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1").bind(before).execute(&self.write).await?;
+        let done =
+            sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1").bind(before).execute(&self.write).await?;
         Ok(done.rows_affected())
     }
 }

@@ -76,13 +76,8 @@ impl Store {
              WHERE id IN (SELECT id FROM recipients WHERE due_at <= $3 ORDER BY due_at LIMIT $4{lock}) \
              RETURNING id, tenant_id, message_id, email, attempts"
         );
-        let rows = sqlx::query(&sql)
-            .bind(node)
-            .bind(now + lease_ms)
-            .bind(now)
-            .bind(limit)
-            .fetch_all(&self.write)
-            .await?;
+        let rows =
+            sqlx::query(&sql).bind(node).bind(now + lease_ms).bind(now).bind(limit).fetch_all(&self.write).await?;
         Ok(rows
             .iter()
             .map(|r| Claimed {
@@ -210,7 +205,8 @@ impl Store {
 
     /// The earliest time anything is due, if anything is pending.
     pub async fn next_due(&self) -> Result<Option<i64>> {
-        let row = sqlx::query("SELECT MIN(due_at) FROM recipients WHERE due_at IS NOT NULL").fetch_one(&self.read).await?;
+        let row =
+            sqlx::query("SELECT MIN(due_at) FROM recipients WHERE due_at IS NOT NULL").fetch_one(&self.read).await?;
         Ok(row.get::<Option<i64>, _>(0))
     }
 }

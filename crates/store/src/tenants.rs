@@ -25,7 +25,8 @@ impl Store {
     }
 
     pub async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>> {
-        let row = sqlx::query("SELECT id, name FROM tenants WHERE name = $1").bind(name).fetch_optional(&self.read).await?;
+        let row =
+            sqlx::query("SELECT id, name FROM tenants WHERE name = $1").bind(name).fetch_optional(&self.read).await?;
         Ok(row.map(|r| Tenant { id: r.get(0), name: r.get(1) }))
     }
 

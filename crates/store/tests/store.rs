@@ -131,10 +131,9 @@ async fn claims_are_disjoint_and_leased(engine: Engine) {
     let batch: Vec<_> = (0..40).map(|i| message("ten_a", &[&format!("u{i}@example.com")])).collect();
     store.insert_messages(batch, T0).await.unwrap();
     let (s1, s2) = (store.clone(), store.clone());
-    let (a, b) = tokio::join!(
-        async move { s1.claim_due("node-a", T0 + 10, 60_000, 25).await.unwrap() },
-        async move { s2.claim_due("node-b", T0 + 10, 60_000, 25).await.unwrap() },
-    );
+    let (a, b) = tokio::join!(async move { s1.claim_due("node-a", T0 + 10, 60_000, 25).await.unwrap() }, async move {
+        s2.claim_due("node-b", T0 + 10, 60_000, 25).await.unwrap()
+    },);
     let mut ids: Vec<_> = a.iter().chain(b.iter()).map(|c| c.id.clone()).collect();
     assert_eq!(ids.len(), 40, "together they claim everything once");
     ids.sort();
@@ -220,19 +219,31 @@ async fn list_filters_and_cursor(engine: Engine) {
     assert_eq!(page1[0].message.to, vec!["u4@example.com"], "newest first");
     let last = &page1[1].message;
     let page2 = store
-        .list_messages("ten_a", &ListFilter { limit: 10, before: Some((last.created_at, last.id.clone())), ..Default::default() })
+        .list_messages(
+            "ten_a",
+            &ListFilter { limit: 10, before: Some((last.created_at, last.id.clone())), ..Default::default() },
+        )
         .await
         .unwrap();
     assert_eq!(page2.len(), 3);
-    let even = store.list_messages("ten_a", &ListFilter { limit: 10, tag: Some("even".into()), ..Default::default() }).await.unwrap();
+    let even = store
+        .list_messages("ten_a", &ListFilter { limit: 10, tag: Some("even".into()), ..Default::default() })
+        .await
+        .unwrap();
     assert_eq!(even.len(), 3);
     let one = store
-        .list_messages("ten_a", &ListFilter { limit: 10, recipient: Some("u3@example.com".into()), ..Default::default() })
+        .list_messages(
+            "ten_a",
+            &ListFilter { limit: 10, recipient: Some("u3@example.com".into()), ..Default::default() },
+        )
         .await
         .unwrap();
     assert_eq!(one.len(), 1);
     assert_eq!(one[0].statuses, vec![RecipientStatus::Queued]);
-    let since = store.list_messages("ten_a", &ListFilter { limit: 10, since: Some(T0 + 3), ..Default::default() }).await.unwrap();
+    let since = store
+        .list_messages("ten_a", &ListFilter { limit: 10, since: Some(T0 + 3), ..Default::default() })
+        .await
+        .unwrap();
     assert_eq!(since.len(), 2);
     let sent = store
         .list_messages("ten_a", &ListFilter { limit: 10, status: Some(RecipientStatus::Sent), ..Default::default() })

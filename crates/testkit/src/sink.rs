@@ -58,6 +58,9 @@ pub struct SinkConfig {
     /// every session.
     pub greeting: Option<String>,
     pub slow_delay: Duration,
+    /// Wait this long before answering every DATA (a busy server), so
+    /// tests can catch messages in flight.
+    pub delay: Duration,
 }
 
 pub struct SmtpSink {
@@ -174,7 +177,8 @@ impl Drop for SmtpSink {
 }
 
 fn tls_acceptor() -> (TlsAcceptor, String) {
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).expect("self-signed cert");
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).expect("self-signed cert");
     let pem = ck.cert.pem();
     let cert = rustls::pki_types::CertificateDer::from(ck.cert.der().to_vec());
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into());
@@ -251,8 +255,7 @@ async fn session(io: Box<dyn Io>, shared: Arc<Shared>, tls: bool) -> std::io::Re
             };
             let decoded = decode_b64(&arg);
             let parts: Vec<&str> = decoded.split('\0').collect();
-            let ok = parts.len() == 3
-                && shared.cfg.auth.as_ref().is_some_and(|(u, p)| parts[1] == u && parts[2] == p);
+            let ok = parts.len() == 3 && shared.cfg.auth.as_ref().is_some_and(|(u, p)| parts[1] == u && parts[2] == p);
             if ok {
                 auth_user = Some(parts[1].to_string());
                 write(&mut io, "235 2.7.0 authenticated\r\n").await?;
@@ -318,6 +321,9 @@ async fn session(io: Box<dyn Io>, shared: Arc<Shared>, tls: bool) -> std::io::Re
             }
             if rcpts.iter().any(|r| r.to_ascii_lowercase().starts_with("slow")) {
                 tokio::time::sleep(shared.cfg.slow_delay).await;
+            }
+            if !shared.cfg.delay.is_zero() {
+                tokio::time::sleep(shared.cfg.delay).await;
             }
             let n = {
                 let mut rec = shared.received.lock().unwrap();

@@ -172,13 +172,14 @@ impl SmtpConnection {
             .map_err(|_| SmtpError::Timeout("connect"))?
             .map_err(|source| SmtpError::Connect { addr: addr.clone(), source })?;
         let _ = tcp.set_nodelay(true);
-        let io: Box<dyn Io> = if s.tls == TlsMode::Tls {
-            Box::new(tls_wrap(s, tcp).await?)
-        } else {
-            Box::new(tcp)
+        let io: Box<dyn Io> = if s.tls == TlsMode::Tls { Box::new(tls_wrap(s, tcp).await?) } else { Box::new(tcp) };
+        let mut conn = Self {
+            io: BufReader::new(io),
+            caps: Capabilities::default(),
+            timeouts: s.timeouts.clone(),
+            broken: false,
+            transactions: 0,
         };
-        let mut conn =
-            Self { io: BufReader::new(io), caps: Capabilities::default(), timeouts: s.timeouts.clone(), broken: false, transactions: 0 };
         let greeting = conn.read_reply("greeting").await?;
         if greeting.code != 220 {
             return Err(SmtpError::Refused(greeting));
@@ -192,7 +193,10 @@ impl SmtpConnection {
             if r.code != 220 {
                 return Err(SmtpError::Tls(format!("STARTTLS refused: {r}")));
             }
-            let plain = std::mem::replace(&mut conn.io, BufReader::new(Box::new(tokio::io::join(tokio::io::empty(), tokio::io::sink()))));
+            let plain = std::mem::replace(
+                &mut conn.io,
+                BufReader::new(Box::new(tokio::io::join(tokio::io::empty(), tokio::io::sink()))),
+            );
             if !plain.buffer().is_empty() {
                 return Err(SmtpError::Protocol("server sent data before the TLS handshake".into()));
             }
@@ -378,7 +382,10 @@ async fn read_reply(io: &mut BufReader<Box<dyn Io>>) -> Result<Reply, SmtpError>
         line.clear();
         let n = tokio::io::AsyncReadExt::take(&mut *io, MAX_LINE as u64).read_until(b'\n', &mut line).await?;
         if n == 0 {
-            return Err(SmtpError::Io(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "server closed the connection")));
+            return Err(SmtpError::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "server closed the connection",
+            )));
         }
         let l = String::from_utf8_lossy(&line);
         let l = l.trim_end_matches(['\r', '\n']);
@@ -405,7 +412,8 @@ async fn tls_wrap(s: &SmtpSettings, tcp: impl Io + 'static) -> Result<impl Io + 
         Some(c) => c.clone(),
         None => super::tls::connector(None).map_err(SmtpError::Tls)?,
     };
-    let name = ServerName::try_from(s.host.clone()).map_err(|e| SmtpError::Tls(format!("bad server name {}: {e}", s.host)))?;
+    let name =
+        ServerName::try_from(s.host.clone()).map_err(|e| SmtpError::Tls(format!("bad server name {}: {e}", s.host)))?;
     timeout(s.timeouts.command, connector.connect(name, tcp))
         .await
         .map_err(|_| SmtpError::Timeout("TLS handshake"))?

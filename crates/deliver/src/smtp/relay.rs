@@ -54,7 +54,8 @@ impl Transport for SmtpRelay {
     }
 
     async fn send(&self, envelope: &Envelope, raw: &[u8]) -> Result<Vec<Delivery>, SessionError> {
-        let describe = |e: &SmtpError| format!("{} ({}:{}): {e}", self.name, self.pool.settings().host, self.pool.settings().port);
+        let describe =
+            |e: &SmtpError| format!("{} ({}:{}): {e}", self.name, self.pool.settings().host, self.pool.settings().port);
         let mut lease = self.pool.get().await.map_err(|e| SessionError(describe(&e)))?;
         let mut result = lease.conn.send(&envelope.from, &envelope.rcpts, raw).await;
         if result.is_err() && lease.reused {

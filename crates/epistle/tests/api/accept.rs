@@ -10,7 +10,8 @@ async fn send_and_check_raw(engine: Engine) {
     let mut body = message("jane@example.com");
     body["cc"] = json!("Joe <joe@example.com>");
     body["bcc"] = json!(["audit@shop.example"]);
-    body["attachments"] = json!([{"filename": "invoice.pdf", "content_type": "application/pdf", "content": "JVBERi0xLjQKJcOkw7zDtsOf"}]);
+    body["attachments"] =
+        json!([{"filename": "invoice.pdf", "content_type": "application/pdf", "content": "JVBERi0xLjQKJcOkw7zDtsOf"}]);
     body["headers"] = json!({"X-Order": "1042"});
     let r = app.post("/v1/messages", &body).await;
     assert_eq!(r.status(), 202);
@@ -104,7 +105,12 @@ async fn concurrent_requests_with_one_key_make_one_message() {
     let app = spawn(Options { engine: Engine::Postgres, ..Default::default() }).await;
     let body = message("jane@example.com");
     let reqs = (0..8).map(|_| {
-        app.client.post(app.url("/v1/messages")).bearer_auth(KEY).header("Idempotency-Key", "same-key").json(&body).send()
+        app.client
+            .post(app.url("/v1/messages"))
+            .bearer_auth(KEY)
+            .header("Idempotency-Key", "same-key")
+            .json(&body)
+            .send()
     });
     let replies = futures::future::join_all(reqs).await;
     let mut ids = Vec::new();
@@ -242,18 +248,33 @@ async fn auth_scopes_and_tenants() {
     let other = store.ensure_tenant("acme", 0).await.unwrap();
     let other_key = "ep_otherkeyotherkeyotherkeyother0";
     store
-        .create_api_key(&other.id, "ro", "ep_other", &epistle_http::hash_api_key(other_key), &["messages:read".into()], 0)
+        .create_api_key(
+            &other.id,
+            "ro",
+            "ep_other",
+            &epistle_http::hash_api_key(other_key),
+            &["messages:read".into()],
+            0,
+        )
         .await
         .unwrap();
     let r = app.client.get(app.url(&format!("/v1/messages/{id}"))).bearer_auth(other_key).send().await.unwrap();
     assert_eq!(r.status(), 404, "another tenant's message does not exist for you");
     let r = app.client.get(app.url(&format!("/v1/messages/{id}/raw"))).bearer_auth(other_key).send().await.unwrap();
     assert_eq!(r.status(), 404);
-    let r = app.client.post(app.url("/v1/messages")).bearer_auth(other_key).json(&message("x@example.com")).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/v1/messages"))
+        .bearer_auth(other_key)
+        .json(&message("x@example.com"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "missing_scope");
-    let list: Value = app.client.get(app.url("/v1/messages")).bearer_auth(other_key).send().await.unwrap().json().await.unwrap();
+    let list: Value =
+        app.client.get(app.url("/v1/messages")).bearer_auth(other_key).send().await.unwrap().json().await.unwrap();
     assert_eq!(list["data"], json!([]));
     app.stop().await;
 }

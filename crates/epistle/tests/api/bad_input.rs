@@ -24,7 +24,17 @@ fn with(f: impl FnOnce(&mut Value)) -> Vec<u8> {
 }
 
 fn case(name: &'static str, body: Vec<u8>, status: u16, code: &'static str, field: Option<&'static str>) -> Case {
-    Case { name, method: "POST", path: "/v1/messages", content_type: Some("application/json"), idempotency_key: None, body, status, code, field }
+    Case {
+        name,
+        method: "POST",
+        path: "/v1/messages",
+        content_type: Some("application/json"),
+        idempotency_key: None,
+        body,
+        status,
+        code,
+        field,
+    }
 }
 
 fn get(name: &'static str, path: &'static str, status: u16, code: &'static str, field: Option<&'static str>) -> Case {
@@ -42,30 +52,141 @@ async fn bad_input_table() {
         case("array instead of object", b"[1,2]".to_vec(), 422, "invalid_request", None),
         case("wrong type", with(|m| m["subject"] = json!(5)), 422, "invalid_request", Some("subject")),
         case("unknown field", with(|m| m["suject"] = json!("typo")), 422, "invalid_request", None),
-        case("missing from", with(|m| { m.as_object_mut().unwrap().remove("from"); }), 422, "invalid_request", None),
+        case(
+            "missing from",
+            with(|m| {
+                m.as_object_mut().unwrap().remove("from");
+            }),
+            422,
+            "invalid_request",
+            None,
+        ),
         case("invalid from", with(|m| m["from"] = json!("orders at shop")), 422, "invalid_field", Some("from")),
-        case("invalid to item", with(|m| m["to"] = json!(["ok@example.com", "bad@"])), 422, "invalid_field", Some("to[1]")),
+        case(
+            "invalid to item",
+            with(|m| m["to"] = json!(["ok@example.com", "bad@"])),
+            422,
+            "invalid_field",
+            Some("to[1]"),
+        ),
         case("to of wrong type", with(|m| m["to"] = json!(42)), 422, "invalid_field", Some("to")),
-        case("no recipients", with(|m| { m.as_object_mut().unwrap().remove("to"); }), 422, "invalid_field", Some("to")),
-        case("missing body", with(|m| { m["text"] = json!(null); m["html"] = json!(null); }), 422, "invalid_field", Some("text")),
-        case("missing subject", with(|m| { m.as_object_mut().unwrap().remove("subject"); }), 422, "invalid_field", Some("subject")),
-        case("CRLF in subject", with(|m| m["subject"] = json!("Hi\r\nBcc: victim@example.com")), 422, "invalid_field", Some("subject")),
-        case("LF in header value", with(|m| m["headers"] = json!({"X-Order": "1\nBcc: v@example.com"})), 422, "invalid_field", Some("headers.X-Order")),
-        case("CRLF in header name", with(|m| m["headers"] = json!({"X-A\r\nBcc": "v@example.com"})), 422, "invalid_field", None),
-        case("reserved header", with(|m| m["headers"] = json!({"Bcc": "v@example.com"})), 422, "invalid_field", Some("headers.Bcc")),
-        case("CRLF in display name", with(|m| m["from"] = json!("Shop\r\nBcc: v@example.com <orders@shop.example>")), 422, "invalid_field", Some("from")),
-        case("CR in reply_to", with(|m| m["reply_to"] = json!("a@example.com\r")), 422, "invalid_field", Some("reply_to")),
-        case("CRLF in attachment name", with(|m| m["attachments"] = json!([{"filename": "a\r\n.pdf", "content": "AA=="}])), 422, "invalid_field", Some("attachments[0].filename")),
-        case("invalid send_at", with(|m| m["send_at"] = json!("tomorrow at noon")), 422, "invalid_field", Some("send_at")),
-        case("invalid base64", with(|m| m["attachments"] = json!([{"filename": "a.pdf", "content": "%%%not base64%%%"}])), 422, "invalid_field", Some("attachments[0].content")),
-        case("bad content type", with(|m| m["attachments"] = json!([{"filename": "a.pdf", "content_type": "pdf", "content": "AA=="}])), 422, "invalid_field", Some("attachments[0].content_type")),
+        case(
+            "no recipients",
+            with(|m| {
+                m.as_object_mut().unwrap().remove("to");
+            }),
+            422,
+            "invalid_field",
+            Some("to"),
+        ),
+        case(
+            "missing body",
+            with(|m| {
+                m["text"] = json!(null);
+                m["html"] = json!(null);
+            }),
+            422,
+            "invalid_field",
+            Some("text"),
+        ),
+        case(
+            "missing subject",
+            with(|m| {
+                m.as_object_mut().unwrap().remove("subject");
+            }),
+            422,
+            "invalid_field",
+            Some("subject"),
+        ),
+        case(
+            "CRLF in subject",
+            with(|m| m["subject"] = json!("Hi\r\nBcc: victim@example.com")),
+            422,
+            "invalid_field",
+            Some("subject"),
+        ),
+        case(
+            "LF in header value",
+            with(|m| m["headers"] = json!({"X-Order": "1\nBcc: v@example.com"})),
+            422,
+            "invalid_field",
+            Some("headers.X-Order"),
+        ),
+        case(
+            "CRLF in header name",
+            with(|m| m["headers"] = json!({"X-A\r\nBcc": "v@example.com"})),
+            422,
+            "invalid_field",
+            None,
+        ),
+        case(
+            "reserved header",
+            with(|m| m["headers"] = json!({"Bcc": "v@example.com"})),
+            422,
+            "invalid_field",
+            Some("headers.Bcc"),
+        ),
+        case(
+            "CRLF in display name",
+            with(|m| m["from"] = json!("Shop\r\nBcc: v@example.com <orders@shop.example>")),
+            422,
+            "invalid_field",
+            Some("from"),
+        ),
+        case(
+            "CR in reply_to",
+            with(|m| m["reply_to"] = json!("a@example.com\r")),
+            422,
+            "invalid_field",
+            Some("reply_to"),
+        ),
+        case(
+            "CRLF in attachment name",
+            with(|m| m["attachments"] = json!([{"filename": "a\r\n.pdf", "content": "AA=="}])),
+            422,
+            "invalid_field",
+            Some("attachments[0].filename"),
+        ),
+        case(
+            "invalid send_at",
+            with(|m| m["send_at"] = json!("tomorrow at noon")),
+            422,
+            "invalid_field",
+            Some("send_at"),
+        ),
+        case(
+            "invalid base64",
+            with(|m| m["attachments"] = json!([{"filename": "a.pdf", "content": "%%%not base64%%%"}])),
+            422,
+            "invalid_field",
+            Some("attachments[0].content"),
+        ),
+        case(
+            "bad content type",
+            with(|m| m["attachments"] = json!([{"filename": "a.pdf", "content_type": "pdf", "content": "AA=="}])),
+            422,
+            "invalid_field",
+            Some("attachments[0].content_type"),
+        ),
         case("unknown stream", with(|m| m["stream"] = json!("marketing")), 422, "invalid_field", Some("stream")),
         case("too many recipients", with(|m| m["to"] = json!(many)), 422, "too_many_recipients", None),
         case("oversized request", with(|m| m["text"] = json!("x".repeat(300 * 1024))), 413, "payload_too_large", None),
-        Case { content_type: Some("text/plain"), ..case("wrong content type", with(|_| {}), 415, "unsupported_media_type", None) },
-        Case { idempotency_key: Some("has spaces in it"), ..case("bad idempotency key", with(|_| {}), 400, "invalid_idempotency_key", None) },
-        Case { path: "/v1/messages/batch", ..case("batch of nothing", b"{\"messages\": []}".to_vec(), 422, "invalid_field", Some("messages")) },
-        Case { path: "/v1/messages/batch", ..case("batch not a list", b"{\"messages\": 3}".to_vec(), 422, "invalid_request", Some("messages")) },
+        Case {
+            content_type: Some("text/plain"),
+            ..case("wrong content type", with(|_| {}), 415, "unsupported_media_type", None)
+        },
+        Case {
+            idempotency_key: Some("has spaces in it"),
+            ..case("bad idempotency key", with(|_| {}), 400, "invalid_idempotency_key", None)
+        },
+        Case {
+            path: "/v1/messages/batch",
+            ..case("batch of nothing", b"{\"messages\": []}".to_vec(), 422, "invalid_field", Some("messages"))
+        },
+        Case {
+            path: "/v1/messages/batch",
+            ..case("batch not a list", b"{\"messages\": 3}".to_vec(), 422, "invalid_request", Some("messages"))
+        },
         get("unknown message", "/v1/messages/msg_01jzzzzzzzzzzzzzzzzzzzzzzz", 404, "not_found", None),
         get("garbage message id", "/v1/messages/..%2F..%2Fetc", 404, "not_found", None),
         get("unknown raw", "/v1/messages/msg_nope/raw", 404, "not_found", None),

@@ -36,10 +36,12 @@ impl Default for Options {
 }
 
 pub fn config_for(db: &TestDb, sink: &SmtpSink, relay: bool) -> Config {
-    let mut cfg = Config::default();
-    cfg.database_url = db.url.clone();
-    cfg.http_addr = "127.0.0.1:0".into();
-    cfg.bootstrap_api_key = Some(epistle::config::Secret(KEY.into()));
+    let mut cfg = Config {
+        database_url: db.url.clone(),
+        http_addr: "127.0.0.1:0".into(),
+        bootstrap_api_key: Some(epistle::config::Secret(KEY.into())),
+        ..Default::default()
+    };
     cfg.delivery.poll_interval = Duration::from_millis(50);
     cfg.delivery.retry_base = Duration::from_secs(60);
     cfg.delivery.shutdown_grace = Duration::from_secs(5);

@@ -13,7 +13,8 @@ async fn web_page_lists_and_shows_captured_mail() {
     let page = client.get(app.url("/")).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("Sign in"), "asks for a key first");
 
-    let r = client.post(app.url("/ui/login")).form(&[("key", "ep_wrongwrongwrongwrongwrongwrong00")]).send().await.unwrap();
+    let r =
+        client.post(app.url("/ui/login")).form(&[("key", "ep_wrongwrongwrongwrongwrongwrong00")]).send().await.unwrap();
     assert!(r.text().await.unwrap().contains("not known"));
     let r = client.post(app.url("/ui/login")).form(&[("key", KEY)]).send().await.unwrap();
     assert_eq!(r.status(), 303);

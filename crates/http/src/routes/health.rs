@@ -18,11 +18,10 @@ pub async fn healthz() -> impl IntoResponse {
 pub async fn readyz(State(st): State<AppState>) -> Response {
     match st.store.ping().await {
         Ok(()) => axum::Json(json!({"status": "ready"})).into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"status": "unavailable", "reason": e.to_string()})),
-        )
-            .into_response(),
+        Err(e) => {
+            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"status": "unavailable", "reason": e.to_string()})))
+                .into_response()
+        }
     }
 }
 
@@ -30,7 +29,9 @@ pub async fn readyz(State(st): State<AppState>) -> Response {
 /// scrape time, so every node reports the shared queue.
 pub async fn metrics(State(st): State<AppState>) -> Response {
     if let Ok(depth) = st.store.queue_depth().await {
-        for s in [RecipientStatus::Queued, RecipientStatus::Scheduled, RecipientStatus::Sending, RecipientStatus::Deferred] {
+        for s in
+            [RecipientStatus::Queued, RecipientStatus::Scheduled, RecipientStatus::Sending, RecipientStatus::Deferred]
+        {
             let n = depth.iter().find(|(st, _)| *st == s).map(|(_, n)| *n).unwrap_or(0);
             st.metrics.queue_depth.get_or_create(&StatusLabels { status: s.as_str().into() }).set(n);
         }
@@ -40,9 +41,6 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
             st.metrics.circuit_open.get_or_create(&TransportLabels { transport: name }).set(open as i64);
         }
     }
-    (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        st.metrics.render(),
-    )
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], st.metrics.render())
         .into_response()
 }

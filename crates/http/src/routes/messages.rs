@@ -36,7 +36,9 @@ fn conflict(message_id: &str) -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
         "idempotency_conflict",
-        format!("this Idempotency-Key was used for a different request (message {message_id}); use a new key for new content"),
+        format!(
+            "this Idempotency-Key was used for a different request (message {message_id}); use a new key for new content"
+        ),
     )
 }
 
@@ -106,7 +108,9 @@ pub async fn send_batch(State(st): State<AppState>, caller: Caller, req: Request
                 None => return Err(ApiError::invalid("", "each batch item must be a message object")),
                 Some(None) | Some(Some(serde_json::Value::Null)) => None,
                 Some(Some(serde_json::Value::String(k))) => Some(validate::idempotency_key(&k)?),
-                Some(Some(_)) => return Err(ApiError::invalid("idempotency_key", "`idempotency_key` must be a string")),
+                Some(Some(_)) => {
+                    return Err(ApiError::invalid("idempotency_key", "`idempotency_key` must be a string"));
+                }
             };
             let idem = key.map(|k| (k, body_hash(item.to_string().as_bytes())));
             let req: SendRequest = json::from_value(item)?;
@@ -289,8 +293,12 @@ pub async fn list(
     }
     if let Some(c) = q.get("cursor") {
         f.before = Some(decode_cursor(c).ok_or_else(|| {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_cursor", "this cursor was not made by this server; use `next_cursor` from a list reply")
-                .field("cursor")
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_cursor",
+                "this cursor was not made by this server; use `next_cursor` from a list reply",
+            )
+            .field("cursor")
         })?);
     }
     let rows = st.store.list_messages(&caller.tenant_id, &f).await?;

@@ -59,7 +59,10 @@ button{{padding:.45rem 1rem;font:inherit;cursor:pointer}} .muted{{color:#667}}
     );
     (
         [
-            (header::CONTENT_SECURITY_POLICY, "default-src 'none'; style-src 'unsafe-inline'; img-src * data:; frame-src 'self'; form-action 'self'"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'; img-src * data:; frame-src 'self'; form-action 'self'",
+            ),
             (header::X_FRAME_OPTIONS, "DENY"),
         ],
         Html(html),
@@ -82,7 +85,8 @@ fn login_page(error: Option<&str>) -> Response {
 
 async fn caller_from_cookie(st: &AppState, headers: &HeaderMap) -> Option<Caller> {
     let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
-    let key = cookies.split(';').filter_map(|c| c.trim().split_once('=')).find(|(k, _)| *k == COOKIE).map(|(_, v)| v)?;
+    let key =
+        cookies.split(';').filter_map(|c| c.trim().split_once('=')).find(|(k, _)| *k == COOKIE).map(|(_, v)| v)?;
     caller_for_key(st, key).await.ok()
 }
 
@@ -159,7 +163,8 @@ async fn show(State(st): State<AppState>, headers: HeaderMap, Path(id): Path<Str
     let headers_text = String::from_utf8_lossy(&raw[..head_end]);
     let text = parsed.as_ref().and_then(|p| p.body_text(0)).map(|t| t.into_owned()).unwrap_or_default();
     let html = parsed.as_ref().and_then(|p| p.body_html(0)).map(|t| t.into_owned());
-    let mut body = format!("<h2>{}</h2><p class=\"muted\">{} · <a href=\"/\">back</a></p>", esc(&m.subject), esc(&m.id));
+    let mut body =
+        format!("<h2>{}</h2><p class=\"muted\">{} · <a href=\"/\">back</a></p>", esc(&m.subject), esc(&m.id));
     body.push_str("<table><tr><th>Recipient</th><th>Status</th><th>Attempts</th><th>Last reply</th></tr>");
     for r in rcpts {
         body.push_str(&format!(

@@ -1,0 +1,6 @@
+//! Tests that run the real `epistle` binary as separate processes: crash
+//! safety under `kill -9`, and several nodes sharing one database.
+
+mod crash;
+mod nodes;
+mod server;

@@ -1,0 +1,55 @@
+//! Two nodes on one PostgreSQL database share the work and deliver each
+//! recipient once; when one dies, the other takes its work over.
+
+use std::time::Duration;
+
+use epistle_testkit::{Engine, SinkConfig, SmtpSink, TestDb, wait_for};
+use sqlx::Connection;
+
+use crate::server;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_work_and_deliver_each_recipient_once() {
+    let db = TestDb::new(Engine::Postgres).await;
+    let sink = SmtpSink::start(SinkConfig { delay: Duration::from_millis(2), ..Default::default() }).await;
+    let mut a = server::start(&db.url, sink.port(), &[("EPISTLE_DELIVERY__NODE_NAME", "node-a")]).await;
+    let mut b = server::start(&db.url, sink.port(), &[("EPISTLE_DELIVERY__NODE_NAME", "node-b")]).await;
+    let client = reqwest::Client::new();
+
+    // All mail enters through node A; node B finds it by polling.
+    let mut acked = Vec::new();
+    for i in 0..8 {
+        acked.extend(server::post_batch(&client, &a.base, &server::batch("n", i * 50, 50)).await);
+    }
+    assert_eq!(acked.len(), 400);
+    let receipts = wait_for("400 recipients at the sink", Duration::from_secs(120), || async {
+        let r = server::receipts(&sink);
+        (acked.iter().all(|x| r.contains_key(x))).then_some(r)
+    })
+    .await;
+    assert!(receipts.values().all(|n| *n == 1), "each recipient exactly once");
+
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT node, COUNT(*) FROM attempts GROUP BY node ORDER BY node")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    println!("attempts per node: {rows:?}");
+    assert_eq!(rows.len(), 2, "both nodes delivered: {rows:?}");
+    assert!(rows.iter().all(|(_, n)| *n >= 20), "both did a fair share: {rows:?}");
+
+    // Node A dies mid-flight; node B takes its leased work over.
+    let slow = SmtpSink::start(SinkConfig { delay: Duration::from_millis(5), ..Default::default() }).await;
+    drop(slow);
+    let mut more = Vec::new();
+    for i in 8..12 {
+        more.extend(server::post_batch(&client, &a.base, &server::batch("n", i * 50, 50)).await);
+    }
+    a.kill9().await;
+    wait_for("node B to deliver what node A had", Duration::from_secs(120), || async {
+        let r = server::receipts(&sink);
+        more.iter().all(|x| r.contains_key(x)).then_some(())
+    })
+    .await;
+    assert!(b.terminate().await.success());
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Makes sure the services the test suite talks to are up: PostgreSQL at
+# 127.0.0.1:5432 (trust auth, user postgres, database test). On this
+# project's machines it runs already; this starts it if it has stopped, and
+# says how to provide it otherwise.
+set -euo pipefail
+
+pg_up() { (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }
+
+if ! pg_up; then
+  if command -v pg_ctlcluster >/dev/null 2>&1; then
+    echo "PostgreSQL is not answering on 127.0.0.1:5432; starting it" >&2
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+  fi
+  for _ in $(seq 1 30); do pg_up && break; sleep 1; done
+fi
+if ! pg_up; then
+  echo "PostgreSQL is needed at 127.0.0.1:5432 (user postgres, trust auth), or set EPISTLE_TEST_POSTGRES_URL" >&2
+  exit 1
+fi

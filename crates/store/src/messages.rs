@@ -191,6 +191,7 @@ impl Store {
         }
         let statements = [
             multi_insert(
+                self.dialect,
                 "messages",
                 &[
                     "id",
@@ -213,13 +214,26 @@ impl Store {
                 "",
             ),
             multi_insert(
+                self.dialect,
                 "recipients",
                 &["id", "tenant_id", "message_id", "email", "kind", "status", "due_at", "created_at", "updated_at"],
                 rcpt_rows,
                 "",
             ),
-            multi_insert("message_tags", &["tenant_id", "tag", "message_id"], tag_rows, " ON CONFLICT DO NOTHING"),
-            multi_insert("events", &["tenant_id", "message_id", "recipient", "type", "detail", "at"], event_rows, ""),
+            multi_insert(
+                self.dialect,
+                "message_tags",
+                &["tenant_id", "tag", "message_id"],
+                tag_rows,
+                " ON CONFLICT DO NOTHING",
+            ),
+            multi_insert(
+                self.dialect,
+                "events",
+                &["tenant_id", "message_id", "recipient", "type", "detail", "at"],
+                event_rows,
+                "",
+            ),
         ];
         for (sql, vals) in statements.into_iter().flatten() {
             bind_all(sqlx::query(&sql), vals).execute(&mut *tx).await?;
@@ -360,8 +374,10 @@ impl Store {
             return Ok(Vec::new());
         }
         let ids: Vec<Val> = messages.iter().map(|m| Val::S(m.id.clone())).collect();
-        let sql =
-            format!("SELECT message_id, status FROM recipients WHERE message_id IN ({})", placeholders(1, ids.len()));
+        let sql = format!(
+            "SELECT message_id, status FROM recipients WHERE message_id IN ({})",
+            placeholders(self.dialect, 1, ids.len())
+        );
         let rows = bind_all(sqlx::query(&sql), ids).fetch_all(&self.read).await?;
         let mut out: Vec<MessageSummary> =
             messages.into_iter().map(|message| MessageSummary { message, statuses: Vec::new() }).collect();
@@ -402,9 +418,13 @@ impl Store {
                 ]
             })
             .collect();
-        for (sql, vals) in
-            multi_insert("events", &["tenant_id", "message_id", "recipient", "type", "detail", "at"], events, "")
-        {
+        for (sql, vals) in multi_insert(
+            self.dialect,
+            "events",
+            &["tenant_id", "message_id", "recipient", "type", "detail", "at"],
+            events,
+            "",
+        ) {
             bind_all(sqlx::query(&sql), vals).execute(&mut *tx).await?;
         }
         tx.commit().await?;

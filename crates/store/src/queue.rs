@@ -96,7 +96,7 @@ impl Store {
         for chunk in message_ids.chunks(500) {
             let sql = format!(
                 "SELECT id, tenant_id, envelope_from, stream, raw, created_at FROM messages WHERE id IN ({})",
-                placeholders(1, chunk.len())
+                placeholders(self.dialect, 1, chunk.len())
             );
             let vals = chunk.iter().map(|s| Val::S(s.clone())).collect();
             let rows = bind_all(sqlx::query(&sql), vals).fetch_all(&self.read).await?;
@@ -170,6 +170,7 @@ impl Store {
         }
         let statements = [
             multi_insert(
+                self.dialect,
                 "attempts",
                 &[
                     "id",
@@ -186,7 +187,13 @@ impl Store {
                 attempts,
                 "",
             ),
-            multi_insert("events", &["tenant_id", "message_id", "recipient", "type", "detail", "at"], events, ""),
+            multi_insert(
+                self.dialect,
+                "events",
+                &["tenant_id", "message_id", "recipient", "type", "detail", "at"],
+                events,
+                "",
+            ),
         ];
         for (sql, vals) in statements.into_iter().flatten() {
             bind_all(sqlx::query(&sql), vals).execute(&mut *tx).await?;

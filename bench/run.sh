@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Epistle vs Postfix on this machine, in one run: 20,000 messages of 10 KB,
+# one recipient each, relayed to Postfix's smtp-sink on loopback.
+#
+#   bench/run.sh [N]        (default N=20000; needs root for Postfix)
+#
+# 1. smtp-source -> smtp-sink            the limit of the box
+# 2. Epistle: curl POSTs /v1/messages/batch (1000 per request, 2 in
+#    parallel) -> Epistle (SQLite, synchronous=FULL) -> smtp-sink
+# 3. smtp-source (20 sessions) -> Postfix (its durable queue) -> smtp-sink
+#
+# Accept rate: messages / time until the last 2xx (Epistle) or until
+# smtp-source ends (Postfix). End-to-end rate: messages / time until
+# smtp-sink has counted them all. Both from the first byte sent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N="${1:-20000}"
+SIZE=10240
+OUT="bench/out"
+TARGET="${CARGO_TARGET_DIR:-$HOME/.cache/epistle-target}"
+BIN="$TARGET/release/epistle"
+
+need() { command -v "$1" >/dev/null || { echo "missing $1: $2" >&2; exit 1; }; }
+need smtp-sink "apt-get install postfix"
+need smtp-source "apt-get install postfix"
+need curl "apt-get install curl"
+need python3 "apt-get install python3"
+
+cargo build --release -p epistle --quiet
+rm -rf "$OUT"; mkdir -p "$OUT"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+now() { date +%s.%N; }
+sink_count() { tr '\r' '\n' < "$1" | grep -o 'mesg=[0-9]*' | tail -1 | cut -d= -f2; }
+wait_sink() { # file count timeout_s
+  local deadline=$(( $(date +%s) + $3 ))
+  while [ "$(sink_count "$1" || echo 0)" != "$2" ]; do
+    [ "$(date +%s)" -gt "$deadline" ] && { echo "sink got $(sink_count "$1") of $2" >&2; return 1; }
+    sleep 0.05
+  done
+}
+start_sink() { # port file
+  smtp-sink -c -u postfix "127.0.0.1:$1" 1000 > "$2" 2>&1 &
+  echo $!
+}
+rate() { python3 -c "print(f'{$1/($3-$2):.0f}')"; }
+secs() { python3 -c "print(f'{$2-$1:.1f}')"; }
+
+echo "== machine: $(nproc) cores, $(uname -r); N=$N messages of $SIZE bytes"
+
+# 1. the box's limit
+P=$(free_port); SINK=$(start_sink "$P" "$OUT/sink-direct.txt"); sleep 0.3
+T0=$(now); smtp-source -s 20 -l "$SIZE" -m "$N" -f bench@shop.example -t sink@example.com "127.0.0.1:$P"
+wait_sink "$OUT/sink-direct.txt" "$N" 300; T2=$(now); kill "$SINK"
+DIRECT=$(rate "$N" "$T0" "$T2")
+echo "smtp-source -> smtp-sink: $DIRECT msg/s"
+
+# 2. Epistle
+python3 bench/gen_batches.py "$OUT/batches" "$N" 1000 "$SIZE"
+P=$(free_port); SINK=$(start_sink "$P" "$OUT/sink-epistle.txt"); sleep 0.3
+HP=$(free_port)
+cat > "$OUT/epistle.toml" <<TOML
+database_url = "sqlite://$OUT/data/epistle.db"
+http_addr = "127.0.0.1:$HP"
+bootstrap_api_key = "ep_benchbenchbenchbenchbenchbench00"
+log = "warn"
+
+[delivery]
+batch_size = 500
+max_in_flight = 1000
+
+[[transports]]
+name = "smtp-sink"
+kind = "smtp"
+host = "127.0.0.1"
+port = $P
+tls = "none"
+max_connections = 20
+TOML
+"$BIN" --config "$OUT/epistle.toml" serve > "$OUT/epistle.out" 2> "$OUT/epistle.err" &
+EP=$!
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$HP/readyz" >/dev/null && break; sleep 0.1; done
+T0=$(now)
+ls "$OUT"/batches/*.json | xargs -P 2 -I{} curl -sf -o /dev/null -w '%{http_code}\n' \
+  -H 'Authorization: Bearer ep_benchbenchbenchbenchbenchbench00' -H 'Content-Type: application/json' \
+  --data-binary @{} "http://127.0.0.1:$HP/v1/messages/batch" > "$OUT/epistle-codes.txt"
+T1=$(now)
+wait_sink "$OUT/sink-epistle.txt" "$N" 600; T2=$(now)
+ACCEPTED=$(grep -c '^202$' "$OUT/epistle-codes.txt" || true)
+curl -s "http://127.0.0.1:$HP/metrics" | grep -E '^epistle_(deliveries_total|queue_depth)' > "$OUT/epistle-metrics.txt" || true
+kill -TERM "$EP"; wait "$EP" || true; kill "$SINK"
+E_ACC=$(rate "$N" "$T0" "$T1"); E_E2E=$(rate "$N" "$T0" "$T2")
+echo "epistle: $ACCEPTED/$(( N / 1000 )) batches accepted; accept $E_ACC msg/s ($(secs "$T0" "$T1") s), end-to-end $E_E2E msg/s ($(secs "$T0" "$T2") s)"
+
+# 3. Postfix
+P=$(free_port); SINK=$(start_sink "$P" "$OUT/sink-postfix.txt"); sleep 0.3
+postconf -e "inet_interfaces = loopback-only" "inet_protocols = ipv4" "mydestination =" \
+  "relayhost = [127.0.0.1]:$P" "mynetworks = 127.0.0.0/8" "smtp_tls_security_level = none" \
+  "smtpd_tls_security_level = none" "message_size_limit = 0" "default_destination_concurrency_limit = 20"
+postfix stop >/dev/null 2>&1 || true
+postsuper -d ALL >/dev/null 2>&1 || true
+postfix start >/dev/null 2>&1
+for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/25) 2>/dev/null && break; sleep 0.1; done
+T0=$(now); smtp-source -s 20 -l "$SIZE" -m "$N" -f bench@shop.example -t sink@example.com 127.0.0.1:25; T1=$(now)
+wait_sink "$OUT/sink-postfix.txt" "$N" 900; T2=$(now)
+postfix stop >/dev/null 2>&1 || true; kill "$SINK"
+P_ACC=$(rate "$N" "$T0" "$T1"); P_E2E=$(rate "$N" "$T0" "$T2")
+echo "postfix: accept $P_ACC msg/s ($(secs "$T0" "$T1") s), end-to-end $P_E2E msg/s ($(secs "$T0" "$T2") s)"
+
+echo
+echo "| path | accept msg/s | end-to-end msg/s |"
+echo "| --- | --- | --- |"
+echo "| smtp-source -> smtp-sink (box limit) | - | $DIRECT |"
+echo "| curl batch API -> Epistle (SQLite, fsync) -> smtp-sink | $E_ACC | $E_E2E |"
+echo "| smtp-source -> Postfix $(postconf -h mail_version) -> smtp-sink | $P_ACC | $P_E2E |"
+python3 -c "print(f'Epistle end-to-end / Postfix end-to-end: {$E_E2E/$P_E2E:.2f}x')"

@@ -3,6 +3,8 @@
 # one recipient each, relayed to Postfix's smtp-sink on loopback.
 #
 #   bench/run.sh [N]        (default N=20000; needs root for Postfix)
+#   ENGINE=postgres bench/run.sh    Epistle on the local PostgreSQL
+#                                   (database epistle_bench, recreated)
 #
 # 1. smtp-source -> smtp-sink            the limit of the box
 # 2. Epistle: curl POSTs /v1/messages/batch (1000 per request, 2 in
@@ -15,6 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-20000}"
+ENGINE="${ENGINE:-sqlite}"
 SIZE=10240
 OUT="bench/out"
 TARGET="${CARGO_TARGET_DIR:-$HOME/.cache/epistle-target}"
@@ -58,8 +61,14 @@ echo "smtp-source -> smtp-sink: $DIRECT msg/s"
 python3 bench/gen_batches.py "$OUT/batches" "$N" 1000 "$SIZE"
 P=$(free_port); SINK=$(start_sink "$P" "$OUT/sink-epistle.txt"); sleep 0.3
 HP=$(free_port)
+if [ "$ENGINE" = postgres ]; then
+  psql -q -h 127.0.0.1 -U postgres -d test -c "DROP DATABASE IF EXISTS epistle_bench WITH (FORCE)" -c "CREATE DATABASE epistle_bench"
+  DB_URL="postgres://postgres@127.0.0.1:5432/epistle_bench"
+else
+  DB_URL="sqlite://$OUT/data/epistle.db"
+fi
 cat > "$OUT/epistle.toml" <<TOML
-database_url = "sqlite://$OUT/data/epistle.db"
+database_url = "$DB_URL"
 http_addr = "127.0.0.1:$HP"
 bootstrap_api_key = "ep_benchbenchbenchbenchbenchbench00"
 log = "warn"
@@ -110,6 +119,6 @@ echo
 echo "| path | accept msg/s | end-to-end msg/s |"
 echo "| --- | --- | --- |"
 echo "| smtp-source -> smtp-sink (box limit) | - | $DIRECT |"
-echo "| curl batch API -> Epistle (SQLite, fsync) -> smtp-sink | $E_ACC | $E_E2E |"
+echo "| curl batch API -> Epistle ($ENGINE) -> smtp-sink | $E_ACC | $E_E2E |"
 echo "| smtp-source -> Postfix $(postconf -h mail_version) -> smtp-sink | $P_ACC | $P_E2E |"
 python3 -c "print(f'Epistle end-to-end / Postfix end-to-end: {$E_E2E/$P_E2E:.2f}x')"

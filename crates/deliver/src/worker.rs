@@ -44,7 +44,7 @@ impl Default for WorkerConfig {
             node: "node".into(),
             batch_size: 200,
             max_in_flight: 400,
-            lease: Duration::from_secs(120),
+            lease: Duration::from_secs(60),
             poll_interval: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(20),
         }
@@ -89,6 +89,8 @@ impl Worker {
             self.clock.clone(),
             self.metrics.clone(),
         ));
+        let renewer =
+            tokio::spawn(renew_loop(self.store.clone(), self.cfg.node.clone(), self.cfg.lease, self.clock.clone()));
         let permits = Arc::new(Semaphore::new(self.cfg.max_in_flight.max(1)));
         let mut tasks: JoinSet<()> = JoinSet::new();
         let low_water = (self.cfg.max_in_flight / 4).max(1);
@@ -154,6 +156,7 @@ impl Worker {
         }
         drop(tx);
         let _ = flusher.await;
+        renewer.abort();
     }
 
     async fn dispatch(
@@ -258,7 +261,7 @@ async fn send_one(
             Delivery::Sent(_) => OutcomeKind::Sent,
             Delivery::Permanent(_) => OutcomeKind::Bounced,
             Delivery::Transient(_) => {
-                match retry.next_retry(c.attempts + 1, now, message.created_at, &mut rand::thread_rng()) {
+                match retry.next_retry(c.attempts + 1, now, message.due_since(), &mut rand::thread_rng()) {
                     Some(retry_at) => OutcomeKind::Deferred { retry_at },
                     None => OutcomeKind::Failed,
                 }
@@ -272,6 +275,18 @@ async fn send_one(
         let o = outcome(c, kind, response, &routed.transport, started_at, elapsed.as_millis() as i64);
         if tx.send(o).await.is_err() {
             return;
+        }
+    }
+}
+
+/// Renews this node's leases every third of the lease, so that only a dead
+/// node's work is ever taken over.
+async fn renew_loop(store: Store, node: String, lease: Duration, clock: SharedClock) {
+    let every = (lease / 3).max(Duration::from_millis(100));
+    loop {
+        tokio::time::sleep(every).await;
+        if let Err(e) = store.renew_leases(&node, clock.now_ms(), lease.as_millis() as i64).await {
+            tracing::warn!(error = %e, "cannot renew leases; if this lasts past the lease, other nodes may resend");
         }
     }
 }
@@ -293,10 +308,21 @@ async fn flush_loop(
             }
         }
         let mut delay = Duration::from_millis(100);
+        let mut tries_while_stopping = 0;
         loop {
             match store.record_outcomes(&node, &batch, clock.now_ms()).await {
                 Ok(()) => break,
+                Err(e) if rx.is_closed() && tries_while_stopping >= 10 => {
+                    // Stopping, and the database is gone: the recipients stay
+                    // leased and are retried after the lease (possibly twice).
+                    tracing::error!(error = %e, lost = batch.len(), "giving up recording outcomes at shutdown");
+                    batch.clear();
+                    break;
+                }
                 Err(e) => {
+                    if rx.is_closed() {
+                        tries_while_stopping += 1;
+                    }
                     tracing::error!(error = %e, pending = batch.len(), "cannot record outcomes; retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));

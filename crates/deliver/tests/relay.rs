@@ -62,6 +62,21 @@ async fn starttls_with_auth_plain() {
 }
 
 #[tokio::test]
+async fn starttls_with_auth_login_only() {
+    let sink = SmtpSink::start(SinkConfig {
+        starttls: true,
+        login_only: true,
+        auth: Some(("old-relay".into(), "p4ss".into())),
+        ..Default::default()
+    })
+    .await;
+    let relay = SmtpRelay::new("main", settings(&sink, TlsMode::StartTls, Some(("old-relay", "p4ss"))), 1);
+    let out = relay.send(&env(&["jane@example.com"]), MSG).await.unwrap();
+    assert!(matches!(out[0], Delivery::Sent(_)), "{out:?}");
+    assert_eq!(sink.received()[0].auth_user.as_deref(), Some("old-relay"));
+}
+
+#[tokio::test]
 async fn implicit_tls() {
     let sink =
         SmtpSink::start(SinkConfig { implicit_tls: true, auth: Some(("u".into(), "p".into())), ..Default::default() })

@@ -123,7 +123,7 @@ impl Default for DeliveryConfig {
             retry_base: Duration::from_secs(30),
             retry_max_delay: Duration::from_secs(30 * 60),
             max_age: Duration::from_secs(24 * 3600),
-            lease: Duration::from_secs(120),
+            lease: Duration::from_secs(60),
             batch_size: 200,
             max_in_flight: 400,
             poll_interval: Duration::from_secs(1),

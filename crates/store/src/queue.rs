@@ -32,6 +32,16 @@ pub struct DeliveryMessage {
     pub stream: String,
     pub raw: Vec<u8>,
     pub created_at: i64,
+    pub send_at: Option<i64>,
+}
+
+impl DeliveryMessage {
+    /// When the message became due: its `send_at`, or when it was accepted.
+    /// Retry age counts from here, so scheduled mail gets its full retry
+    /// window.
+    pub fn due_since(&self) -> i64 {
+        self.send_at.map_or(self.created_at, |s| s.max(self.created_at))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,12 +100,24 @@ impl Store {
             .collect())
     }
 
+    /// Extends the leases of everything `node` holds to `now + lease_ms`, so
+    /// a live node never loses work that waits long for a slow relay. Only
+    /// a dead node's leases run out. Returns how many were renewed.
+    pub async fn renew_leases(&self, node: &str, now: i64, lease_ms: i64) -> Result<u64> {
+        let done = sqlx::query("UPDATE recipients SET due_at = $1 WHERE claimed_by = $2 AND status = 'sending'")
+            .bind(now + lease_ms)
+            .bind(node)
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Loads the messages of claimed recipients.
     pub async fn load_for_delivery(&self, message_ids: &[String]) -> Result<Vec<DeliveryMessage>> {
         let mut out = Vec::with_capacity(message_ids.len());
         for chunk in message_ids.chunks(500) {
             let sql = format!(
-                "SELECT id, tenant_id, envelope_from, stream, raw, created_at FROM messages WHERE id IN ({})",
+                "SELECT id, tenant_id, envelope_from, stream, raw, created_at, send_at FROM messages WHERE id IN ({})",
                 placeholders(self.dialect, 1, chunk.len())
             );
             let vals = chunk.iter().map(|s| Val::S(s.clone())).collect();
@@ -107,6 +129,7 @@ impl Store {
                 stream: r.get(3),
                 raw: r.get(4),
                 created_at: r.get(5),
+                send_at: r.get(6),
             }));
         }
         Ok(out)

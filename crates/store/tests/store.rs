@@ -24,6 +24,7 @@ both_engines!(
     claims_are_disjoint_and_leased,
     scheduled_mail_waits_until_due,
     outcomes_need_the_lease,
+    renewed_leases_are_kept,
     list_filters_and_cursor,
     cancel_stops_pending_recipients,
 );
@@ -265,4 +266,17 @@ async fn cancel_stops_pending_recipients(engine: Engine) {
     assert!(store.claim_due("n2", T0 + 10, 60_000, 10).await.unwrap().is_empty());
     let events = store.message_events("ten_a", &id).await.unwrap();
     assert_eq!(events.iter().filter(|e| e.kind == "cancelled").count(), 1);
+}
+
+async fn renewed_leases_are_kept(engine: Engine) {
+    let (store, _db) = store(engine).await;
+    store
+        .insert_messages(vec![message("ten_a", &["a@example.com"]), message("ten_a", &["b@example.com"])], T0)
+        .await
+        .unwrap();
+    assert_eq!(store.claim_due("node-a", T0, 1000, 10).await.unwrap().len(), 2);
+    assert_eq!(store.renew_leases("node-a", T0 + 900, 1000).await.unwrap(), 2);
+    assert!(store.claim_due("node-b", T0 + 1500, 1000, 10).await.unwrap().is_empty(), "renewed: still node-a's");
+    assert_eq!(store.renew_leases("node-b", T0 + 1500, 1000).await.unwrap(), 0, "a node renews only its own");
+    assert_eq!(store.claim_due("node-b", T0 + 1901, 1000, 10).await.unwrap().len(), 2, "taken over once not renewed");
 }

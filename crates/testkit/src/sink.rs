@@ -54,6 +54,8 @@ pub struct SinkConfig {
     pub implicit_tls: bool,
     /// Require AUTH (PLAIN or LOGIN) with these credentials before MAIL.
     pub auth: Option<(String, String)>,
+    /// Offer only AUTH LOGIN (as some older relays do).
+    pub login_only: bool,
     /// Replace the greeting, e.g. `554 5.3.2 not accepting mail` to refuse
     /// every session.
     pub greeting: Option<String>,
@@ -230,7 +232,7 @@ async fn session(io: Box<dyn Io>, shared: Arc<Shared>, tls: bool) -> std::io::Re
                 caps.push("250-STARTTLS");
             }
             if shared.cfg.auth.is_some() {
-                caps.push("250-AUTH PLAIN LOGIN");
+                caps.push(if shared.cfg.login_only { "250-AUTH LOGIN" } else { "250-AUTH PLAIN LOGIN" });
             }
             caps.push("250 ENHANCEDSTATUSCODES");
             write(&mut io, &(caps.join("\r\n") + "\r\n")).await?;

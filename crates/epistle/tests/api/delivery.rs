@@ -67,6 +67,18 @@ async fn transient_failures_retry_with_backoff_then_fail_at_max_age() {
 }
 
 #[tokio::test]
+async fn retry_age_counts_from_the_scheduled_time() {
+    let app = spawn(Options { tweak: |c| c.delivery.max_age = Duration::from_secs(3600), ..Default::default() }).await;
+    let mut m = message("tempfail@example.com");
+    m["send_at"] = json!(epistle_core::timefmt::rfc3339(START_MS + 2 * 24 * 3600 * 1000));
+    let id = app.send(&m).await;
+    app.advance(Duration::from_secs(2 * 24 * 3600));
+    let v = app.wait_status(&id, "deferred").await;
+    assert_eq!(v["recipients"][0]["attempts"], 1, "deferred, not failed: the message is one try old, not two days");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn dropped_connection_defers() {
     let app = spawn_app().await;
     let id = app.send(&message("disconnect@example.com")).await;

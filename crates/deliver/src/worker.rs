@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use epistle_core::clock::SharedClock;
 use epistle_store::{Claimed, DeliveryMessage, Outcome, OutcomeKind, Store};
-use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::metrics::{Metrics, TransportLabels};
@@ -51,6 +51,15 @@ impl Default for WorkerConfig {
     }
 }
 
+/// The outcomes of one message, with the in-flight permit of its
+/// recipients. The permit is released only once the outcomes are
+/// committed, so `max_in_flight` bounds the recipients that are claimed
+/// but not yet recorded: the most a crash can send twice.
+struct Done {
+    outcomes: Vec<Outcome>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
 pub struct Worker {
     store: Store,
     route: Arc<Route>,
@@ -81,7 +90,7 @@ impl Worker {
     /// Runs until `shutdown` turns true, then stops claiming, lets messages
     /// in flight finish (up to the grace period) and commits their outcomes.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let (tx, rx) = mpsc::channel::<Outcome>(self.cfg.max_in_flight.max(16) * 2);
+        let (tx, rx) = mpsc::channel::<Done>(self.cfg.max_in_flight.max(16));
         let flusher = tokio::spawn(flush_loop(
             self.store.clone(),
             self.cfg.node.clone(),
@@ -102,9 +111,10 @@ impl Worker {
             }
             while tasks.try_join_next().is_some() {}
             let free = permits.available_permits();
-            if free < low_water && !tasks.is_empty() {
+            if free < low_water {
+                // Wait until sends finish and their outcomes are committed.
                 tokio::select! {
-                    _ = tasks.join_next() => {}
+                    p = permits.clone().acquire_many_owned(low_water as u32) => drop(p),
                     _ = shutdown.changed() => {}
                 }
                 continue;
@@ -164,7 +174,7 @@ impl Worker {
         claimed: Vec<Claimed>,
         permits: &Arc<Semaphore>,
         tasks: &mut JoinSet<()>,
-        tx: &mpsc::Sender<Outcome>,
+        tx: &mpsc::Sender<Done>,
     ) {
         let mut ids: Vec<String> = claimed.iter().map(|c| c.message_id.clone()).collect();
         ids.sort();
@@ -174,9 +184,11 @@ impl Worker {
             Err(e) => {
                 tracing::error!(error = %e, "cannot load claimed messages; putting them back");
                 let retry_at = self.clock.now_ms() + 1000;
-                for c in claimed {
-                    let _ = tx.send(outcome(&c, OutcomeKind::Released { retry_at }, e.to_string(), "none", 0, 0)).await;
-                }
+                let outcomes = claimed
+                    .iter()
+                    .map(|c| outcome(c, OutcomeKind::Released { retry_at }, e.to_string(), "none", 0, 0))
+                    .collect();
+                let _ = tx.send(Done { outcomes, _permit: None }).await;
                 return;
             }
         };
@@ -187,18 +199,10 @@ impl Worker {
         let mut messages: HashMap<String, DeliveryMessage> = messages.into_iter().map(|m| (m.id.clone(), m)).collect();
         for (mid, rcpts) in by_message {
             let Some(message) = messages.remove(&mid) else {
-                for c in rcpts {
-                    let _ = tx
-                        .send(outcome(
-                            &c,
-                            OutcomeKind::Failed,
-                            "message body missing from the store".into(),
-                            "none",
-                            0,
-                            0,
-                        ))
-                        .await;
-                }
+                let why = "message body missing from the store";
+                let outcomes =
+                    rcpts.iter().map(|c| outcome(c, OutcomeKind::Failed, why.into(), "none", 0, 0)).collect();
+                let _ = tx.send(Done { outcomes, _permit: None }).await;
                 continue;
             };
             let Ok(permit) = permits.clone().acquire_many_owned(rcpts.len() as u32).await else { return };
@@ -207,10 +211,7 @@ impl Worker {
             let clock = self.clock.clone();
             let metrics = self.metrics.clone();
             let tx = tx.clone();
-            tasks.spawn(async move {
-                let _permit = permit;
-                send_one(message, rcpts, route, retry, clock, metrics, tx).await;
-            });
+            tasks.spawn(send_one(message, rcpts, permit, route, retry, clock, metrics, tx));
         }
     }
 }
@@ -236,14 +237,16 @@ fn outcome(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn send_one(
     message: DeliveryMessage,
     rcpts: Vec<Claimed>,
+    permit: OwnedSemaphorePermit,
     route: Arc<Route>,
     retry: RetryPolicy,
     clock: SharedClock,
     metrics: Arc<Metrics>,
-    tx: mpsc::Sender<Outcome>,
+    tx: mpsc::Sender<Done>,
 ) {
     let envelope =
         Envelope { from: message.envelope_from.clone(), rcpts: rcpts.iter().map(|c| c.email.clone()).collect() };
@@ -256,6 +259,7 @@ async fn send_one(
         .get_or_create(&TransportLabels { transport: routed.transport.clone() })
         .observe(elapsed.as_secs_f64());
     let now = clock.now_ms();
+    let mut outcomes = Vec::with_capacity(rcpts.len());
     for (c, d) in rcpts.iter().zip(routed.deliveries) {
         let kind = match &d {
             Delivery::Sent(_) => OutcomeKind::Sent,
@@ -272,11 +276,9 @@ async fn send_one(
             _ => d.reply().to_string(),
         };
         tracing::debug!(message = %c.message_id, rcpt = %c.email, tenant = %c.tenant_id, outcome = ?kind, %response, "attempt");
-        let o = outcome(c, kind, response, &routed.transport, started_at, elapsed.as_millis() as i64);
-        if tx.send(o).await.is_err() {
-            return;
-        }
+        outcomes.push(outcome(c, kind, response, &routed.transport, started_at, elapsed.as_millis() as i64));
     }
+    let _ = tx.send(Done { outcomes, _permit: Some(permit) }).await;
 }
 
 /// Renews this node's leases every third of the lease, so that only a dead
@@ -294,19 +296,21 @@ async fn renew_loop(store: Store, node: String, lease: Duration, clock: SharedCl
 async fn flush_loop(
     store: Store,
     node: String,
-    mut rx: mpsc::Receiver<Outcome>,
+    mut rx: mpsc::Receiver<Done>,
     clock: SharedClock,
     metrics: Arc<Metrics>,
 ) {
-    let mut batch = Vec::with_capacity(512);
+    let mut done: Vec<Done> = Vec::with_capacity(256);
+    let mut batch: Vec<Outcome> = Vec::with_capacity(512);
     while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < 1000 {
+        done.push(first);
+        while done.len() < 500 {
             match rx.try_recv() {
-                Ok(o) => batch.push(o),
+                Ok(d) => done.push(d),
                 Err(_) => break,
             }
         }
+        batch.extend(done.iter_mut().flat_map(|d| d.outcomes.drain(..)));
         let mut delay = Duration::from_millis(100);
         let mut tries_while_stopping = 0;
         loop {
@@ -329,6 +333,8 @@ async fn flush_loop(
                 }
             }
         }
+        // Committed: the recipients' in-flight permits go back now.
+        done.clear();
         for o in batch.drain(..) {
             let label = match o.kind {
                 OutcomeKind::Sent => "sent",

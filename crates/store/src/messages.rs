@@ -4,7 +4,7 @@ use epistle_core::{RecipientStatus, new_id};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::sql::{Val, bind_all, multi_insert, placeholders};
+use crate::sql::{EVENT_COLS, Val, bind_all, multi_insert, placeholders};
 use crate::{EventRecord, MessageRecord, MessageSummary, RecipientRecord, Result, Store, StoreError};
 
 /// One envelope recipient to insert.

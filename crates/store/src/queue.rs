@@ -9,7 +9,7 @@ use epistle_core::{RecipientStatus, new_id};
 use sqlx::Row;
 
 use crate::messages::parse_status;
-use crate::sql::{Val, bind_all, multi_insert, placeholders};
+use crate::sql::{EVENT_COLS, Val, bind_all, multi_insert, placeholders};
 use crate::{Dialect, Result, Store};
 
 /// A recipient claimed by a node.

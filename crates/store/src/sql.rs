@@ -121,3 +121,6 @@ pub fn multi_insert(
     }
     out
 }
+
+/// Columns of an `events` row, in the order the insert helpers bind them.
+pub const EVENT_COLS: &[&str] = &["tenant_id", "message_id", "recipient", "type", "detail", "at"];

@@ -227,13 +227,7 @@ impl Store {
                 tag_rows,
                 " ON CONFLICT DO NOTHING",
             ),
-            multi_insert(
-                self.dialect,
-                "events",
-                &["tenant_id", "message_id", "recipient", "type", "detail", "at"],
-                event_rows,
-                "",
-            ),
+            multi_insert(self.dialect, "events", EVENT_COLS, event_rows, ""),
         ];
         for (sql, vals) in statements.into_iter().flatten() {
             bind_all(sqlx::query(&sql), vals).execute(&mut *tx).await?;
@@ -418,13 +412,7 @@ impl Store {
                 ]
             })
             .collect();
-        for (sql, vals) in multi_insert(
-            self.dialect,
-            "events",
-            &["tenant_id", "message_id", "recipient", "type", "detail", "at"],
-            events,
-            "",
-        ) {
+        for (sql, vals) in multi_insert(self.dialect, "events", EVENT_COLS, events, "") {
             bind_all(sqlx::query(&sql), vals).execute(&mut *tx).await?;
         }
         tx.commit().await?;

@@ -210,13 +210,7 @@ impl Store {
                 attempts,
                 "",
             ),
-            multi_insert(
-                self.dialect,
-                "events",
-                &["tenant_id", "message_id", "recipient", "type", "detail", "at"],
-                events,
-                "",
-            ),
+            multi_insert(self.dialect, "events", EVENT_COLS, events, ""),
         ];
         for (sql, vals) in statements.into_iter().flatten() {
             bind_all(sqlx::query(&sql), vals).execute(&mut *tx).await?;

@@ -104,11 +104,16 @@ impl Store {
     /// a live node never loses work that waits long for a slow relay. Only
     /// a dead node's leases run out. Returns how many were renewed.
     pub async fn renew_leases(&self, node: &str, now: i64, lease_ms: i64) -> Result<u64> {
-        let done = sqlx::query("UPDATE recipients SET due_at = $1 WHERE claimed_by = $2 AND status = 'sending'")
-            .bind(now + lease_ms)
-            .bind(node)
-            .execute(&self.write)
-            .await?;
+        // Rows locked by this node's own outcome commit are about to be
+        // final; skipping them (PostgreSQL) avoids a lock-order deadlock.
+        let sql = match self.dialect {
+            Dialect::Postgres => {
+                "UPDATE recipients SET due_at = $1 WHERE id IN (SELECT id FROM recipients \
+                 WHERE claimed_by = $2 AND status = 'sending' FOR UPDATE SKIP LOCKED)"
+            }
+            Dialect::Sqlite => "UPDATE recipients SET due_at = $1 WHERE claimed_by = $2 AND status = 'sending'",
+        };
+        let done = sqlx::query(sql).bind(now + lease_ms).bind(node).execute(&self.write).await?;
         Ok(done.rows_affected())
     }
 
@@ -142,10 +147,13 @@ impl Store {
         if outcomes.is_empty() {
             return Ok(());
         }
+        // One lock order for every writer of these rows: by id.
+        let mut ordered: Vec<&Outcome> = outcomes.iter().collect();
+        ordered.sort_by(|a, b| a.recipient_id.cmp(&b.recipient_id));
         let mut tx = self.write.begin().await?;
         let mut attempts = Vec::with_capacity(outcomes.len());
         let mut events = Vec::with_capacity(outcomes.len());
-        for o in outcomes {
+        for o in ordered {
             let (status, due, counts) = match o.kind {
                 OutcomeKind::Sent => (RecipientStatus::Sent, None, 1),
                 OutcomeKind::Deferred { retry_at } => (RecipientStatus::Deferred, Some(retry_at), 1),

@@ -10,7 +10,7 @@ use epistle_deliver::smtp::client::{SmtpSettings, Timeouts};
 use epistle_deliver::smtp::{SmtpRelay, tls};
 use epistle_deliver::{Metrics, RetryPolicy, Route, Transport, Worker, WorkerConfig};
 use epistle_http::{AppState, HttpSettings, generate_api_key, hash_api_key};
-use epistle_store::{SqliteSync, Store, StoreOptions};
+use epistle_store::{Committer, SqliteSync, Store, StoreOptions};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -186,6 +186,7 @@ pub async fn build(cfg: Config, clock: SharedClock) -> anyhow::Result<App> {
     let http_addr = listener.local_addr()?;
     let state = AppState {
         store: store.clone(),
+        committer: Committer::start(store.clone()),
         clock: clock.clone(),
         metrics,
         wake,

@@ -55,7 +55,19 @@ impl ApiError {
 
 impl From<epistle_store::StoreError> for ApiError {
     fn from(e: epistle_store::StoreError) -> Self {
-        match &e {
+        ApiError::from(&e)
+    }
+}
+
+impl From<std::sync::Arc<epistle_store::StoreError>> for ApiError {
+    fn from(e: std::sync::Arc<epistle_store::StoreError>) -> Self {
+        ApiError::from(&*e)
+    }
+}
+
+impl From<&epistle_store::StoreError> for ApiError {
+    fn from(e: &epistle_store::StoreError) -> Self {
+        match e {
             epistle_store::StoreError::Db(sqlx_err) if is_unavailable(sqlx_err) => ApiError::unavailable(e),
             _ => ApiError::internal(e),
         }

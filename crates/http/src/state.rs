@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use epistle_core::clock::SharedClock;
 use epistle_deliver::{Metrics, Route};
-use epistle_store::Store;
+use epistle_store::{Committer, Store};
 use tokio::sync::Notify;
 
 #[derive(Debug, Clone)]
@@ -22,6 +22,8 @@ pub struct HttpSettings {
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    /// Accepts go through group commit.
+    pub committer: Committer,
     pub clock: SharedClock,
     pub metrics: Arc<Metrics>,
     /// Wakes the delivery worker after an accept.

@@ -1,7 +1,9 @@
 //! One store test suite, run against SQLite and PostgreSQL.
 
 use epistle_core::RecipientStatus;
-use epistle_store::{InsertResult, ListFilter, NewMessage, NewRecipient, Outcome, OutcomeKind, Store, StoreOptions};
+use epistle_store::{
+    Committer, InsertResult, ListFilter, NewMessage, NewRecipient, Outcome, OutcomeKind, Store, StoreOptions,
+};
 use epistle_testkit::{Engine, TestDb};
 
 macro_rules! both_engines {
@@ -25,6 +27,7 @@ both_engines!(
     scheduled_mail_waits_until_due,
     outcomes_need_the_lease,
     renewed_leases_are_kept,
+    group_commit_answers_each_caller,
     list_filters_and_cursor,
     cancel_stops_pending_recipients,
 );
@@ -279,4 +282,36 @@ async fn renewed_leases_are_kept(engine: Engine) {
     assert!(store.claim_due("node-b", T0 + 1500, 1000, 10).await.unwrap().is_empty(), "renewed: still node-a's");
     assert_eq!(store.renew_leases("node-b", T0 + 1500, 1000).await.unwrap(), 0, "a node renews only its own");
     assert_eq!(store.claim_due("node-b", T0 + 1901, 1000, 10).await.unwrap().len(), 2, "taken over once not renewed");
+}
+
+async fn group_commit_answers_each_caller(engine: Engine) {
+    let (store, _db) = store(engine).await;
+    let committer = Committer::start(store.clone());
+    let mut keyed = message("ten_a", &["k@example.com"]);
+    keyed.idempotency = Some(("k1".into(), "h1".into()));
+    let mut conflicting = message("ten_a", &["k@example.com"]);
+    conflicting.idempotency = Some(("k1".into(), "h2".into()));
+    // Fifty concurrent callers, one of them with two messages, two sharing a key.
+    let mut calls = Vec::new();
+    for i in 0..48 {
+        let c = committer.clone();
+        let m = message("ten_a", &[&format!("u{i}@example.com")]);
+        calls.push(tokio::spawn(async move { c.insert(vec![m], T0).await.unwrap() }));
+    }
+    let c = committer.clone();
+    let pair = vec![message("ten_a", &["p1@example.com"]), message("ten_a", &["p2@example.com"])];
+    calls.push(tokio::spawn(async move { c.insert(pair, T0).await.unwrap() }));
+    let first = committer.insert(vec![keyed], T0).await.unwrap();
+    let second = committer.insert(vec![conflicting], T0).await.unwrap();
+    let mut total = 0;
+    for call in calls {
+        let r = call.await.unwrap();
+        assert!(r.iter().all(|x| *x == InsertResult::Inserted));
+        total += r.len();
+    }
+    assert_eq!(total, 50, "each caller gets its own results");
+    assert_eq!(first, vec![InsertResult::Inserted]);
+    assert!(matches!(second[0], InsertResult::Conflict { .. }), "idempotency holds across a group");
+    let all = store.list_messages("ten_a", &ListFilter { limit: 100, ..Default::default() }).await.unwrap();
+    assert_eq!(all.len(), 51);
 }

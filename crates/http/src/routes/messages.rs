@@ -60,7 +60,7 @@ pub async fn send(
     let now = st.clock.now_ms();
     let Prepared { message, reply } = validate::prepare(body.value, &caller.tenant_id, now, &st.settings, idempotency)?;
     let n_rcpts = message.recipients.len() as u64;
-    let result = st.store.insert_messages(vec![message], now).await?;
+    let result = st.committer.insert(vec![message], now).await?;
     match result.into_iter().next() {
         Some(InsertResult::Inserted) => {
             st.metrics.messages_accepted.inc();
@@ -126,7 +126,7 @@ pub async fn send_batch(State(st): State<AppState>, caller: Caller, req: Request
     let results = if prepared.is_empty() {
         Vec::new()
     } else {
-        st.store.insert_messages(prepared.into_iter().map(|p| p.message).collect(), now).await?
+        st.committer.insert(prepared.into_iter().map(|p| p.message).collect(), now).await?
     };
     let mut inserted = 0;
     let out: Vec<serde_json::Value> = slots

@@ -5,6 +5,7 @@
 //! is valid and safe to put into a header or an SMTP command.
 
 pub mod address;
+pub mod apikey;
 pub mod clock;
 pub mod ids;
 pub mod status;

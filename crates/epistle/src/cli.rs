@@ -112,6 +112,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn serve(cfg: Config) -> anyhow::Result<()> {
     let app = startup::build(cfg.clone(), Arc::new(SystemClock)).await?;
     println!("Epistle listening on http://{}", app.http_addr);
+    if let Some(smtp) = app.smtp_addr {
+        println!("SMTP submission on {smtp} (AUTH with an API key as the password)");
+    }
     println!("Delivery: {}", app.delivery_mode);
     if let Some(key) = &app.generated_key {
         println!();

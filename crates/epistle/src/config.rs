@@ -44,6 +44,9 @@ pub struct Config {
     pub bootstrap_api_key: Option<Secret>,
     /// Log filter, e.g. `info` or `epistle=debug,info`.
     pub log: String,
+    /// Where the SMTP submission listener listens; empty to turn it off.
+    pub smtp_addr: String,
+    pub smtp: SmtpConfig,
     pub database: DatabaseConfig,
     pub delivery: DeliveryConfig,
     pub limits: LimitsConfig,
@@ -59,10 +62,67 @@ impl Default for Config {
             public_url: None,
             bootstrap_api_key: None,
             log: "info".into(),
+            smtp_addr: "127.0.0.1:2587".into(),
+            smtp: SmtpConfig::default(),
             database: DatabaseConfig::default(),
             delivery: DeliveryConfig::default(),
             limits: LimitsConfig::default(),
             transports: Vec::new(),
+        }
+    }
+}
+
+/// A list written as a TOML array or as one comma-separated string (the
+/// form an environment variable can hold).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(untagged)]
+pub enum StringList {
+    #[default]
+    Empty,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl StringList {
+    pub fn items(&self) -> Vec<String> {
+        match self {
+            StringList::Empty => vec![],
+            StringList::One(s) => s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect(),
+            StringList::Many(v) => v.iter().map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    /// Our name in the greeting and `Received` headers (default: host name).
+    pub hostname: Option<String>,
+    /// Networks that may send without AUTH, into tenant `default`, e.g.
+    /// `["127.0.0.0/8", "10.0.0.0/8"]` or `"127.0.0.0/8,10.0.0.0/8"`.
+    pub trusted_networks: StringList,
+    /// Largest message accepted (552 above). Default 25 MiB.
+    pub max_message_bytes: usize,
+    /// Most recipients per message (452 above).
+    pub max_recipients: usize,
+    /// PEM certificate chain and key: STARTTLS is offered when both are set.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Offer AUTH without TLS to clients that are not on loopback. Off:
+    /// API keys would cross the network in clear.
+    pub allow_plain_auth: bool,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            hostname: None,
+            trusted_networks: StringList::Empty,
+            max_message_bytes: 25 * 1024 * 1024,
+            max_recipients: 1000,
+            tls_cert: None,
+            tls_key: None,
+            allow_plain_auth: false,
         }
     }
 }
@@ -230,8 +290,18 @@ impl TransportConfig {
 
 /// Top-level keys an `EPISTLE_*` variable may set; others (such as
 /// `EPISTLE_CONFIG` or test settings) are not configuration.
-const ENV_KEYS: &[&str] =
-    &["database_url", "http_addr", "public_url", "bootstrap_api_key", "log", "database", "delivery", "limits"];
+const ENV_KEYS: &[&str] = &[
+    "database_url",
+    "http_addr",
+    "public_url",
+    "bootstrap_api_key",
+    "log",
+    "smtp_addr",
+    "smtp",
+    "database",
+    "delivery",
+    "limits",
+];
 
 impl Config {
     /// Loads defaults, the file (if any), then the environment.
@@ -307,6 +377,14 @@ impl Config {
                 }
             }
         }
+        for n in self.smtp.trusted_networks.items() {
+            n.parse::<ipnet::IpNet>()
+                .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| anyhow::anyhow!("smtp.trusted_networks: `{n}` is not a network such as 127.0.0.0/8"))?;
+        }
+        if self.smtp.tls_cert.is_some() != self.smtp.tls_key.is_some() {
+            bail!("smtp.tls_cert and smtp.tls_key go together: give both or neither");
+        }
         match self.database.sqlite_synchronous.as_str() {
             "full" | "normal" => {}
             other => bail!("database.sqlite_synchronous = `{other}`: use `full` or `normal`"),
@@ -369,7 +447,11 @@ mod tests {
             jail.set_env("EPISTLE_DATABASE__MAX_CONNECTIONS", "4");
             jail.set_env("EPISTLE_TEST_POSTGRES_URL", "postgres://elsewhere/x");
             jail.set_env("EPISTLE_API_KEY", "ep_for_the_send_command");
+            jail.set_env("EPISTLE_SMTP_ADDR", "127.0.0.1:0");
+            jail.set_env("EPISTLE_SMTP__TRUSTED_NETWORKS", "127.0.0.0/8, 10.0.0.0/8");
             let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.smtp_addr, "127.0.0.1:0");
+            assert_eq!(c.smtp.trusted_networks.items(), vec!["127.0.0.0/8", "10.0.0.0/8"]);
             assert_eq!(c.http_addr, "127.0.0.1:0");
             assert_eq!(c.delivery.lease, Duration::from_secs(3));
             assert_eq!(c.database.max_connections, 4);

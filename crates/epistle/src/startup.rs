@@ -10,6 +10,7 @@ use epistle_deliver::smtp::client::{SmtpSettings, Timeouts};
 use epistle_deliver::smtp::{SmtpRelay, tls};
 use epistle_deliver::{Metrics, RetryPolicy, Route, Transport, Worker, WorkerConfig};
 use epistle_http::{AppState, HttpSettings, generate_api_key, hash_api_key};
+use epistle_ingest::{SmtpListener, SmtpListenerConfig};
 use epistle_store::{Committer, SqliteSync, Store, StoreOptions};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -19,6 +20,8 @@ use crate::config::{Config, TransportKind};
 /// A running server.
 pub struct App {
     pub http_addr: SocketAddr,
+    /// The SMTP submission listener's address, when it runs.
+    pub smtp_addr: Option<SocketAddr>,
     pub store: Store,
     /// A key generated at first start (print it once), if any.
     pub generated_key: Option<String>,
@@ -26,6 +29,7 @@ pub struct App {
     pub delivery_mode: String,
     shutdown: watch::Sender<bool>,
     http: JoinHandle<std::io::Result<()>>,
+    smtp: Option<JoinHandle<()>>,
     worker: JoinHandle<()>,
     janitor: JoinHandle<()>,
 }
@@ -40,6 +44,9 @@ impl App {
     /// Waits for the HTTP server and the worker to stop.
     pub async fn wait(self) -> anyhow::Result<()> {
         self.janitor.abort();
+        if let Some(smtp) = self.smtp {
+            smtp.await.context("SMTP listener")?;
+        }
         self.worker.await.context("delivery worker")?;
         self.http.await.context("http server")?.context("http server")?;
         self.store.close().await;
@@ -104,6 +111,34 @@ fn transports(cfg: &Config) -> anyhow::Result<Vec<Arc<dyn Transport>>> {
     Ok(out)
 }
 
+fn smtp_listener_config(cfg: &Config) -> anyhow::Result<SmtpListenerConfig> {
+    let tls = match (&cfg.smtp.tls_cert, &cfg.smtp.tls_key) {
+        (Some(c), Some(k)) => {
+            let cert = std::fs::read(c).with_context(|| format!("smtp.tls_cert: cannot read {}", c.display()))?;
+            let key = std::fs::read(k).with_context(|| format!("smtp.tls_key: cannot read {}", k.display()))?;
+            Some(epistle_ingest::smtp::tls_acceptor(&cert, &key).map_err(|e| anyhow::anyhow!("smtp TLS: {e}"))?)
+        }
+        _ => None,
+    };
+    let trusted = cfg
+        .smtp
+        .trusted_networks
+        .items()
+        .iter()
+        .map(|n| n.parse::<ipnet::IpNet>().or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from)))
+        .collect::<Result<Vec<_>, _>>()
+        .context("smtp.trusted_networks")?;
+    Ok(SmtpListenerConfig {
+        hostname: cfg.smtp.hostname.clone().unwrap_or_else(host_name),
+        max_message_bytes: cfg.smtp.max_message_bytes,
+        max_recipients: cfg.smtp.max_recipients,
+        trusted_networks: trusted,
+        tls,
+        allow_plain_auth: cfg.smtp.allow_plain_auth,
+        ..Default::default()
+    })
+}
+
 /// Makes sure tenant `default` and a first API key exist. Returns the key
 /// when one was generated (to be shown once).
 async fn bootstrap(store: &Store, cfg: &Config, now: i64) -> anyhow::Result<Option<String>> {
@@ -137,6 +172,7 @@ pub async fn build(cfg: Config, clock: SharedClock) -> anyhow::Result<App> {
     let store = connect_store(&cfg).await?;
     let generated_key =
         bootstrap(&store, &cfg, clock.now_ms()).await.context("cannot create the default tenant and key")?;
+    let default_tenant = store.ensure_tenant("default", clock.now_ms()).await?;
 
     let transports = transports(&cfg)?;
     let delivery_mode = if cfg.transports.is_empty() {
@@ -179,6 +215,7 @@ pub async fn build(cfg: Config, clock: SharedClock) -> anyhow::Result<App> {
         },
     );
     let wake = worker.waker();
+    let committer = Committer::start(store.clone());
 
     let listener = tokio::net::TcpListener::bind(&cfg.http_addr).await.with_context(|| {
         format!("cannot listen on {} (http_addr / EPISTLE_HTTP_ADDR); is another server using it?", cfg.http_addr)
@@ -186,10 +223,10 @@ pub async fn build(cfg: Config, clock: SharedClock) -> anyhow::Result<App> {
     let http_addr = listener.local_addr()?;
     let state = AppState {
         store: store.clone(),
-        committer: Committer::start(store.clone()),
+        committer: committer.clone(),
         clock: clock.clone(),
-        metrics,
-        wake,
+        metrics: metrics.clone(),
+        wake: wake.clone(),
         route: Some(route),
         settings: Arc::new(HttpSettings {
             max_request_bytes: cfg.limits.max_request_bytes,
@@ -210,6 +247,25 @@ pub async fn build(cfg: Config, clock: SharedClock) -> anyhow::Result<App> {
     });
     let worker = tokio::spawn(worker.run(rx.clone()));
 
+    let (smtp_addr, smtp) = if cfg.smtp_addr.trim().is_empty() {
+        (None, None)
+    } else {
+        let listener = tokio::net::TcpListener::bind(cfg.smtp_addr.trim()).await.with_context(|| {
+            format!("cannot listen for SMTP on {} (smtp_addr / EPISTLE_SMTP_ADDR; empty turns it off)", cfg.smtp_addr)
+        })?;
+        let addr = listener.local_addr()?;
+        let smtp = Arc::new(SmtpListener {
+            store: store.clone(),
+            committer,
+            clock: clock.clone(),
+            metrics,
+            wake,
+            default_tenant_id: default_tenant.id.clone(),
+            cfg: smtp_listener_config(&cfg)?,
+        });
+        (Some(addr), Some(tokio::spawn(smtp.serve(listener, rx.clone()))))
+    };
+
     // Forget idempotency keys after 48 hours (the contract promises 24).
     let janitor_store = store.clone();
     let janitor_clock = clock.clone();
@@ -225,5 +281,5 @@ pub async fn build(cfg: Config, clock: SharedClock) -> anyhow::Result<App> {
         }
     });
 
-    Ok(App { http_addr, store, generated_key, node, delivery_mode, shutdown, http, worker, janitor })
+    Ok(App { http_addr, smtp_addr, store, generated_key, node, delivery_mode, shutdown, http, smtp, worker, janitor })
 }

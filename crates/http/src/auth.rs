@@ -1,27 +1,13 @@
-//! API keys: `Authorization: Bearer ep_…`. Keys are random (192 bits),
-//! shown once and stored as SHA-256 hashes; a fast hash is right for keys
-//! of that entropy (no dictionary to guess from).
+//! Bearer authentication: `Authorization: Bearer ep_…` (keys are made and
+//! hashed in `epistle_core::apikey`).
 
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use base64::Engine as _;
-use rand::RngCore;
-use sha2::{Digest, Sha256};
+pub use epistle_core::apikey::{generate_api_key, hash_api_key};
 
 use crate::error::ApiError;
 use crate::state::AppState;
-
-/// A new key: `ep_` and 32 URL-safe characters.
-pub fn generate_api_key() -> String {
-    let mut bytes = [0u8; 24];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    format!("ep_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
-}
-
-pub fn hash_api_key(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
-}
 
 /// The caller, once their key checked out.
 #[derive(Debug, Clone)]
@@ -35,9 +21,7 @@ impl Caller {
     /// Scopes are `resource:action` (`messages:send`, `messages:read`);
     /// `*` and `resource:*` grant more.
     pub fn require(&self, scope: &str) -> Result<(), ApiError> {
-        let resource = scope.split(':').next().unwrap_or(scope);
-        let ok = self.scopes.iter().any(|s| s == "*" || s == scope || *s == format!("{resource}:*"));
-        if ok {
+        if epistle_core::apikey::scope_allows(&self.scopes, scope) {
             Ok(())
         } else {
             Err(ApiError::new(
@@ -85,15 +69,6 @@ impl FromRequestParts<AppState> for Caller {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_are_random_and_hash_stably() {
-        let (a, b) = (generate_api_key(), generate_api_key());
-        assert_ne!(a, b);
-        assert!(a.starts_with("ep_") && a.len() == 35);
-        assert_eq!(hash_api_key(&a), hash_api_key(&a));
-        assert_ne!(hash_api_key(&a), hash_api_key(&b));
-    }
 
     #[test]
     fn scopes() {

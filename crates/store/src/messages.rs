@@ -1,6 +1,6 @@
 //! Accepting messages (with idempotency) and reading them back.
 
-use epistle_core::{RecipientStatus, new_id};
+use epistle_core::RecipientStatus;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -146,9 +146,11 @@ impl Store {
                 Some(t) if t > now => (RecipientStatus::Scheduled, t),
                 _ => (RecipientStatus::Queued, now),
             };
-            for r in &m.recipients {
+            for (i, r) in m.recipients.iter().enumerate() {
+                // Ids that sort in the order recipients were given.
+                let rcpt_id = format!("rcp_{}_{i:05}", m.id.trim_start_matches("msg_"));
                 rcpt_rows.push(vec![
-                    Val::S(new_id("rcp")),
+                    Val::S(rcpt_id),
                     m.tenant_id.as_str().into(),
                     m.id.as_str().into(),
                     r.email.as_str().into(),

@@ -27,11 +27,13 @@ pub struct Options {
     /// Relay through the sink (true) or capture (false).
     pub relay: bool,
     pub tweak: fn(&mut Config),
+    /// Certificate and key files for the SMTP listener's STARTTLS.
+    pub smtp_tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { engine: Engine::Sqlite, sink: SinkConfig::default(), relay: true, tweak: |_| {} }
+        Self { engine: Engine::Sqlite, sink: SinkConfig::default(), relay: true, tweak: |_| {}, smtp_tls: None }
     }
 }
 
@@ -39,6 +41,7 @@ pub fn config_for(db: &TestDb, sink: &SmtpSink, relay: bool) -> Config {
     let mut cfg = Config {
         database_url: db.url.clone(),
         http_addr: "127.0.0.1:0".into(),
+        smtp_addr: "127.0.0.1:0".into(),
         bootstrap_api_key: Some(epistle::config::Secret(KEY.into())),
         ..Default::default()
     };
@@ -62,6 +65,10 @@ pub async fn spawn(opts: Options) -> TestApp {
     let sink = SmtpSink::start(opts.sink).await;
     let mut cfg = config_for(&db, &sink, opts.relay);
     (opts.tweak)(&mut cfg);
+    if let Some((cert, key)) = opts.smtp_tls {
+        cfg.smtp.tls_cert = Some(cert);
+        cfg.smtp.tls_key = Some(key);
+    }
     let clock = ManualClock::new(START_MS);
     let shared: SharedClock = Arc::new(clock.clone());
     let app = build(cfg, shared).await.expect("app starts");

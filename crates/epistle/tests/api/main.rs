@@ -7,4 +7,5 @@ mod accept;
 mod bad_input;
 mod delivery;
 mod health;
+mod smtp;
 mod ui;

@@ -24,6 +24,7 @@ pub async fn start(db_url: &str, sink_port: u16, extra: &[(&str, &str)]) -> Serv
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("EPISTLE_DATABASE_URL", db_url)
         .env("EPISTLE_HTTP_ADDR", "127.0.0.1:0")
+        .env("EPISTLE_SMTP_ADDR", "127.0.0.1:0")
         .env("EPISTLE_BOOTSTRAP_API_KEY", KEY)
         .env("EPISTLE_LOG", "warn")
         .env("SMTP_SERVER", "127.0.0.1")

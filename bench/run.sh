@@ -9,7 +9,8 @@
 # 1. smtp-source -> smtp-sink            the limit of the box
 # 2. Epistle: curl POSTs /v1/messages/batch (1000 per request, 2 in
 #    parallel) -> Epistle (SQLite, synchronous=FULL) -> smtp-sink
-# 3. smtp-source (20 sessions) -> Postfix (its durable queue) -> smtp-sink
+# 3. smtp-source (20 sessions) -> Epistle's SMTP listener -> smtp-sink
+# 4. smtp-source (20 sessions) -> Postfix (its durable queue) -> smtp-sink
 #
 # Accept rate: messages / time until the last 2xx (Epistle) or until
 # smtp-source ends (Postfix). End-to-end rate: messages / time until
@@ -61,6 +62,7 @@ echo "smtp-source -> smtp-sink: $DIRECT msg/s"
 python3 bench/gen_batches.py "$OUT/batches" "$N" 1000 "$SIZE"
 P=$(free_port); SINK=$(start_sink "$P" "$OUT/sink-epistle.txt"); sleep 0.3
 HP=$(free_port)
+SP=$(free_port)
 if [ "$ENGINE" = postgres ]; then
   psql -q -h 127.0.0.1 -U postgres -d test -c "DROP DATABASE IF EXISTS epistle_bench WITH (FORCE)" -c "CREATE DATABASE epistle_bench"
   DB_URL="postgres://postgres@127.0.0.1:5432/epistle_bench"
@@ -72,6 +74,10 @@ database_url = "$DB_URL"
 http_addr = "127.0.0.1:$HP"
 bootstrap_api_key = "ep_benchbenchbenchbenchbenchbench00"
 log = "warn"
+smtp_addr = "127.0.0.1:$SP"
+
+[smtp]
+trusted_networks = ["127.0.0.0/8"]
 
 [delivery]
 batch_size = 500
@@ -96,11 +102,18 @@ T1=$(now)
 wait_sink "$OUT/sink-epistle.txt" "$N" 600; T2=$(now)
 ACCEPTED=$(grep -c '^202$' "$OUT/epistle-codes.txt" || true)
 curl -s "http://127.0.0.1:$HP/metrics" | grep -E '^epistle_(deliveries_total|queue_depth)' > "$OUT/epistle-metrics.txt" || true
-kill -TERM "$EP"; wait "$EP" || true; kill "$SINK"
 E_ACC=$(rate "$N" "$T0" "$T1"); E_E2E=$(rate "$N" "$T0" "$T2")
-echo "epistle: $ACCEPTED/$(( N / 1000 )) batches accepted; accept $E_ACC msg/s ($(secs "$T0" "$T1") s), end-to-end $E_E2E msg/s ($(secs "$T0" "$T2") s)"
+echo "epistle (HTTP batch): $ACCEPTED/$(( N / 1000 )) batches accepted; accept $E_ACC msg/s ($(secs "$T0" "$T1") s), end-to-end $E_E2E msg/s ($(secs "$T0" "$T2") s)"
 
-# 3. Postfix
+# 3. Epistle's SMTP listener, same load as Postfix gets (sink counter goes on from N)
+T0=$(now); smtp-source -s 20 -l "$SIZE" -m "$N" -f bench@shop.example -t sink@example.com "127.0.0.1:$SP"; T1=$(now)
+wait_sink "$OUT/sink-epistle.txt" "$(( 2 * N ))" 600; T2=$(now)
+curl -s "http://127.0.0.1:$HP/metrics" | grep -E '^epistle_(deliveries_total|queue_depth)' > "$OUT/epistle-smtp-metrics.txt" || true
+kill -TERM "$EP"; wait "$EP" || true; kill "$SINK"
+S_ACC=$(rate "$N" "$T0" "$T1"); S_E2E=$(rate "$N" "$T0" "$T2")
+echo "epistle (SMTP): accept $S_ACC msg/s ($(secs "$T0" "$T1") s), end-to-end $S_E2E msg/s ($(secs "$T0" "$T2") s)"
+
+# 4. Postfix
 P=$(free_port); SINK=$(start_sink "$P" "$OUT/sink-postfix.txt"); sleep 0.3
 postconf -e "inet_interfaces = loopback-only" "inet_protocols = ipv4" "mydestination =" \
   "relayhost = [127.0.0.1]:$P" "mynetworks = 127.0.0.0/8" "smtp_tls_security_level = none" \
@@ -120,5 +133,6 @@ echo "| path | accept msg/s | end-to-end msg/s |"
 echo "| --- | --- | --- |"
 echo "| smtp-source -> smtp-sink (box limit) | - | $DIRECT |"
 echo "| curl batch API -> Epistle ($ENGINE) -> smtp-sink | $E_ACC | $E_E2E |"
+echo "| smtp-source -> Epistle SMTP listener ($ENGINE) -> smtp-sink | $S_ACC | $S_E2E |"
 echo "| smtp-source -> Postfix $(postconf -h mail_version) -> smtp-sink | $P_ACC | $P_E2E |"
-python3 -c "print(f'Epistle end-to-end / Postfix end-to-end: {$E_E2E/$P_E2E:.2f}x')"
+python3 -c "print(f'end-to-end vs Postfix: HTTP batch {$E_E2E/$P_E2E:.2f}x, SMTP {$S_E2E/$P_E2E:.2f}x')"

@@ -88,6 +88,21 @@ pub struct Store {
     read: AnyPool,
     write: AnyPool,
     dialect: Dialect,
+    sqlite_sync: SqliteSync,
+}
+
+/// How hard a write commits.
+///
+/// `Durable` writes (accepting and cancelling mail, keys, tenants) are on
+/// disk before the commit returns. `Relaxed` writes (claims, lease
+/// renewals, outcomes) skip their own sync: a crash of the process loses
+/// nothing either way, and a power failure could at worst undo the last
+/// of them, which means a resend, never a lost message. The next durable
+/// commit makes them durable too (SQLite WAL is synced in order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Durability {
+    Durable,
+    Relaxed,
 }
 
 static DRIVERS: Once = Once::new();
@@ -107,7 +122,12 @@ impl Store {
                 .acquire_timeout(opts.acquire_timeout)
                 .connect_with(co)
                 .await?;
-            return Ok(Self { read: pool.clone(), write: pool, dialect: Dialect::Postgres });
+            return Ok(Self {
+                read: pool.clone(),
+                write: pool,
+                dialect: Dialect::Postgres,
+                sqlite_sync: opts.sqlite_sync,
+            });
         }
         if let Some(rest) = url.strip_prefix("sqlite:") {
             let path_part = rest.trim_start_matches("//");
@@ -171,13 +191,37 @@ impl Store {
                 })
                 .connect_with(co)
                 .await?;
-            return Ok(Self { read, write, dialect: Dialect::Sqlite });
+            return Ok(Self { read, write, dialect: Dialect::Sqlite, sqlite_sync: opts.sqlite_sync });
         }
         Err(StoreError::Url { url: redact(url), reason: "use sqlite://PATH or postgres://USER@HOST/DB".into() })
     }
 
     pub fn dialect(&self) -> Dialect {
         self.dialect
+    }
+
+    /// The write connection, set up for `durability`. Every write goes
+    /// through here: SQLite's writer is one shared connection, so each user
+    /// sets the sync level it needs rather than inherit the last one's.
+    pub(crate) async fn writer(&self, durability: Durability) -> Result<sqlx::pool::PoolConnection<sqlx::Any>> {
+        let mut conn = self.write.acquire().await?;
+        if self.dialect == Dialect::Sqlite {
+            let mode = match (durability, self.sqlite_sync) {
+                (Durability::Durable, SqliteSync::Full) => "PRAGMA synchronous = FULL",
+                _ => "PRAGMA synchronous = NORMAL",
+            };
+            conn.execute(mode).await?;
+        }
+        Ok(conn)
+    }
+
+    /// Inside a transaction begun on [`Store::writer`]: PostgreSQL's
+    /// counterpart of a relaxed write.
+    pub(crate) async fn relax(&self, conn: &mut sqlx::AnyConnection) -> Result<()> {
+        if self.dialect == Dialect::Postgres {
+            conn.execute("SET LOCAL synchronous_commit = off").await?;
+        }
+        Ok(())
     }
 
     /// True when the database answers a trivial query.
@@ -208,9 +252,36 @@ pub fn redact(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use sqlx::Row;
+
+    use super::*;
+
+    async fn sync_level(store: &Store, d: Durability) -> i64 {
+        let mut conn = store.writer(d).await.unwrap();
+        sqlx::query("PRAGMA synchronous").fetch_one(&mut *conn).await.unwrap().get::<i64, _>(0)
+    }
+
+    #[tokio::test]
+    async fn every_write_sets_its_own_sync_level() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        let store = Store::connect(&StoreOptions::new(&url)).await.unwrap();
+        // One writer connection is shared: a durable write after a relaxed
+        // one must not inherit NORMAL (1); FULL is 2.
+        assert_eq!(sync_level(&store, Durability::Relaxed).await, 1);
+        assert_eq!(sync_level(&store, Durability::Durable).await, 2);
+        assert_eq!(sync_level(&store, Durability::Relaxed).await, 1);
+        assert_eq!(sync_level(&store, Durability::Durable).await, 2);
+
+        let mut opts = StoreOptions::new(&url);
+        opts.sqlite_sync = SqliteSync::Normal;
+        let normal = Store::connect(&opts).await.unwrap();
+        assert_eq!(sync_level(&normal, Durability::Durable).await, 1, "sqlite_synchronous = normal is obeyed");
+    }
+
     #[test]
     fn redacts_passwords() {
-        assert_eq!(super::redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
-        assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
     }
 }

@@ -5,7 +5,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::sql::{EVENT_COLS, Val, bind_all, multi_insert, placeholders};
-use crate::{EventRecord, MessageRecord, MessageSummary, RecipientRecord, Result, Store, StoreError};
+use crate::{Durability, EventRecord, MessageRecord, MessageSummary, RecipientRecord, Result, Store, StoreError};
 
 /// One envelope recipient to insert.
 #[derive(Debug, Clone)]
@@ -98,7 +98,8 @@ impl Store {
     /// keys. Returns one result per input, in order. When this returns `Ok`,
     /// every `Inserted` message is durable.
     pub async fn insert_messages(&self, batch: Vec<NewMessage>, now: i64) -> Result<Vec<InsertResult>> {
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.writer(Durability::Durable).await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         let mut results = Vec::with_capacity(batch.len());
         let mut accepted = Vec::with_capacity(batch.len());
         for m in batch {
@@ -390,7 +391,8 @@ impl Store {
     /// Cancels every recipient not yet handed to a worker. Returns the
     /// addresses cancelled now.
     pub async fn cancel_message(&self, tenant_id: &str, id: &str, now: i64) -> Result<Vec<String>> {
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.writer(Durability::Durable).await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         let rows = sqlx::query(
             "UPDATE recipients SET status = 'cancelled', due_at = NULL, claimed_by = NULL, updated_at = $3 \
              WHERE tenant_id = $1 AND message_id = $2 AND status IN ('queued', 'scheduled', 'deferred') RETURNING email",
@@ -423,8 +425,10 @@ impl Store {
 
     /// Forgets idempotency keys older than `before` (ms). Returns how many.
     pub async fn purge_idempotency_keys(&self, before: i64) -> Result<u64> {
-        let done =
-            sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1").bind(before).execute(&self.write).await?;
+        let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(before)
+            .execute(&mut *self.writer(Durability::Relaxed).await?)
+            .await?;
         Ok(done.rows_affected())
     }
 }

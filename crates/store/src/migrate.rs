@@ -122,7 +122,7 @@ impl Store {
     /// Applies the migrations not applied yet. Safe to run from several
     /// nodes at once on PostgreSQL (an advisory lock serialises them).
     pub async fn migrate(&self) -> Result<Vec<String>> {
-        let mut conn = self.write.acquire().await?;
+        let mut conn = self.writer(crate::Durability::Durable).await?;
         if self.dialect == Dialect::Postgres {
             sqlx::query("SELECT pg_advisory_lock(7261033)").execute(&mut *conn).await?;
         }

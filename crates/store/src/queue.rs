@@ -10,7 +10,7 @@ use sqlx::Row;
 
 use crate::messages::parse_status;
 use crate::sql::{EVENT_COLS, Val, bind_all, multi_insert, placeholders};
-use crate::{Dialect, Result, Store};
+use crate::{Dialect, Durability, Result, Store};
 
 /// A recipient claimed by a node.
 #[derive(Debug, Clone)]
@@ -86,8 +86,15 @@ impl Store {
              WHERE id IN (SELECT id FROM recipients WHERE due_at <= $3 ORDER BY due_at LIMIT $4{lock}) \
              RETURNING id, tenant_id, message_id, email, attempts"
         );
-        let rows =
-            sqlx::query(&sql).bind(node).bind(now + lease_ms).bind(now).bind(limit).fetch_all(&self.write).await?;
+        let rows = {
+            let mut conn = self.writer(Durability::Relaxed).await?;
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            self.relax(&mut tx).await?;
+            let rows =
+                sqlx::query(&sql).bind(node).bind(now + lease_ms).bind(now).bind(limit).fetch_all(&mut *tx).await?;
+            tx.commit().await?;
+            rows
+        };
         Ok(rows
             .iter()
             .map(|r| Claimed {
@@ -113,7 +120,11 @@ impl Store {
             }
             Dialect::Sqlite => "UPDATE recipients SET due_at = $1 WHERE claimed_by = $2 AND status = 'sending'",
         };
-        let done = sqlx::query(sql).bind(now + lease_ms).bind(node).execute(&self.write).await?;
+        let mut conn = self.writer(Durability::Relaxed).await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        self.relax(&mut tx).await?;
+        let done = sqlx::query(sql).bind(now + lease_ms).bind(node).execute(&mut *tx).await?;
+        tx.commit().await?;
         Ok(done.rows_affected())
     }
 
@@ -150,7 +161,9 @@ impl Store {
         // One lock order for every writer of these rows: by id.
         let mut ordered: Vec<&Outcome> = outcomes.iter().collect();
         ordered.sort_by(|a, b| a.recipient_id.cmp(&b.recipient_id));
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.writer(Durability::Relaxed).await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        self.relax(&mut tx).await?;
         let mut attempts = Vec::with_capacity(outcomes.len());
         let mut events = Vec::with_capacity(outcomes.len());
         for o in ordered {

@@ -4,7 +4,7 @@
 use epistle_core::new_id;
 use sqlx::Row;
 
-use crate::{ApiKeyRecord, Result, Store, Tenant};
+use crate::{ApiKeyRecord, Durability, Result, Store, Tenant};
 
 impl Store {
     /// Returns the tenant with this name, creating it if needed.
@@ -17,7 +17,7 @@ impl Store {
             .bind(&id)
             .bind(name)
             .bind(now)
-            .execute(&self.write)
+            .execute(&mut *self.writer(Durability::Durable).await?)
             .await?;
         // Another node may have won the race; read back whichever row exists.
         let row = sqlx::query("SELECT id, name FROM tenants WHERE name = $1").bind(name).fetch_one(&self.write).await?;
@@ -57,7 +57,7 @@ impl Store {
         .bind(key_hash)
         .bind(scopes.join(" "))
         .bind(now)
-        .execute(&self.write)
+        .execute(&mut *self.writer(Durability::Durable).await?)
         .await?;
         Ok(id)
     }

@@ -11,12 +11,13 @@ pub mod circuit;
 pub mod metrics;
 pub mod retry;
 pub mod route;
+pub mod shaping;
 pub mod smtp;
 pub mod transport;
 pub mod worker;
 
 pub use metrics::Metrics;
 pub use retry::RetryPolicy;
-pub use route::Route;
+pub use route::{Hop, Route, RouteMatch, Router};
 pub use transport::{Delivery, Envelope, SessionError, Transport};
 pub use worker::{Worker, WorkerConfig};

@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 
 use crate::metrics::{Metrics, TransportLabels};
 use crate::retry::RetryPolicy;
-use crate::route::Route;
+use crate::route::Router;
 use crate::transport::{Delivery, Envelope};
 
 #[derive(Debug, Clone)]
@@ -62,7 +62,7 @@ struct Done {
 
 pub struct Worker {
     store: Store,
-    route: Arc<Route>,
+    route: Arc<Router>,
     retry: RetryPolicy,
     clock: SharedClock,
     metrics: Arc<Metrics>,
@@ -73,7 +73,7 @@ pub struct Worker {
 impl Worker {
     pub fn new(
         store: Store,
-        route: Arc<Route>,
+        route: Arc<Router>,
         retry: RetryPolicy,
         clock: SharedClock,
         metrics: Arc<Metrics>,
@@ -234,6 +234,7 @@ fn outcome(
         transport: transport.to_string(),
         started_at,
         duration_ms,
+        cost_micros: 0,
     }
 }
 
@@ -242,7 +243,7 @@ async fn send_one(
     message: DeliveryMessage,
     rcpts: Vec<Claimed>,
     permit: OwnedSemaphorePermit,
-    route: Arc<Route>,
+    route: Arc<Router>,
     retry: RetryPolicy,
     clock: SharedClock,
     metrics: Arc<Metrics>,
@@ -252,7 +253,8 @@ async fn send_one(
         Envelope { from: message.envelope_from.clone(), rcpts: rcpts.iter().map(|c| c.email.clone()).collect() };
     let started_at = clock.now_ms();
     let t0 = Instant::now();
-    let routed = route.send(&envelope, &message.raw).await;
+    let sender_domain = message.envelope_from.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
+    let routed = route.select(&message.stream, sender_domain, &message.tags).send(&envelope, &message.raw).await;
     let elapsed = t0.elapsed();
     metrics
         .attempt_seconds
@@ -276,7 +278,10 @@ async fn send_one(
             _ => d.reply().to_string(),
         };
         tracing::debug!(message = %c.message_id, rcpt = %c.email, tenant = %c.tenant_id, outcome = ?kind, %response, "attempt");
-        outcomes.push(outcome(c, kind, response, &routed.transport, started_at, elapsed.as_millis() as i64));
+        let charged = if kind == OutcomeKind::Sent { routed.cost_micros } else { 0 };
+        let mut o = outcome(c, kind, response, &routed.transport, started_at, elapsed.as_millis() as i64);
+        o.cost_micros = charged;
+        outcomes.push(o);
     }
     let _ = tx.send(Done { outcomes, _permit: Some(permit) }).await;
 }

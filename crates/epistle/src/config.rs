@@ -52,6 +52,23 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Ways out, in failover order. Empty: mail is captured.
     pub transports: Vec<TransportConfig>,
+    /// Which transports serve which mail; the first matching route wins.
+    /// Without routes (or when none matches) every transport is used, in
+    /// the order written.
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// `transactional` or `broadcast`.
+    pub stream: Option<String>,
+    /// The envelope sender's domain, e.g. `shop.example`.
+    pub sender_domain: Option<String>,
+    /// A tag the message carries.
+    pub tag: Option<String>,
+    /// Transport names, in failover order.
+    pub transports: Vec<String>,
 }
 
 impl Default for Config {
@@ -68,6 +85,7 @@ impl Default for Config {
             delivery: DeliveryConfig::default(),
             limits: LimitsConfig::default(),
             transports: Vec::new(),
+            routes: Vec::new(),
         }
     }
 }
@@ -232,8 +250,12 @@ pub struct TransportConfig {
     /// Extra CA certificate (PEM) to trust, for private relays.
     pub ca_file: Option<PathBuf>,
     /// Parallel sessions to this relay.
-    #[serde(default = "default_connections")]
+    #[serde(default = "default_connections", alias = "connections")]
     pub max_connections: usize,
+    /// Message rate limit for this transport, e.g. `300/m` (per node).
+    pub rate: Option<String>,
+    /// Price per 1,000 messages handed over, in US dollars (costs).
+    pub cost_per_1000: Option<f64>,
     /// Name given in EHLO (default: the machine's host name).
     pub helo_name: Option<String>,
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
@@ -269,6 +291,8 @@ impl TransportConfig {
             tls: None,
             ca_file: None,
             max_connections: default_connections(),
+            rate: None,
+            cost_per_1000: None,
             helo_name: None,
             connect_timeout: default_connect_timeout(),
             command_timeout: default_command_timeout(),
@@ -291,6 +315,7 @@ impl TransportConfig {
 /// Top-level keys an `EPISTLE_*` variable may set; others (such as
 /// `EPISTLE_CONFIG` or test settings) are not configuration.
 const ENV_KEYS: &[&str] = &[
+    "routes",
     "database_url",
     "http_addr",
     "public_url",
@@ -385,6 +410,28 @@ impl Config {
         if self.smtp.tls_cert.is_some() != self.smtp.tls_key.is_some() {
             bail!("smtp.tls_cert and smtp.tls_key go together: give both or neither");
         }
+        for t in &self.transports {
+            if let Some(r) = &t.rate {
+                r.parse::<epistle_deliver::shaping::Rate>()
+                    .map_err(|e| anyhow::anyhow!("transport `{}`: rate {e}", t.name))?;
+            }
+            if t.cost_per_1000.is_some_and(|c| !(0.0..=1_000_000.0).contains(&c)) {
+                bail!("transport `{}`: cost_per_1000 must be a price in dollars, 0 or more", t.name);
+            }
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            if r.transports.is_empty() {
+                bail!("routes[{i}] names no transports; list them in failover order");
+            }
+            for name in &r.transports {
+                if !self.transports.iter().any(|t| &t.name == name) {
+                    bail!("routes[{i}] names transport `{name}`, which is not among [[transports]]");
+                }
+            }
+            if let Some(st) = &r.stream {
+                st.parse::<epistle_core::Stream>().map_err(|e| anyhow::anyhow!("routes[{i}]: {e}"))?;
+            }
+        }
         match self.database.sqlite_synchronous.as_str() {
             "full" | "normal" => {}
             other => bail!("database.sqlite_synchronous = `{other}`: use `full` or `normal`"),
@@ -477,6 +524,22 @@ mod tests {
         assert_eq!(c.delivery.max_age, Duration::from_secs(7200));
         assert_eq!(c.delivery.retry_base, Duration::from_secs(30), "defaults fill the rest");
         assert_eq!(c.transports[0].effective_port().unwrap(), 2525);
+        std::fs::write(
+            &path,
+            "[[transports]]\nname = \"ses\"\nkind = \"smtp\"\nhost = \"h.example\"\nrate = \"300/m\"\nconnections = 10\ncost_per_1000 = 0.10\n\n[[routes]]\nstream = \"transactional\"\ntransports = [\"ses\"]\n",
+        )
+        .unwrap();
+        let c: Config =
+            Figment::from(Serialized::defaults(Config::default())).merge(Toml::file(&path)).extract().unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.transports[0].max_connections, 10);
+        assert_eq!(c.routes[0].transports, vec!["ses"]);
+        let mut bad = c.clone();
+        bad.routes[0].transports = vec!["nope".into()];
+        assert!(bad.validate().unwrap_err().to_string().contains("`nope`"));
+        let mut bad = c;
+        bad.transports[0].rate = Some("lots".into());
+        assert!(bad.validate().unwrap_err().to_string().contains("300/m"));
         std::fs::write(&path, "[delivery]\nmax_agee = \"2h\"\n").unwrap();
         let err = Figment::from(Serialized::defaults(Config::default())).merge(Toml::file(&path)).extract::<Config>();
         assert!(err.unwrap_err().to_string().contains("max_agee"), "typos are refused, not ignored");

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use epistle_core::clock::SharedClock;
 use epistle_deliver::capture::Capture;
+use epistle_deliver::shaping::{Rate, RateLimiter};
 use epistle_deliver::smtp::client::{SmtpSettings, Timeouts};
 use epistle_deliver::smtp::{SmtpRelay, tls};
-use epistle_deliver::{Metrics, RetryPolicy, Route, Transport, Worker, WorkerConfig};
+use epistle_deliver::{Hop, Metrics, RetryPolicy, RouteMatch, Router, Transport, Worker, WorkerConfig};
 use epistle_http::{AppState, HttpSettings, generate_api_key, hash_api_key};
 use epistle_ingest::{SmtpListener, SmtpListenerConfig};
 use epistle_store::{Committer, SqliteSync, Store, StoreOptions};
@@ -74,6 +75,45 @@ fn host_name() -> String {
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "localhost".into())
+}
+
+fn hops(cfg: &Config) -> anyhow::Result<Vec<Arc<Hop>>> {
+    let threshold = cfg.delivery.circuit_threshold;
+    let cooldown = cfg.delivery.circuit_cooldown.as_millis() as i64;
+    let mut out = Vec::new();
+    for (t, transport) in cfg.transports.iter().zip(transports(cfg)?) {
+        let kind = match t.kind {
+            TransportKind::Capture => "capture",
+            TransportKind::Smtp => "smtp",
+        };
+        let mut hop = Hop::new(transport, kind, threshold, cooldown);
+        if let Some(r) = &t.rate {
+            let rate: Rate = r.parse().map_err(|e| anyhow::anyhow!("transport `{}`: {e}", t.name))?;
+            hop.limiter = Some(RateLimiter::new(rate));
+        }
+        // dollars per 1,000 messages -> micro-dollars per message
+        hop.cost_micros = (t.cost_per_1000.unwrap_or(0.0) * 1000.0).round() as i64;
+        hop.connections = t.max_connections;
+        out.push(Arc::new(hop));
+    }
+    if out.is_empty() {
+        out.push(Arc::new(Hop::new(Arc::new(Capture::new("capture")), "capture", threshold, cooldown)));
+    }
+    Ok(out)
+}
+
+fn router(cfg: &Config, clock: SharedClock) -> anyhow::Result<Router> {
+    let hops = hops(cfg)?;
+    let rules = cfg
+        .routes
+        .iter()
+        .map(|r| {
+            let m = RouteMatch { stream: r.stream.clone(), sender_domain: r.sender_domain.clone(), tag: r.tag.clone() };
+            let chosen = r.transports.iter().filter_map(|n| hops.iter().find(|h| h.name() == n).cloned()).collect();
+            (m, chosen)
+        })
+        .collect();
+    Ok(Router::new(hops, rules, clock))
 }
 
 fn transports(cfg: &Config) -> anyhow::Result<Vec<Arc<dyn Transport>>> {
@@ -174,7 +214,6 @@ pub async fn build(cfg: Config, clock: SharedClock) -> anyhow::Result<App> {
         bootstrap(&store, &cfg, clock.now_ms()).await.context("cannot create the default tenant and key")?;
     let default_tenant = store.ensure_tenant("default", clock.now_ms()).await?;
 
-    let transports = transports(&cfg)?;
     let delivery_mode = if cfg.transports.is_empty() {
         "captured: mail is kept here, not sent (set SMTP_SERVER or [[transports]] to relay)".to_string()
     } else {
@@ -183,12 +222,7 @@ pub async fn build(cfg: Config, clock: SharedClock) -> anyhow::Result<App> {
             cfg.transports.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", then ")
         )
     };
-    let route = Arc::new(Route::new(
-        transports,
-        cfg.delivery.circuit_threshold,
-        cfg.delivery.circuit_cooldown.as_millis() as i64,
-        clock.clone(),
-    ));
+    let route = Arc::new(router(&cfg, clock.clone())?);
     let metrics = Arc::new(Metrics::new());
     let node = cfg
         .delivery
@@ -227,7 +261,7 @@ pub async fn build(cfg: Config, clock: SharedClock) -> anyhow::Result<App> {
         clock: clock.clone(),
         metrics: metrics.clone(),
         wake: wake.clone(),
-        route: Some(route),
+        router: Some(route),
         settings: Arc::new(HttpSettings {
             max_request_bytes: cfg.limits.max_request_bytes,
             max_recipients: cfg.limits.max_recipients,

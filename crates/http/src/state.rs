@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use epistle_core::clock::SharedClock;
-use epistle_deliver::{Metrics, Route};
+use epistle_deliver::{Metrics, Router};
 use epistle_store::{Committer, Store};
 use tokio::sync::Notify;
 
@@ -28,6 +28,6 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Wakes the delivery worker after an accept.
     pub wake: Arc<Notify>,
-    pub route: Option<Arc<Route>>,
+    pub router: Option<Arc<Router>>,
     pub settings: Arc<HttpSettings>,
 }

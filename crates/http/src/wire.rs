@@ -61,6 +61,8 @@ pub struct RecipientView {
     pub attempts: i64,
     pub last_response: Option<String>,
     pub updated_at: String,
+    /// What handing it over cost, in US dollars.
+    pub cost: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]

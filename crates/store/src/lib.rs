@@ -27,7 +27,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use group_commit::Committer;
 pub use messages::{InsertResult, ListFilter, NewMessage, NewRecipient};
-pub use queue::{Claimed, DeliveryMessage, Outcome, OutcomeKind};
+pub use queue::{Claimed, CostStats, DeliveryMessage, Outcome, OutcomeKind};
 pub use records::*;
 pub mod sqlx_error {
     pub use sqlx::Error;

@@ -250,8 +250,9 @@ impl Store {
 
     pub async fn message_recipients(&self, tenant_id: &str, message_id: &str) -> Result<Vec<RecipientRecord>> {
         let rows = sqlx::query(
-            "SELECT id, message_id, email, kind, status, attempts, last_response, updated_at FROM recipients \
-             WHERE tenant_id = $1 AND message_id = $2 ORDER BY created_at, id",
+            "SELECT r.id, r.message_id, r.email, r.kind, r.status, r.attempts, r.last_response, r.updated_at, \
+             (SELECT COALESCE(CAST(SUM(a.cost_micros) AS BIGINT), 0) FROM attempts a WHERE a.recipient_id = r.id) \
+             FROM recipients r WHERE r.tenant_id = $1 AND r.message_id = $2 ORDER BY r.created_at, r.id",
         )
         .bind(tenant_id)
         .bind(message_id)
@@ -268,6 +269,7 @@ impl Store {
                     attempts: r.get(5),
                     last_response: r.get(6),
                     updated_at: r.get(7),
+                    cost_micros: r.get(8),
                 })
             })
             .collect()

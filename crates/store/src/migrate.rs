@@ -13,10 +13,11 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "core: tenants, keys, messages, recipients, attempts, events, idempotency",
-    sql: r#"
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "core: tenants, keys, messages, recipients, attempts, events, idempotency",
+        sql: r#"
 CREATE TABLE tenants (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -107,7 +108,16 @@ CREATE TABLE idempotency_keys (
 );
 CREATE INDEX idempotency_created ON idempotency_keys (created_at);
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "costs: price of each attempt",
+        sql: r#"
+ALTER TABLE attempts ADD COLUMN cost_micros BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX attempts_tenant_started ON attempts (tenant_id, started_at);
+"#,
+    },
+];
 
 impl Dialect {
     fn render(self, sql: &str) -> String {

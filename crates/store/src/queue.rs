@@ -33,6 +33,8 @@ pub struct DeliveryMessage {
     pub raw: Vec<u8>,
     pub created_at: i64,
     pub send_at: Option<i64>,
+    /// For route matching.
+    pub tags: Vec<String>,
 }
 
 impl DeliveryMessage {
@@ -71,6 +73,8 @@ pub struct Outcome {
     pub transport: String,
     pub started_at: i64,
     pub duration_ms: i64,
+    /// What handing it over cost, in millionths of a US dollar.
+    pub cost_micros: i64,
 }
 
 impl Store {
@@ -133,7 +137,7 @@ impl Store {
         let mut out = Vec::with_capacity(message_ids.len());
         for chunk in message_ids.chunks(500) {
             let sql = format!(
-                "SELECT id, tenant_id, envelope_from, stream, raw, created_at, send_at FROM messages WHERE id IN ({})",
+                "SELECT id, tenant_id, envelope_from, stream, raw, created_at, send_at, tags_json FROM messages WHERE id IN ({})",
                 placeholders(self.dialect, 1, chunk.len())
             );
             let vals = chunk.iter().map(|s| Val::S(s.clone())).collect();
@@ -146,6 +150,7 @@ impl Store {
                 raw: r.get(4),
                 created_at: r.get(5),
                 send_at: r.get(6),
+                tags: serde_json::from_str(&r.get::<String, _>(7)).unwrap_or_default(),
             }));
         }
         Ok(out)
@@ -199,6 +204,7 @@ impl Store {
                     o.response.as_str().into(),
                     Val::I(o.started_at),
                     Val::I(o.duration_ms),
+                    Val::I(o.cost_micros),
                 ]);
             }
             if counts == 1 && done.rows_affected() == 1 {
@@ -227,6 +233,7 @@ impl Store {
                     "response",
                     "started_at",
                     "duration_ms",
+                    "cost_micros",
                 ],
                 attempts,
                 "",
@@ -253,5 +260,47 @@ impl Store {
         let row =
             sqlx::query("SELECT MIN(due_at) FROM recipients WHERE due_at IS NOT NULL").fetch_one(&self.read).await?;
         Ok(row.get::<Option<i64>, _>(0))
+    }
+}
+
+/// Spending over a period, in millionths of a US dollar.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CostStats {
+    pub total: i64,
+    pub by_transport: Vec<(String, i64)>,
+    /// (days since the Unix epoch, UTC; amount)
+    pub by_day: Vec<(i64, i64)>,
+}
+
+impl Store {
+    /// What a tenant's mail cost between `since` and `until` (ms, `until`
+    /// excluded), from the attempts that handed mail to a priced transport.
+    pub async fn cost_stats(&self, tenant_id: &str, since: i64, until: i64) -> Result<CostStats> {
+        let by_transport = sqlx::query(
+            "SELECT transport, CAST(SUM(cost_micros) AS BIGINT) FROM attempts \
+             WHERE tenant_id = $1 AND started_at >= $2 AND started_at < $3 AND cost_micros > 0 \
+             GROUP BY transport ORDER BY transport",
+        )
+        .bind(tenant_id)
+        .bind(since)
+        .bind(until)
+        .fetch_all(&self.read)
+        .await?;
+        let by_day = sqlx::query(
+            "SELECT started_at / 86400000, CAST(SUM(cost_micros) AS BIGINT) FROM attempts \
+             WHERE tenant_id = $1 AND started_at >= $2 AND started_at < $3 AND cost_micros > 0 \
+             GROUP BY started_at / 86400000 ORDER BY 1",
+        )
+        .bind(tenant_id)
+        .bind(since)
+        .bind(until)
+        .fetch_all(&self.read)
+        .await?;
+        let by_transport: Vec<(String, i64)> = by_transport.iter().map(|r| (r.get(0), r.get(1))).collect();
+        Ok(CostStats {
+            total: by_transport.iter().map(|(_, c)| c).sum(),
+            by_transport,
+            by_day: by_day.iter().map(|r| (r.get(0), r.get(1))).collect(),
+        })
     }
 }

@@ -43,6 +43,8 @@ pub struct RecipientRecord {
     pub attempts: i64,
     pub last_response: Option<String>,
     pub updated_at: i64,
+    /// Sum of this recipient's attempt costs, micro-USD.
+    pub cost_micros: i64,
 }
 
 #[derive(Debug, Clone)]

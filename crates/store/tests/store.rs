@@ -28,6 +28,7 @@ both_engines!(
     outcomes_need_the_lease,
     renewed_leases_are_kept,
     group_commit_answers_each_caller,
+    costs_add_up_by_transport_and_day,
     list_filters_and_cursor,
     cancel_stops_pending_recipients,
 );
@@ -180,6 +181,7 @@ async fn outcomes_need_the_lease(engine: Engine) {
         transport: "sink".into(),
         started_at: T0,
         duration_ms: 3,
+        cost_micros: 0,
     };
     let by = |e: &str| claimed.iter().find(|c| c.email == e).unwrap().clone();
     store
@@ -314,4 +316,39 @@ async fn group_commit_answers_each_caller(engine: Engine) {
     assert!(matches!(second[0], InsertResult::Conflict { .. }), "idempotency holds across a group");
     let all = store.list_messages("ten_a", &ListFilter { limit: 100, ..Default::default() }).await.unwrap();
     assert_eq!(all.len(), 51);
+}
+
+async fn costs_add_up_by_transport_and_day(engine: Engine) {
+    let (store, _db) = store(engine).await;
+    let day = 86_400_000;
+    let m = message("ten_a", &["a@example.com", "b@example.com", "c@example.com"]);
+    let id = m.id.clone();
+    store.insert_messages(vec![m], T0).await.unwrap();
+    let claimed = store.claim_due("n", T0, 60_000, 10).await.unwrap();
+    let outcomes: Vec<Outcome> = claimed
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Outcome {
+            recipient_id: c.id.clone(),
+            tenant_id: c.tenant_id.clone(),
+            message_id: c.message_id.clone(),
+            email: c.email.clone(),
+            kind: OutcomeKind::Sent,
+            response: "250 ok".into(),
+            transport: if i == 0 { "ses".into() } else { "relay".into() },
+            started_at: T0 + (i as i64) * day,
+            duration_ms: 1,
+            cost_micros: 100,
+        })
+        .collect();
+    store.record_outcomes("n", &outcomes, T0).await.unwrap();
+    let stats = store.cost_stats("ten_a", T0, T0 + 10 * day).await.unwrap();
+    assert_eq!(stats.total, 300);
+    assert_eq!(stats.by_transport, vec![("relay".to_string(), 200), ("ses".to_string(), 100)]);
+    assert_eq!(stats.by_day.len(), 3);
+    assert_eq!(stats.by_day[0], (T0 / day, 100));
+    assert_eq!(store.cost_stats("ten_a", T0 + day, T0 + 2 * day).await.unwrap().total, 100, "until is excluded");
+    assert_eq!(store.cost_stats("ten_b", T0, T0 + 10 * day).await.unwrap().total, 0, "per tenant");
+    let rcpts = store.message_recipients("ten_a", &id).await.unwrap();
+    assert!(rcpts.iter().all(|r| r.cost_micros == 100));
 }

@@ -29,11 +29,22 @@ pub struct Options {
     pub tweak: fn(&mut Config),
     /// Certificate and key files for the SMTP listener's STARTTLS.
     pub smtp_tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// More transports after the sink, and routes.
+    pub extra_transports: Vec<TransportConfig>,
+    pub routes: Vec<epistle::config::RouteConfig>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { engine: Engine::Sqlite, sink: SinkConfig::default(), relay: true, tweak: |_| {}, smtp_tls: None }
+        Self {
+            engine: Engine::Sqlite,
+            sink: SinkConfig::default(),
+            relay: true,
+            tweak: |_| {},
+            smtp_tls: None,
+            extra_transports: vec![],
+            routes: vec![],
+        }
     }
 }
 
@@ -64,6 +75,8 @@ pub async fn spawn(opts: Options) -> TestApp {
     let db = TestDb::new(opts.engine).await;
     let sink = SmtpSink::start(opts.sink).await;
     let mut cfg = config_for(&db, &sink, opts.relay);
+    cfg.transports.extend(opts.extra_transports);
+    cfg.routes = opts.routes;
     (opts.tweak)(&mut cfg);
     if let Some((cert, key)) = opts.smtp_tls {
         cfg.smtp.tls_cert = Some(cert);

@@ -7,5 +7,6 @@ mod accept;
 mod bad_input;
 mod delivery;
 mod health;
+mod routing;
 mod smtp;
 mod ui;

@@ -36,7 +36,7 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
             st.metrics.queue_depth.get_or_create(&StatusLabels { status: s.as_str().into() }).set(n);
         }
     }
-    if let Some(route) = &st.route {
+    if let Some(route) = &st.router {
         for (name, open) in route.circuits() {
             st.metrics.circuit_open.get_or_create(&TransportLabels { transport: name }).set(open as i64);
         }

@@ -191,6 +191,7 @@ async fn full_view(st: &AppState, tenant: &str, id: &str) -> Result<MessageView,
                 attempts: r.attempts,
                 last_response: r.last_response,
                 updated_at: timefmt::rfc3339(r.updated_at),
+                cost: r.cost_micros as f64 / 1_000_000.0,
             })
             .collect(),
     );

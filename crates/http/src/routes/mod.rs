@@ -2,6 +2,8 @@
 
 pub mod health;
 pub mod messages;
+pub mod stats;
+pub mod transports;
 pub mod ui;
 
 use axum::Router;
@@ -21,6 +23,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/messages/{id}", get(messages::get))
         .route("/v1/messages/{id}/raw", get(messages::raw))
         .route("/v1/messages/{id}/cancel", post(messages::cancel))
+        .route("/v1/transports", get(transports::list))
+        .route("/v1/stats/costs", get(stats::costs))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

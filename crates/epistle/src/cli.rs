@@ -31,7 +31,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the HTTP API, web page and delivery workers.
+    /// Run the HTTP API, web page, SMTP submission listener and delivery workers.
     Serve,
     /// Apply database migrations and exit (serve also does this at start).
     Migrate,

@@ -40,7 +40,9 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-fn page(title: &str, body: &str) -> Response {
+fn page(title: &str, body: &str, signed_in: bool) -> Response {
+    let signout =
+        if signed_in { r#"<form method="post" action="/ui/logout"><button>Sign out</button></form>"# } else { "" };
     let html = format!(
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title} · Epistle</title>
@@ -54,8 +56,8 @@ th,td{{text-align:left;padding:.55rem .8rem;border-bottom:1px solid #e6e8ec;vert
 .sent,.delivered{{background:#d8f3e3}} .bounced,.failed,.complained{{background:#fbdcdc}} .deferred{{background:#fdf0cc}}
 pre{{background:#fff;padding:1rem;border-radius:8px;overflow:auto;white-space:pre-wrap}} iframe{{width:100%;height:600px;border:1px solid #e6e8ec;border-radius:8px;background:#fff}}
 .card{{background:#fff;padding:1.5rem;border-radius:8px;max-width:480px;margin:3rem auto}} input[type=password]{{width:100%;padding:.5rem;font:inherit}}
-button{{padding:.45rem 1rem;font:inherit;cursor:pointer}} .muted{{color:#667}}
-</style></head><body><header><a href="/">Epistle</a><form method="post" action="/ui/logout"><button>Sign out</button></form></header><main>{body}</main></body></html>"#
+button{{padding:.45rem 1rem;font:inherit;cursor:pointer}} .muted{{color:#667}} .when{{white-space:nowrap}}
+</style></head><body><header><a href="/">Epistle</a>{signout}</header><main>{body}</main></body></html>"#
     );
     (
         [
@@ -80,6 +82,7 @@ fn login_page(error: Option<&str>) -> Response {
 <form method="post" action="/ui/login"><input type="password" name="key" placeholder="ep_…" autofocus required>
 <p><button>Sign in</button></p></form></div>"#
         ),
+        false,
     )
 }
 
@@ -134,8 +137,8 @@ async fn index(State(st): State<AppState>, headers: HeaderMap) -> Response {
         for r in rows {
             let st = summarize(r.statuses.iter().copied());
             body.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td><a href=\"/ui/messages/{}\">{}</a></td><td><span class=\"s {}\">{}</span></td></tr>",
-                esc(&timefmt::rfc3339(r.message.created_at)),
+                "<tr><td class=\"when\">{}</td><td>{}</td><td>{}</td><td><a href=\"/ui/messages/{}\">{}</a></td><td><span class=\"s {}\">{}</span></td></tr>",
+                esc(&timefmt::rfc3339(r.message.created_at).replace('T', " ")),
                 esc(&r.message.from),
                 esc(&r.message.to.join(", ")),
                 esc(&r.message.id),
@@ -146,7 +149,7 @@ async fn index(State(st): State<AppState>, headers: HeaderMap) -> Response {
         }
         body.push_str("</table>");
     }
-    page("Messages", &body)
+    page("Messages", &body, true)
 }
 
 async fn show(State(st): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
@@ -156,7 +159,8 @@ async fn show(State(st): State<AppState>, headers: HeaderMap, Path(id): Path<Str
         st.store.raw_message(&caller.tenant_id, &id).await,
         st.store.message_recipients(&caller.tenant_id, &id).await,
     ) else {
-        return (StatusCode::NOT_FOUND, page("Not found", "<p>No such message in this tenant.</p>")).into_response();
+        return (StatusCode::NOT_FOUND, page("Not found", "<p>No such message in this tenant.</p>", true))
+            .into_response();
     };
     let parsed = mail_parser::MessageParser::default().parse(&raw);
     let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(raw.len());
@@ -187,5 +191,5 @@ async fn show(State(st): State<AppState>, headers: HeaderMap, Path(id): Path<Str
         body.push_str(&format!("<h3>Text</h3><pre>{}</pre>", esc(&text)));
     }
     body.push_str(&format!("<h3>Headers</h3><pre>{}</pre>", esc(&headers_text)));
-    page(&m.subject, &body)
+    page(&m.subject, &body, true)
 }

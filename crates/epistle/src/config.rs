@@ -510,6 +510,16 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_configuration_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/epistle.toml");
+        let c: Config =
+            Figment::from(Serialized::defaults(Config::default())).merge(Toml::file(&path)).extract().unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.transports.len(), 2);
+        assert_eq!(c.delivery.max_age, Duration::from_secs(2 * 86400));
+    }
+
+    #[test]
     fn file_then_environment() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("epistle.toml");

@@ -33,11 +33,6 @@ macro_rules! id_type {
                 }
             }
 
-            /// For values read back from our own database.
-            pub fn from_db_unchecked(s: String) -> Self {
-                Self(s)
-            }
-
             pub fn as_str(&self) -> &str {
                 &self.0
             }
@@ -52,7 +47,6 @@ macro_rules! id_type {
 }
 
 id_type!(MessageId, "msg");
-id_type!(RecipientId, "rcp");
 
 #[cfg(test)]
 mod tests {
@@ -62,7 +56,7 @@ mod tests {
     fn parse_accepts_only_own_prefix() {
         let id = MessageId::generate();
         assert_eq!(MessageId::parse(id.as_str()), Some(id.clone()));
-        assert!(MessageId::parse(&id.as_str().replace("msg_", "rcp_")).is_none());
+        assert!(MessageId::parse(&id.as_str().replace("msg_", "att_")).is_none());
         assert!(MessageId::parse("msg_short").is_none());
         assert!(MessageId::parse("msg_../../etc/passwd0000000000").is_none());
     }

@@ -13,5 +13,5 @@ pub mod timefmt;
 
 pub use address::{AddressError, EmailAddress, Mailbox};
 pub use clock::{Clock, SystemClock};
-pub use ids::{MessageId, RecipientId, new_id};
+pub use ids::{MessageId, new_id};
 pub use status::{MessageStatus, RecipientStatus, Stream, summarize};

@@ -52,16 +52,6 @@ impl RecipientStatus {
             Self::Cancelled => "cancelled",
         }
     }
-
-    /// Still waiting for (another) delivery attempt.
-    pub fn is_pending(self) -> bool {
-        matches!(self, Self::Queued | Self::Scheduled | Self::Sending | Self::Deferred)
-    }
-
-    /// May still be cancelled: not yet handed to a worker.
-    pub fn is_cancellable(self) -> bool {
-        matches!(self, Self::Queued | Self::Scheduled | Self::Deferred)
-    }
 }
 
 impl fmt::Display for RecipientStatus {

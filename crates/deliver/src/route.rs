@@ -66,10 +66,6 @@ impl Route {
         Self { hops, clock }
     }
 
-    pub fn transport_names(&self) -> Vec<String> {
-        self.hops.iter().map(|h| h.name().to_string()).collect()
-    }
-
     /// Tries each transport in order until one takes the session. When none
     /// can, every recipient gets a transient outcome naming why.
     pub async fn send(&self, envelope: &Envelope, raw: &[u8]) -> Routed {

@@ -131,6 +131,21 @@ pub struct SmtpConfig {
     pub allow_plain_auth: bool,
 }
 
+impl SmtpConfig {
+    /// `trusted_networks` parsed: `10.0.0.0/8`, or a lone address.
+    pub fn trusted_networks(&self) -> anyhow::Result<Vec<ipnet::IpNet>> {
+        self.trusted_networks
+            .items()
+            .iter()
+            .map(|n| {
+                n.parse::<ipnet::IpNet>()
+                    .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| anyhow::anyhow!("smtp.trusted_networks: `{n}` is not a network such as 127.0.0.0/8"))
+            })
+            .collect()
+    }
+}
+
 impl Default for SmtpConfig {
     fn default() -> Self {
         Self {
@@ -402,11 +417,7 @@ impl Config {
                 }
             }
         }
-        for n in self.smtp.trusted_networks.items() {
-            n.parse::<ipnet::IpNet>()
-                .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                .map_err(|_| anyhow::anyhow!("smtp.trusted_networks: `{n}` is not a network such as 127.0.0.0/8"))?;
-        }
+        self.smtp.trusted_networks()?;
         if self.smtp.tls_cert.is_some() != self.smtp.tls_key.is_some() {
             bail!("smtp.tls_cert and smtp.tls_key go together: give both or neither");
         }
@@ -507,6 +518,17 @@ mod tests {
             assert!(err.to_ascii_lowercase().contains("delivery.lease") && err.contains("soon"), "{err}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn bad_smtp_settings_are_named() {
+        let mut c = Config::default();
+        c.smtp.trusted_networks = StringList::One("127.0.0.0/8, nonsense".into());
+        assert!(c.validate().unwrap_err().to_string().contains("`nonsense` is not a network"));
+        c.smtp.trusted_networks = StringList::Many(vec!["10.0.0.0/8".into(), "192.0.2.7".into()]);
+        assert_eq!(c.smtp.trusted_networks().unwrap().len(), 2, "a lone address is a /32");
+        c.smtp.tls_cert = Some("/etc/epistle/smtp.crt".into());
+        assert!(c.validate().unwrap_err().to_string().contains("tls_cert and smtp.tls_key go together"));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use epistle_deliver::smtp::{SmtpRelay, tls};
 use epistle_deliver::{Hop, Metrics, RetryPolicy, RouteMatch, Router, Transport, Worker, WorkerConfig};
 use epistle_http::{AppState, HttpSettings, generate_api_key, hash_api_key};
 use epistle_ingest::{SmtpListener, SmtpListenerConfig};
-use epistle_store::{Committer, SqliteSync, Store, StoreOptions};
+use epistle_store::{Committer, SqliteSync, Store, StoreOptions, Tenant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -160,14 +160,7 @@ fn smtp_listener_config(cfg: &Config) -> anyhow::Result<SmtpListenerConfig> {
         }
         _ => None,
     };
-    let trusted = cfg
-        .smtp
-        .trusted_networks
-        .items()
-        .iter()
-        .map(|n| n.parse::<ipnet::IpNet>().or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from)))
-        .collect::<Result<Vec<_>, _>>()
-        .context("smtp.trusted_networks")?;
+    let trusted = cfg.smtp.trusted_networks()?;
     Ok(SmtpListenerConfig {
         hostname: cfg.smtp.hostname.clone().unwrap_or_else(host_name),
         max_message_bytes: cfg.smtp.max_message_bytes,
@@ -179,9 +172,9 @@ fn smtp_listener_config(cfg: &Config) -> anyhow::Result<SmtpListenerConfig> {
     })
 }
 
-/// Makes sure tenant `default` and a first API key exist. Returns the key
-/// when one was generated (to be shown once).
-async fn bootstrap(store: &Store, cfg: &Config, now: i64) -> anyhow::Result<Option<String>> {
+/// Makes sure tenant `default` and a first API key exist. Returns the
+/// tenant, and the key when one was generated (to be shown once).
+async fn bootstrap(store: &Store, cfg: &Config, now: i64) -> anyhow::Result<(Tenant, Option<String>)> {
     let tenant = store.ensure_tenant("default", now).await?;
     if let Some(key) = &cfg.bootstrap_api_key {
         let key = key.expose();
@@ -197,22 +190,21 @@ async fn bootstrap(store: &Store, cfg: &Config, now: i64) -> anyhow::Result<Opti
                 )
                 .await?;
         }
-        return Ok(None);
+        return Ok((tenant, None));
     }
     if store.count_api_keys().await? > 0 {
-        return Ok(None);
+        return Ok((tenant, None));
     }
     let key = generate_api_key();
     store.create_api_key(&tenant.id, "first key", &key[..10], &hash_api_key(&key), &["*".into()], now).await?;
-    Ok(Some(key))
+    Ok((tenant, Some(key)))
 }
 
 /// Starts the whole server: database, bootstrap, worker, HTTP.
 pub async fn build(cfg: Config, clock: SharedClock) -> anyhow::Result<App> {
     let store = connect_store(&cfg).await?;
-    let generated_key =
+    let (default_tenant, generated_key) =
         bootstrap(&store, &cfg, clock.now_ms()).await.context("cannot create the default tenant and key")?;
-    let default_tenant = store.ensure_tenant("default", clock.now_ms()).await?;
 
     let delivery_mode = if cfg.transports.is_empty() {
         "captured: mail is kept here, not sent (set SMTP_SERVER or [[transports]] to relay)".to_string()

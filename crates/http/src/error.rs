@@ -69,6 +69,7 @@ impl From<&epistle_store::StoreError> for ApiError {
     fn from(e: &epistle_store::StoreError) -> Self {
         match e {
             epistle_store::StoreError::Db(sqlx_err) if is_unavailable(sqlx_err) => ApiError::unavailable(e),
+            epistle_store::StoreError::Closed => ApiError::unavailable(e),
             _ => ApiError::internal(e),
         }
     }

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use axum::http::StatusCode;
 use base64::Engine as _;
-use epistle_core::{EmailAddress, Mailbox, MessageId, RecipientStatus, Stream, timefmt};
+use epistle_core::{Mailbox, MessageId, RecipientStatus, Stream, timefmt};
 use epistle_mail::{Attachment, Composition, HeaderName, build_message, check_header_value};
 use epistle_store::{NewMessage, NewRecipient};
 
@@ -205,12 +205,11 @@ pub fn prepare(
             .map(|r| RecipientState { email: r.email.clone(), status: status.as_str().into() })
             .collect(),
     };
-    let envelope_from: &EmailAddress = &from.email;
     let message = NewMessage {
         tenant_id: tenant_id.to_string(),
         id: id.to_string(),
         from: from.to_string(),
-        envelope_from: envelope_from.to_string(),
+        envelope_from: from.email.to_string(),
         subject,
         to: to.iter().map(ToString::to_string).collect(),
         cc: cc.iter().map(ToString::to_string).collect(),

@@ -1,6 +1,6 @@
 //! Building the MIME message.
 
-use epistle_core::{EmailAddress, Mailbox};
+use epistle_core::Mailbox;
 use mail_builder::MessageBuilder;
 use mail_builder::headers::address::Address;
 use mail_builder::headers::text::Text;
@@ -89,7 +89,8 @@ pub fn build_message(c: &Composition) -> Vec<u8> {
 /// text body given with bare LF keeps them inside quoted-printable or 7bit
 /// parts. SMTP wants CRLF only, so normalise once here.
 fn normalize_line_endings(buf: &mut Vec<u8>) {
-    if !buf.windows(2).enumerate().any(|(i, w)| w[1] == b'\n' && w[0] != b'\r' || (i == 0 && w[0] == b'\n')) {
+    let bare_lf = buf.iter().enumerate().any(|(i, &b)| b == b'\n' && (i == 0 || buf[i - 1] != b'\r'));
+    if !bare_lf {
         return;
     }
     let mut out = Vec::with_capacity(buf.len() + buf.len() / 50);
@@ -102,12 +103,6 @@ fn normalize_line_endings(buf: &mut Vec<u8>) {
         prev = b;
     }
     *buf = out;
-}
-
-/// The envelope sender for a message: the From address for now (later a
-/// VERP return path on the bounce domain).
-pub fn envelope_sender(c: &Composition) -> &EmailAddress {
-    &c.from.email
 }
 
 #[cfg(test)]

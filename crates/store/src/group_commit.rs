@@ -41,7 +41,7 @@ impl Committer {
     /// returns one result per message, as [`Store::insert_messages`] does.
     pub async fn insert(&self, messages: Vec<NewMessage>, now: i64) -> Result<Vec<InsertResult>, Arc<StoreError>> {
         let (reply, rx) = oneshot::channel();
-        let closed = || Arc::new(StoreError::Corrupt("the committer has stopped".into()));
+        let closed = || Arc::new(StoreError::Closed);
         self.tx.send(Job { messages, now, reply }).await.map_err(|_| closed())?;
         rx.await.map_err(|_| closed())?
     }

@@ -43,6 +43,8 @@ pub enum StoreError {
     Folder { path: String, source: std::io::Error },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error("the store is shutting down")]
+    Closed,
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -378,16 +378,14 @@ impl Store {
             placeholders(self.dialect, 1, ids.len())
         );
         let rows = bind_all(sqlx::query(&sql), ids).fetch_all(&self.read).await?;
-        let mut out: Vec<MessageSummary> =
-            messages.into_iter().map(|message| MessageSummary { message, statuses: Vec::new() }).collect();
+        let mut statuses: std::collections::HashMap<String, Vec<RecipientStatus>> = std::collections::HashMap::new();
         for r in rows {
-            let mid: String = r.get(0);
-            let st = parse_status(&r.get::<String, _>(1))?;
-            if let Some(s) = out.iter_mut().find(|s| s.message.id == mid) {
-                s.statuses.push(st);
-            }
+            statuses.entry(r.get(0)).or_default().push(parse_status(&r.get::<String, _>(1))?);
         }
-        Ok(out)
+        Ok(messages
+            .into_iter()
+            .map(|message| MessageSummary { statuses: statuses.remove(&message.id).unwrap_or_default(), message })
+            .collect())
     }
 
     /// Cancels every recipient not yet handed to a worker. Returns the

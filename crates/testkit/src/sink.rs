@@ -87,11 +87,6 @@ struct Shared {
 impl SmtpSink {
     pub async fn start(cfg: SinkConfig) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
-        Self::start_on(listener, cfg)
-    }
-
-    /// Starts on a listener the caller bound (to restart on a known port).
-    pub fn start_on(listener: TcpListener, cfg: SinkConfig) -> Self {
         let addr = listener.local_addr().expect("sink addr");
         let (acceptor, ca_pem) = if cfg.starttls || cfg.implicit_tls {
             let (a, pem) = tls_acceptor();

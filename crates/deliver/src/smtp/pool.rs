@@ -23,7 +23,7 @@ pub struct Lease {
     /// True when the connection was reused (so a failure may just mean the
     /// server closed it while idle).
     pub reused: bool,
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
 }
 
 impl Pool {
@@ -48,7 +48,7 @@ impl Pool {
             let next = self.idle.lock().await.pop();
             match next {
                 Some((conn, since)) if since.elapsed() < self.idle_timeout && !conn.broken => {
-                    return Ok(Lease { conn, reused: true, _permit: permit });
+                    return Ok(Lease { conn, reused: true, permit });
                 }
                 Some((conn, _)) => {
                     tokio::spawn(conn.quit());
@@ -57,24 +57,26 @@ impl Pool {
             }
         }
         let conn = SmtpConnection::connect(&self.settings).await?;
-        Ok(Lease { conn, reused: false, _permit: permit })
+        Ok(Lease { conn, reused: false, permit })
     }
 
     /// Opens a fresh connection in the slot of a lease whose reused
     /// connection turned out dead.
     pub async fn reconnect(&self, lease: Lease) -> Result<Lease, SmtpError> {
         let conn = SmtpConnection::connect(&self.settings).await?;
-        Ok(Lease { conn, reused: false, _permit: lease._permit })
+        Ok(Lease { conn, reused: false, permit: lease.permit })
     }
 
     /// Returns a connection for reuse, or closes it.
     pub async fn put(&self, lease: Lease) {
-        let Lease { conn, _permit, .. } = lease;
+        let Lease { conn, permit, .. } = lease;
         if conn.broken || conn.transactions >= self.max_messages {
             tokio::spawn(conn.quit());
-            return;
+        } else {
+            self.idle.lock().await.push((conn, Instant::now()));
         }
-        self.idle.lock().await.push((conn, Instant::now()));
+        // Only now free the slot, so the next taker finds this connection idle.
+        drop(permit);
     }
 
     /// Closes idle connections (on shutdown).

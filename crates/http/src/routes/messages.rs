@@ -6,7 +6,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use epistle_core::{EmailAddress, RecipientStatus, summarize, timefmt};
+use epistle_core::{EmailAddress, MessageId, RecipientStatus, summarize, timefmt};
 use epistle_store::{InsertResult, ListFilter, MessageRecord};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -154,6 +154,12 @@ pub async fn send_batch(State(st): State<AppState>, caller: Caller, req: Request
     Ok((StatusCode::ACCEPTED, axum::Json(serde_json::json!({ "results": out }))).into_response())
 }
 
+/// A path id that is not a well-formed message id names no message: 404
+/// without asking the database.
+fn message_id(raw: &str) -> Result<MessageId, ApiError> {
+    MessageId::parse(raw).ok_or_else(|| ApiError::not_found("message"))
+}
+
 fn view(m: MessageRecord, status: RecipientStatus) -> MessageView {
     MessageView {
         id: m.id,
@@ -221,22 +227,26 @@ async fn full_view(st: &AppState, tenant: &str, id: &str) -> Result<MessageView,
 /// `GET /v1/messages/{id}`
 pub async fn get(State(st): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
     caller.require("messages:read")?;
-    Ok(axum::Json(full_view(&st, &caller.tenant_id, &id).await?).into_response())
+    let id = message_id(&id)?;
+    Ok(axum::Json(full_view(&st, &caller.tenant_id, id.as_str()).await?).into_response())
 }
 
 /// `GET /v1/messages/{id}/raw`: the RFC 5322 message as handed over.
 pub async fn raw(State(st): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
     caller.require("messages:read")?;
-    let raw = st.store.raw_message(&caller.tenant_id, &id).await?.ok_or_else(|| ApiError::not_found("message"))?;
+    let id = message_id(&id)?;
+    let raw =
+        st.store.raw_message(&caller.tenant_id, id.as_str()).await?.ok_or_else(|| ApiError::not_found("message"))?;
     Ok(([(header::CONTENT_TYPE, "message/rfc822")], raw).into_response())
 }
 
 /// `POST /v1/messages/{id}/cancel`
 pub async fn cancel(State(st): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
     caller.require("messages:send")?;
+    let id = message_id(&id)?;
     let now = st.clock.now_ms();
-    let cancelled = st.store.cancel_message(&caller.tenant_id, &id, now).await?;
-    let v = full_view(&st, &caller.tenant_id, &id).await?;
+    let cancelled = st.store.cancel_message(&caller.tenant_id, id.as_str(), now).await?;
+    let v = full_view(&st, &caller.tenant_id, id.as_str()).await?;
     if cancelled.is_empty() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

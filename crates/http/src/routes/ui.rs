@@ -154,13 +154,17 @@ async fn index(State(st): State<AppState>, headers: HeaderMap) -> Response {
 
 async fn show(State(st): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     let Some(caller) = caller_from_cookie(&st, &headers).await else { return login_page(None) };
+    let not_found =
+        || (StatusCode::NOT_FOUND, page("Not found", "<p>No such message in this tenant.</p>", true)).into_response();
+    if epistle_core::MessageId::parse(&id).is_none() {
+        return not_found();
+    }
     let (Ok(Some(m)), Ok(Some(raw)), Ok(rcpts)) = (
         st.store.get_message(&caller.tenant_id, &id).await,
         st.store.raw_message(&caller.tenant_id, &id).await,
         st.store.message_recipients(&caller.tenant_id, &id).await,
     ) else {
-        return (StatusCode::NOT_FOUND, page("Not found", "<p>No such message in this tenant.</p>", true))
-            .into_response();
+        return not_found();
     };
     let parsed = mail_parser::MessageParser::default().parse(&raw);
     let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(raw.len());

@@ -507,27 +507,42 @@ impl Conn {
         Ok(())
     }
 
-    /// The next command line without CRLF, or `None` at end of stream.
+    /// The next command line without CRLF, or `None` at end of stream. An
+    /// overlong line is answered `500 5.5.6` and skipped, without holding
+    /// more than `MAX_COMMAND` bytes of it.
     async fn read_command(&mut self) -> std::io::Result<Option<Vec<u8>>> {
-        if self.io.buffer().is_empty() {
-            self.flush().await?;
-        }
-        let mut line = Vec::new();
-        let n = timeout(self.timeout, (&mut self.io).take(MAX_COMMAND as u64).read_until(b'\n', &mut line))
-            .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "command timed out"))??;
-        if n == 0 {
-            return Ok(None);
-        }
-        if !line.ends_with(b"\n") {
+        loop {
+            if self.io.buffer().is_empty() {
+                self.flush().await?;
+            }
+            let mut line = Vec::new();
+            let n = timeout(self.timeout, (&mut self.io).take(MAX_COMMAND as u64).read_until(b'\n', &mut line))
+                .await
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "command timed out"))??;
+            if n == 0 {
+                return Ok(None);
+            }
+            if line.ends_with(b"\n") {
+                while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    line.pop();
+                }
+                return Ok(Some(line));
+            }
+            // Too long: drop the rest of it, piece by piece.
+            loop {
+                line.clear();
+                let n = timeout(self.timeout, (&mut self.io).take(MAX_COMMAND as u64).read_until(b'\n', &mut line))
+                    .await
+                    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "command timed out"))??;
+                if n == 0 {
+                    return Ok(None);
+                }
+                if line.ends_with(b"\n") {
+                    break;
+                }
+            }
             self.reply("500 5.5.6 command line too long");
-            self.flush().await?;
-            return Ok(None);
         }
-        while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-            line.pop();
-        }
-        Ok(Some(line))
     }
 }
 

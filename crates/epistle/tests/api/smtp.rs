@@ -153,6 +153,26 @@ async fn refusals_have_the_right_codes() {
     assert!(s.reply().await.starts_with("552 5.3.4"), "too big after DATA");
     assert!(s.cmd("DATA").await.starts_with("503"), "the transaction was reset");
     assert!(s.cmd("BOGUS").await.starts_with("500 5.5.2"));
+    assert!(s.cmd("STARTTLS").await.starts_with("502 5.5.1"), "no certificate configured");
+    assert!(s.cmd("BDAT 10 LAST").await.starts_with("502 5.5.1"));
+    assert!(s.cmd("AUTH PLAIN x").await.starts_with("503 5.5.1"), "already authenticated");
+    assert!(s.cmd("EHLO").await.starts_with("501 5.5.4"), "EHLO needs a name");
+    assert!(s.cmd(&format!("NOOP {}", "x".repeat(10_000))).await.starts_with("500 5.5.6"), "overlong line");
+    assert!(s.cmd("NOOP").await.starts_with("250"), "and the session goes on");
+
+    // AUTH errors on a fresh session.
+    let mut s = Raw::connect(port).await;
+    s.cmd("EHLO client.test").await;
+    assert!(s.cmd("AUTH CRAM-MD5").await.starts_with("504 5.5.4"));
+    assert!(s.cmd("AUTH PLAIN !!!notbase64").await.starts_with("501 5.5.2"));
+    assert!(s.cmd("AUTH PLAIN dXNlcm5hbWU=").await.starts_with("501 5.5.2"), "base64 without the two NULs");
+    assert!(s.cmd("AUTH LOGIN").await.starts_with("334"));
+    assert!(s.cmd("dXNlcg==").await.starts_with("334"));
+    assert!(s.cmd("!!!").await.starts_with("501 5.5.2"));
+    assert!(s.cmd("AUTH LOGIN").await.starts_with("334"));
+    assert!(s.cmd("dXNlcg==").await.starts_with("334"));
+    let wrong = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "ep_wrong");
+    assert!(s.cmd(&wrong).await.starts_with("535 5.7.8"));
     assert!(s.cmd("QUIT").await.starts_with("221"));
     assert_eq!(app.sink.count(), 0);
     let list = app.get_json("/v1/messages").await;

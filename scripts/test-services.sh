@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Makes sure the services the test suite talks to are up: PostgreSQL at
+# Makes sure the services and tools the test suite uses are there: PostgreSQL at
 # 127.0.0.1:5432 (trust auth, user postgres, database test). On this
 # project's machines it runs already; this starts it if it has stopped, and
 # says how to provide it otherwise.
@@ -17,4 +17,11 @@ fi
 if ! pg_up; then
   echo "PostgreSQL is needed at 127.0.0.1:5432 (user postgres, trust auth), or set EPISTLE_TEST_POSTGRES_URL" >&2
   exit 1
+fi
+
+# Independent verifiers the tests run: Python's dkimpy (with PyNaCl for
+# Ed25519 signatures) checks Epistle's DKIM signatures.
+if ! python3 -c 'import dkim, nacl' >/dev/null 2>&1; then
+  echo "installing dkimpy and pynacl (DKIM verifier used by the tests)" >&2
+  python3 -m pip install --quiet --disable-pip-version-check dkimpy pynacl
 fi

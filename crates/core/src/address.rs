@@ -114,6 +114,16 @@ fn valid_local_part(local: &str) -> bool {
     local.split('.').all(|atom| !atom.is_empty() && atom.bytes().all(is_atext))
 }
 
+/// A domain name as a sending domain: lower-case ASCII (punycode for IDNs),
+/// two labels or more, no address literal. `None` when it is not one.
+pub fn parse_domain(input: &str) -> Option<String> {
+    let input = input.trim();
+    if input.starts_with('[') || input.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return None;
+    }
+    ascii_domain(input)
+}
+
 /// Converts a domain to lower-case ASCII (punycode for IDNs) and checks it
 /// is a plausible host name: labels of letters, digits and hyphens, at
 /// least two labels, or an address literal such as `[192.0.2.1]`.

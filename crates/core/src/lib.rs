@@ -8,10 +8,11 @@ pub mod address;
 pub mod apikey;
 pub mod clock;
 pub mod ids;
+pub mod secret;
 pub mod status;
 pub mod timefmt;
 
-pub use address::{AddressError, EmailAddress, Mailbox};
+pub use address::{AddressError, EmailAddress, Mailbox, parse_domain};
 pub use clock::{Clock, SystemClock};
 pub use ids::{MessageId, new_id};
 pub use status::{MessageStatus, RecipientStatus, Stream, summarize};

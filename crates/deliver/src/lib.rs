@@ -8,6 +8,9 @@
 
 pub mod capture;
 pub mod circuit;
+pub mod dkim;
+pub mod dns;
+pub mod domains;
 pub mod metrics;
 pub mod retry;
 pub mod route;
@@ -16,6 +19,7 @@ pub mod smtp;
 pub mod transport;
 pub mod worker;
 
+pub use dkim::Keyring;
 pub use metrics::Metrics;
 pub use retry::RetryPolicy;
 pub use route::{Hop, Route, RouteMatch, Router};

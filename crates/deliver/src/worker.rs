@@ -16,6 +16,7 @@ use epistle_store::{Claimed, DeliveryMessage, Outcome, OutcomeKind, Store};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
+use crate::dkim::Keyring;
 use crate::metrics::{Metrics, TransportLabels};
 use crate::retry::RetryPolicy;
 use crate::route::Router;
@@ -68,6 +69,7 @@ pub struct Worker {
     metrics: Arc<Metrics>,
     cfg: WorkerConfig,
     wake: Arc<Notify>,
+    keyring: Option<Arc<Keyring>>,
 }
 
 impl Worker {
@@ -79,7 +81,13 @@ impl Worker {
         metrics: Arc<Metrics>,
         cfg: WorkerConfig,
     ) -> Self {
-        Self { store, route, retry, clock, metrics, cfg, wake: Arc::new(Notify::new()) }
+        Self { store, route, retry, clock, metrics, cfg, wake: Arc::new(Notify::new()), keyring: None }
+    }
+
+    /// Signs outgoing mail with the tenant's DKIM keys for its From domain.
+    pub fn with_keyring(mut self, keyring: Arc<Keyring>) -> Self {
+        self.keyring = Some(keyring);
+        self
     }
 
     /// Notify this to make the worker look for work now (after an accept).
@@ -211,7 +219,8 @@ impl Worker {
             let clock = self.clock.clone();
             let metrics = self.metrics.clone();
             let tx = tx.clone();
-            tasks.spawn(send_one(message, rcpts, permit, route, retry, clock, metrics, tx));
+            let keyring = self.keyring.clone();
+            tasks.spawn(send_one(message, rcpts, permit, route, retry, clock, metrics, tx, keyring));
         }
     }
 }
@@ -248,13 +257,18 @@ async fn send_one(
     clock: SharedClock,
     metrics: Arc<Metrics>,
     tx: mpsc::Sender<Done>,
+    keyring: Option<Arc<Keyring>>,
 ) {
+    // Signed here rather than at accept, so that a rotated key applies to
+    // queued mail and `GET …/raw` shows what the sender gave us.
+    let signed = keyring.and_then(|k| k.sign(&message.tenant_id, &message.raw));
+    let raw = signed.as_deref().unwrap_or(&message.raw);
     let envelope =
         Envelope { from: message.envelope_from.clone(), rcpts: rcpts.iter().map(|c| c.email.clone()).collect() };
     let started_at = clock.now_ms();
     let t0 = Instant::now();
     let sender_domain = message.envelope_from.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
-    let routed = route.select(&message.stream, sender_domain, &message.tags).send(&envelope, &message.raw).await;
+    let routed = route.select(&message.stream, sender_domain, &message.tags).send(&envelope, raw).await;
     let elapsed = t0.elapsed();
     metrics
         .attempt_seconds

@@ -42,6 +42,55 @@ pub enum Command {
     },
     /// Send a message through a running server's API.
     Send(SendArgs),
+    /// Sending domains: DKIM keys and the DNS records to publish.
+    Domains {
+        #[command(subcommand)]
+        command: DomainsCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DomainsCommand {
+    /// Add a sending domain: makes its DKIM key(s) and prints the DNS records to publish.
+    Add {
+        /// The domain of your From addresses, e.g. shop.example.
+        name: String,
+        /// DKIM key algorithm; repeat for both (`--algorithm rsa --algorithm ed25519`).
+        /// Default: domains.dkim_algorithms of the configuration (rsa).
+        #[arg(long = "algorithm", value_parser = ["rsa", "ed25519"])]
+        algorithms: Vec<String>,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// Print the domain as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Look the domain's records up in DNS and say, per record, whether it is right.
+    Verify {
+        name: String,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the tenant's sending domains.
+    List {
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a new DKIM key that signs from now on; the old record stays listed until removed.
+    Rotate {
+        name: String,
+        /// Rotate only this algorithm's key (default: every signing key).
+        #[arg(long, value_parser = ["rsa", "ed25519"])]
+        algorithm: Option<String>,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -106,6 +155,95 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Send(args) => send(cfg, args).await,
+        Command::Domains { command } => domains(cfg, command).await,
+    }
+}
+
+async fn domains(cfg: Config, command: DomainsCommand) -> anyhow::Result<()> {
+    let store = startup::connect_store(&cfg).await?;
+    let (_keyring, service) = crate::secrets::domain_service(&cfg, &store).await?;
+    let now = epistle_core::Clock::now_ms(&SystemClock);
+    let tenant_id = |name: String| {
+        let store = store.clone();
+        async move { store.tenant_by_name(&name).await?.map(|t| t.id).with_context(|| format!("no tenant `{name}`")) }
+    };
+    let result = match command {
+        DomainsCommand::Add { name, algorithms, tenant, json } => {
+            let tenant = store.ensure_tenant(&tenant, now).await?;
+            let algs: Vec<_> = algorithms.iter().filter_map(|a| a.parse().ok()).collect();
+            eprintln!("making the DKIM key(s) for {name}…");
+            let d = service.add(&tenant.id, &name, &algs, now).await?;
+            print_domain(&d, json);
+            if !json {
+                println!();
+                println!("Publish these records at your DNS host, then run `epistle domains verify {}`.", d.name);
+            }
+            Ok(())
+        }
+        DomainsCommand::Verify { name, tenant, json } => {
+            let d = service.verify(&tenant_id(tenant).await?, &name, now).await?;
+            print_domain(&d, json);
+            if d.status != "verified" && !json {
+                bail!(
+                    "{} is not verified yet: publish the records marked missing or mismatch, then verify again",
+                    d.name
+                );
+            }
+            Ok(())
+        }
+        DomainsCommand::List { tenant, json } => {
+            let list = service.list(&tenant_id(tenant).await?).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if list.is_empty() {
+                println!("no sending domains yet; add one with `epistle domains add shop.example`");
+            } else {
+                for d in &list {
+                    let keys: Vec<String> = d
+                        .dkim
+                        .keys
+                        .iter()
+                        .filter(|k| k.signing)
+                        .map(|k| format!("{} ({})", k.selector, k.algorithm))
+                        .collect();
+                    println!("{:<32} {:<10} signing with {}", d.name, d.status, keys.join(", "));
+                }
+            }
+            Ok(())
+        }
+        DomainsCommand::Rotate { name, algorithm, tenant, json } => {
+            let alg = algorithm.as_deref().and_then(|a| a.parse().ok());
+            let d = service.rotate(&tenant_id(tenant).await?, &name, alg, now).await?;
+            print_domain(&d, json);
+            Ok(())
+        }
+    };
+    store.close().await;
+    result
+}
+
+fn print_domain(d: &epistle_deliver::domains::DomainView, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(d).unwrap_or_default());
+        return;
+    }
+    println!("{}  ({})", d.name, d.status);
+    for r in &d.records {
+        let status =
+            serde_json::to_value(&r.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let optional = if r.required { "" } else { ", recommended" };
+        println!();
+        println!("  {} {} record ({status}{optional})", r.purpose.to_uppercase(), r.kind);
+        println!("    name:  {}", r.name);
+        println!("    value: {}", r.value);
+        if let Some(found) =
+            r.found.as_ref().filter(|f| !f.is_empty() && r.status != epistle_deliver::domains::RecordStatus::Verified)
+        {
+            println!("    found: {}", found.join(" | "));
+        }
+        if let Some(detail) = &r.detail {
+            println!("    note:  {detail}");
+        }
     }
 }
 

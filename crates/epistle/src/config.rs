@@ -56,6 +56,72 @@ pub struct Config {
     /// Without routes (or when none matches) every transport is used, in
     /// the order written.
     pub routes: Vec<RouteConfig>,
+    /// The key that seals secrets at rest (DKIM private keys): 32 bytes as
+    /// base64 or 64 hex digits. Every node of a cluster needs the same one.
+    pub master_key: Option<Secret>,
+    /// Where the master key is kept when `master_key` is not set; made
+    /// (mode 0600) at first start. Default: `master.key` beside the SQLite
+    /// database, or `epistle-data/master.key`.
+    pub master_key_file: Option<PathBuf>,
+    pub dns: DnsConfig,
+    pub domains: DomainsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// Name servers as `IP:port` (`["127.0.0.1:5353"]` or
+    /// `"127.0.0.1:5353,…"`); empty: the system's (/etc/resolv.conf).
+    pub nameservers: StringList,
+    /// Per query.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        Self { nameservers: StringList::Empty, timeout: Duration::from_secs(5) }
+    }
+}
+
+impl DnsConfig {
+    pub fn servers(&self) -> anyhow::Result<Vec<std::net::SocketAddr>> {
+        self.nameservers
+            .items()
+            .iter()
+            .map(|s| {
+                s.parse::<std::net::SocketAddr>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(|ip| std::net::SocketAddr::new(ip, 53)))
+                    .map_err(|_| anyhow::anyhow!("dns.nameservers: `{s}` is not an address such as 127.0.0.1:53"))
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DomainsConfig {
+    /// The SPF record domain owners are asked to publish. Put in what your
+    /// mail leaves from: `ip4:…` for direct delivery, `include:…` of your
+    /// relay.
+    pub spf: String,
+    /// The DMARC record recommended at `_dmarc.<domain>`.
+    pub dmarc: String,
+    /// DKIM keys made for a new domain: `rsa`, `ed25519` or both.
+    pub dkim_algorithms: StringList,
+    /// Size of new RSA keys (2048 is what DNS hosts and verifiers expect).
+    pub rsa_bits: usize,
+}
+
+impl Default for DomainsConfig {
+    fn default() -> Self {
+        Self {
+            spf: "v=spf1 a mx ~all".into(),
+            dmarc: "v=DMARC1; p=none".into(),
+            dkim_algorithms: StringList::Many(vec!["rsa".into()]),
+            rsa_bits: 2048,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -86,6 +152,10 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             transports: Vec::new(),
             routes: Vec::new(),
+            master_key: None,
+            master_key_file: None,
+            dns: DnsConfig::default(),
+            domains: DomainsConfig::default(),
         }
     }
 }
@@ -341,6 +411,10 @@ const ENV_KEYS: &[&str] = &[
     "database",
     "delivery",
     "limits",
+    "master_key",
+    "master_key_file",
+    "dns",
+    "domains",
 ];
 
 impl Config {
@@ -418,6 +492,19 @@ impl Config {
             }
         }
         self.smtp.trusted_networks()?;
+        self.dns.servers()?;
+        if !self.domains.spf.trim().to_ascii_lowercase().starts_with("v=spf1") {
+            bail!("domains.spf must be an SPF record starting with `v=spf1`, not `{}`", self.domains.spf);
+        }
+        if !self.domains.dmarc.trim().to_ascii_lowercase().starts_with("v=dmarc1") {
+            bail!("domains.dmarc must be a DMARC record starting with `v=DMARC1`, not `{}`", self.domains.dmarc);
+        }
+        if !(1024..=4096).contains(&self.domains.rsa_bits) {
+            bail!("domains.rsa_bits must be between 1024 and 4096 (2048 recommended)");
+        }
+        for a in self.domains.dkim_algorithms.items() {
+            a.parse::<epistle_mail::dkim::Algorithm>().map_err(|e| anyhow::anyhow!("domains.dkim_algorithms: {e}"))?;
+        }
         if self.smtp.tls_cert.is_some() != self.smtp.tls_key.is_some() {
             bail!("smtp.tls_cert and smtp.tls_key go together: give both or neither");
         }

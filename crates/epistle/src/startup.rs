@@ -240,6 +240,8 @@ pub async fn build(cfg: Config, clock: SharedClock) -> anyhow::Result<App> {
             shutdown_grace: cfg.delivery.shutdown_grace,
         },
     );
+    let (keyring, domains) = crate::secrets::domain_service(&cfg, &store).await?;
+    let worker = worker.with_keyring(keyring.clone());
     let wake = worker.waker();
     let committer = Committer::start(store.clone());
 
@@ -254,6 +256,7 @@ pub async fn build(cfg: Config, clock: SharedClock) -> anyhow::Result<App> {
         metrics: metrics.clone(),
         wake: wake.clone(),
         router: Some(route),
+        domains: Some(domains),
         settings: Arc::new(HttpSettings {
             max_request_bytes: cfg.limits.max_request_bytes,
             max_recipients: cfg.limits.max_recipients,
@@ -292,10 +295,11 @@ pub async fn build(cfg: Config, clock: SharedClock) -> anyhow::Result<App> {
         (Some(addr), Some(tokio::spawn(smtp.serve(listener, rx.clone()))))
     };
 
-    // Forget idempotency keys after 48 hours (the contract promises 24).
+    // Forget idempotency keys after 48 hours (the contract promises 24),
+    // and pick up DKIM keys changed through other nodes.
     let janitor_store = store.clone();
     let janitor_clock = clock.clone();
-    let janitor = tokio::spawn(async move {
+    let purge = async move {
         loop {
             let cutoff = janitor_clock.now_ms() - 48 * 3600 * 1000;
             match janitor_store.purge_idempotency_keys(cutoff).await {
@@ -305,6 +309,9 @@ pub async fn build(cfg: Config, clock: SharedClock) -> anyhow::Result<App> {
             }
             tokio::time::sleep(std::time::Duration::from_secs(600)).await;
         }
+    };
+    let janitor = tokio::spawn(async move {
+        tokio::join!(purge, keyring.refresh_loop(std::time::Duration::from_secs(15)));
     });
 
     Ok(App { http_addr, smtp_addr, store, generated_key, node, delivery_mode, shutdown, http, smtp, worker, janitor })

@@ -76,7 +76,14 @@ fn json_error(path: String, e: serde_json::Error) -> ApiError {
             // serde's own text, without the position suffix that means
             // nothing to a caller who sent a value, not a file.
             let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-            let field = if path == "." || path.is_empty() { None } else { Some(path) };
+            let mut field = if path == "." || path.is_empty() { None } else { Some(path) };
+            // serde reports a missing field at its parent; name the field itself.
+            if let Some(name) = msg.strip_prefix("missing field `").and_then(|m| m.split('`').next()) {
+                field = Some(match field {
+                    Some(parent) => format!("{parent}.{name}"),
+                    None => name.to_string(),
+                });
+            }
             let mut err = ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_request",

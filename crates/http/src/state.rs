@@ -29,5 +29,7 @@ pub struct AppState {
     /// Wakes the delivery worker after an accept.
     pub wake: Arc<Notify>,
     pub router: Option<Arc<Router>>,
+    /// Sending domains and DKIM keys.
+    pub domains: Option<Arc<epistle_deliver::domains::Domains>>,
     pub settings: Arc<HttpSettings>,
 }

@@ -7,6 +7,7 @@
 //! typed addresses (header names and values).
 
 pub mod compose;
+pub mod dkim;
 pub mod header;
 
 pub use compose::{Attachment, Composition, build_message};

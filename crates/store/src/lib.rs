@@ -9,6 +9,7 @@
 //! for writes and a separate pool for reads, so writers queue in-process
 //! instead of spinning on `SQLITE_BUSY`, while WAL lets reads go on.
 
+mod domains;
 mod group_commit;
 mod messages;
 mod migrate;
@@ -25,6 +26,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
+pub use domains::{DkimKeyRecord, DomainRecord, NewDkimKey};
 pub use group_commit::Committer;
 pub use messages::{InsertResult, ListFilter, NewMessage, NewRecipient};
 pub use queue::{Claimed, CostStats, DeliveryMessage, Outcome, OutcomeKind};

@@ -117,6 +117,37 @@ ALTER TABLE attempts ADD COLUMN cost_micros BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX attempts_tenant_started ON attempts (tenant_id, started_at);
 "#,
     },
+    Migration {
+        version: 3,
+        name: "sending domains, DKIM keys (sealed), settings",
+        sql: r#"
+CREATE TABLE domains (
+    tenant_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    checked_at BIGINT,
+    verified_at BIGINT,
+    check_json TEXT,
+    PRIMARY KEY (tenant_id, name)
+);
+CREATE TABLE dkim_keys (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    selector TEXT NOT NULL,
+    algorithm TEXT NOT NULL,
+    private_key {blob} NOT NULL,
+    public_key TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    retired_at BIGINT,
+    UNIQUE (tenant_id, domain, selector)
+);
+CREATE TABLE settings (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"#,
+    },
 ];
 
 impl Dialect {

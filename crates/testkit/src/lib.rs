@@ -1,10 +1,12 @@
 //! Test helpers shared by Epistle's test suites: a fresh database on either
-//! engine, and an SMTP sink that misbehaves on request.
+//! engine, an SMTP sink that misbehaves on request, and a DNS server.
 
 pub mod db;
+pub mod dns;
 pub mod sink;
 
 pub use db::{Engine, TestDb};
+pub use dns::DnsServer;
 pub use sink::{Received, SinkConfig, SmtpSink};
 
 /// Polls `f` until it returns `Some`, or panics after `timeout` with `what`.

@@ -107,7 +107,15 @@ async fn failover_relay_takes_the_mail_when_the_first_refuses() {
     let TestApp { app: old, _db, sink, clock, client, .. } = app;
     old.unwrap().wait().await.unwrap();
     let started = epistle::build(cfg, std::sync::Arc::new(clock.clone())).await.unwrap();
-    let app = TestApp { base: format!("http://{}", started.http_addr), app: Some(started), client, sink, clock, _db };
+    let app = TestApp {
+        base: format!("http://{}", started.http_addr),
+        app: Some(started),
+        client,
+        sink,
+        clock,
+        dns: epistle_testkit::DnsServer::start().await,
+        _db,
+    };
 
     let mut ids = Vec::new();
     for i in 0..5 {

@@ -4,7 +4,7 @@ use std::time::Duration;
 use epistle::config::{Config, TransportConfig};
 use epistle::{App, build};
 use epistle_core::clock::{ManualClock, SharedClock};
-use epistle_testkit::{Engine, SinkConfig, SmtpSink, TestDb};
+use epistle_testkit::{DnsServer, Engine, SinkConfig, SmtpSink, TestDb};
 use serde_json::{Value, json};
 
 pub const KEY: &str = "ep_testkeytestkeytestkeytestkey00";
@@ -18,8 +18,13 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub sink: SmtpSink,
     pub clock: ManualClock,
+    /// The DNS server the app asks (`dns.nameservers`).
+    pub dns: DnsServer,
     pub _db: TestDb,
 }
+
+/// The master key tests run with (so they can open what the app sealed).
+pub const MASTER_KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 pub struct Options {
     pub engine: Engine,
@@ -54,6 +59,7 @@ pub fn config_for(db: &TestDb, sink: &SmtpSink, relay: bool) -> Config {
         http_addr: "127.0.0.1:0".into(),
         smtp_addr: "127.0.0.1:0".into(),
         bootstrap_api_key: Some(epistle::config::Secret(KEY.into())),
+        master_key: Some(epistle::config::Secret(MASTER_KEY.into())),
         ..Default::default()
     };
     cfg.delivery.poll_interval = Duration::from_millis(50);
@@ -74,7 +80,9 @@ pub fn config_for(db: &TestDb, sink: &SmtpSink, relay: bool) -> Config {
 pub async fn spawn(opts: Options) -> TestApp {
     let db = TestDb::new(opts.engine).await;
     let sink = SmtpSink::start(opts.sink).await;
+    let dns = DnsServer::start().await;
     let mut cfg = config_for(&db, &sink, opts.relay);
+    cfg.dns.nameservers = epistle::config::StringList::One(dns.addr.to_string());
     cfg.transports.extend(opts.extra_transports);
     cfg.routes = opts.routes;
     (opts.tweak)(&mut cfg);
@@ -86,7 +94,7 @@ pub async fn spawn(opts: Options) -> TestApp {
     let shared: SharedClock = Arc::new(clock.clone());
     let app = build(cfg, shared).await.expect("app starts");
     let base = format!("http://{}", app.http_addr);
-    TestApp { app: Some(app), base, client: reqwest::Client::new(), sink, clock, _db: db }
+    TestApp { app: Some(app), base, client: reqwest::Client::new(), sink, clock, dns, _db: db }
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -112,6 +120,10 @@ impl TestApp {
 
     pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
         self.client.post(self.url(path)).bearer_auth(KEY).json(body).send().await.expect("request")
+    }
+
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.client.delete(self.url(path)).bearer_auth(KEY).send().await.expect("request")
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {

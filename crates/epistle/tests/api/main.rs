@@ -6,6 +6,7 @@ mod helpers;
 mod accept;
 mod bad_input;
 mod delivery;
+mod domains;
 mod health;
 mod routing;
 mod smtp;

@@ -28,6 +28,10 @@ async fn every_subcommand_has_help() {
         vec!["migrate", "--help"],
         vec!["keys", "create", "--help"],
         vec!["send", "--help"],
+        vec!["domains", "add", "--help"],
+        vec!["domains", "verify", "--help"],
+        vec!["domains", "list", "--help"],
+        vec!["domains", "rotate", "--help"],
     ] {
         let out = epistle(&args, &[]).await;
         assert!(out.status.success(), "{args:?}");
@@ -114,4 +118,49 @@ async fn bad_configuration_stops_with_the_reason() {
     let out = epistle(&["serve", "--config", "/nonexistent/epistle.toml"], &[]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("does not exist"));
+}
+
+#[tokio::test]
+async fn domains_add_list_verify_from_the_command_line() {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let dns = epistle_testkit::DnsServer::start().await;
+    let ns = dns.addr.to_string();
+    // No master key given: one is made beside the database, mode 0600.
+    let env = [("EPISTLE_DATABASE_URL", db.url.as_str()), ("EPISTLE_DNS__NAMESERVERS", ns.as_str())];
+    let out = epistle(&["domains", "add", "shop.example", "--algorithm", "ed25519", "--json"], &env).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(d["dkim"]["algorithm"], "ed25519");
+    let dkim = d["records"].as_array().unwrap().iter().find(|r| r["purpose"] == "dkim").unwrap().clone();
+    let key_file = std::path::Path::new(db.url.trim_start_matches("sqlite://")).parent().unwrap().join("master.key");
+    assert!(key_file.exists(), "{}", key_file.display());
+
+    let out = epistle(&["domains", "list"], &env).await;
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains("shop.example") && text(&out.stdout).contains("unverified"));
+
+    // Not published: verify says what is missing and exits non-zero.
+    let out = epistle(&["domains", "verify", "shop.example"], &env).await;
+    assert!(!out.status.success());
+    assert!(text(&out.stdout).contains("(missing)"), "{}", text(&out.stdout));
+    assert!(text(&out.stderr).contains("not verified yet"), "{}", text(&out.stderr));
+
+    dns.txt(dkim["name"].as_str().unwrap(), dkim["value"].as_str().unwrap());
+    dns.txt("shop.example", "v=spf1 a mx ~all");
+    let out = epistle(&["domains", "verify", "shop.example"], &env).await;
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("shop.example  (verified)"), "{}", text(&out.stdout));
+
+    // Another master key does not open this database's keys: a clear refusal.
+    let wrong = [
+        ("EPISTLE_DATABASE_URL", db.url.as_str()),
+        ("EPISTLE_MASTER_KEY", "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"),
+    ];
+    let out = epistle(&["domains", "list"], &wrong).await;
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("not the one this database's secrets were sealed with"), "{}", text(&out.stderr));
+
+    let out = epistle(&["domains", "add", "not a domain"], &env).await;
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("is not a domain name"), "{}", text(&out.stderr));
 }

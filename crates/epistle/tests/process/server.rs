@@ -26,6 +26,7 @@ pub async fn start(db_url: &str, sink_port: u16, extra: &[(&str, &str)]) -> Serv
         .env("EPISTLE_HTTP_ADDR", "127.0.0.1:0")
         .env("EPISTLE_SMTP_ADDR", "127.0.0.1:0")
         .env("EPISTLE_BOOTSTRAP_API_KEY", KEY)
+        .env("EPISTLE_MASTER_KEY", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
         .env("EPISTLE_LOG", "warn")
         .env("SMTP_SERVER", "127.0.0.1")
         .env("SMTP_PORT", sink_port.to_string())

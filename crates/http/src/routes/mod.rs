@@ -1,5 +1,6 @@
 //! The router: one module per area.
 
+pub mod domains;
 pub mod health;
 pub mod messages;
 pub mod stats;
@@ -23,6 +24,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/messages/{id}", get(messages::get))
         .route("/v1/messages/{id}/raw", get(messages::raw))
         .route("/v1/messages/{id}/cancel", post(messages::cancel))
+        .route("/v1/domains", post(domains::create).get(domains::list))
+        .route("/v1/domains/{name}", get(domains::get).delete(domains::delete))
+        .route("/v1/domains/{name}/verify", post(domains::verify))
+        .route("/v1/domains/{name}/rotate", post(domains::rotate))
+        .route("/v1/domains/{name}/keys/{selector}", axum::routing::delete(domains::delete_key))
         .route("/v1/transports", get(transports::list))
         .route("/v1/stats/costs", get(stats::costs))
         .route("/healthz", get(health::healthz))

@@ -1,0 +1,93 @@
+//! The keyring the worker signs with: every signing DKIM key of every
+//! tenant, opened with the master key and ready to sign, by (tenant, From
+//! domain).
+//!
+//! The API reloads it after a change on this node; a background task
+//! reloads it every few seconds so that changes made through another node
+//! (PostgreSQL) arrive too.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use epistle_core::secret::MasterKey;
+use epistle_mail::dkim::{self, Algorithm, Signer};
+use epistle_store::{DkimKeyRecord, Store};
+
+type Signers = HashMap<(String, String), Vec<Arc<Signer>>>;
+
+pub struct Keyring {
+    store: Store,
+    master: MasterKey,
+    signers: RwLock<Arc<Signers>>,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyring").finish_non_exhaustive()
+    }
+}
+
+/// Opens a stored key with the master key (the row id is the sealing label).
+pub fn open_key(master: &MasterKey, k: &DkimKeyRecord) -> Result<Signer, String> {
+    let algorithm: Algorithm = k.algorithm.parse()?;
+    let der = master.open(&k.id, &k.private_sealed).map_err(|e| e.to_string())?;
+    Signer::new(algorithm, &k.domain, &k.selector, &der).map_err(|e| e.to_string())
+}
+
+impl Keyring {
+    pub fn new(store: Store, master: MasterKey) -> Self {
+        Self { store, master, signers: RwLock::new(Arc::new(HashMap::new())) }
+    }
+
+    pub fn master(&self) -> &MasterKey {
+        &self.master
+    }
+
+    /// Loads the signing keys from the store. A key that cannot be opened
+    /// is left out with an error in the log (mail from its domain goes
+    /// unsigned by it, rather than not at all).
+    pub async fn reload(&self) -> Result<usize, epistle_store::StoreError> {
+        let keys = self.store.signing_keys().await?;
+        let mut map: Signers = HashMap::new();
+        let mut loaded = 0;
+        for k in &keys {
+            match open_key(&self.master, k) {
+                Ok(s) => {
+                    map.entry((k.tenant_id.clone(), k.domain.clone())).or_default().push(Arc::new(s));
+                    loaded += 1;
+                }
+                Err(e) => {
+                    tracing::error!(domain = %k.domain, selector = %k.selector, error = %e, "cannot load DKIM key")
+                }
+            }
+        }
+        *self.signers.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(map);
+        Ok(loaded)
+    }
+
+    /// Reloads every `every` until the task is dropped.
+    pub async fn refresh_loop(self: Arc<Self>, every: Duration) {
+        loop {
+            tokio::time::sleep(every).await;
+            if let Err(e) = self.reload().await {
+                tracing::warn!(error = %e, "cannot reload DKIM keys; keeping the ones loaded");
+            }
+        }
+    }
+
+    /// The message signed by every key of its tenant for its From domain;
+    /// `None` when there is no key for it (send it as it is).
+    pub fn sign(&self, tenant_id: &str, raw: &[u8]) -> Option<Vec<u8>> {
+        let domain = dkim::from_domain(raw)?;
+        let signers = self.signers.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let list = signers.get(&(tenant_id.to_string(), domain))?;
+        match dkim::sign(list.iter().map(|s| s.as_ref()), raw) {
+            Ok(signed) => Some(signed),
+            Err(e) => {
+                tracing::error!(error = %e, "DKIM signing failed; sending unsigned");
+                None
+            }
+        }
+    }
+}

@@ -12,6 +12,7 @@ pub mod dkim;
 pub mod dns;
 pub mod domains;
 pub mod metrics;
+pub mod mx;
 pub mod retry;
 pub mod route;
 pub mod shaping;

@@ -23,6 +23,7 @@ fn settings(sink: &SmtpSink, tls_mode: TlsMode, auth: Option<(&str, &str)>) -> S
             data: Duration::from_secs(5),
         },
         connector: sink.ca_pem().map(|pem| tls::connector(Some(pem)).unwrap()),
+        connect_addr: None,
     }
 }
 

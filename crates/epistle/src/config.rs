@@ -278,6 +278,26 @@ pub struct DeliveryConfig {
     pub circuit_cooldown: Duration,
     /// This node's name in leases and attempts (default: host-pid-random).
     pub node_name: Option<String>,
+    /// Port of MX hosts for `kind = "mx"` transports (25; tests point it
+    /// at a local sink).
+    pub mx_port: u16,
+    /// Limits and TLS policy per destination domain for `mx` transports,
+    /// e.g. `[[delivery.destinations]] domain = "gmail.com"
+    /// connections = 5  rate = "600/m"  tls = "required"`.
+    pub destinations: Vec<DestinationConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationConfig {
+    pub domain: String,
+    /// Sessions at once to each of its MX hosts (default: the transport's
+    /// `connections`).
+    pub connections: Option<usize>,
+    /// Messages per time unit to it, per node, e.g. `600/m`.
+    pub rate: Option<String>,
+    /// `opportunistic` (default: STARTTLS when offered) or `required`.
+    pub tls: Option<String>,
 }
 
 impl Default for DeliveryConfig {
@@ -294,6 +314,8 @@ impl Default for DeliveryConfig {
             circuit_threshold: 3,
             circuit_cooldown: Duration::from_secs(30),
             node_name: None,
+            mx_port: 25,
+            destinations: Vec::new(),
         }
     }
 }
@@ -318,6 +340,8 @@ impl Default for LimitsConfig {
 pub enum TransportKind {
     Capture,
     Smtp,
+    /// Direct delivery to each recipient domain's MX hosts.
+    Mx,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -493,6 +517,18 @@ impl Config {
         }
         self.smtp.trusted_networks()?;
         self.dns.servers()?;
+        for d in &self.delivery.destinations {
+            if let Some(r) = &d.rate {
+                r.parse::<epistle_deliver::shaping::Rate>()
+                    .map_err(|e| anyhow::anyhow!("delivery.destinations `{}`: {e}", d.domain))?;
+            }
+            match d.tls.as_deref() {
+                None | Some("opportunistic") | Some("required") => {}
+                Some(other) => {
+                    bail!("delivery.destinations `{}`: tls = `{other}`; use `opportunistic` or `required`", d.domain)
+                }
+            }
+        }
         if !self.domains.spf.trim().to_ascii_lowercase().starts_with("v=spf1") {
             bail!("domains.spf must be an SPF record starting with `v=spf1`, not `{}`", self.domains.spf);
         }

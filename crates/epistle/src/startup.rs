@@ -6,6 +6,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use epistle_core::clock::SharedClock;
 use epistle_deliver::capture::Capture;
+use epistle_deliver::dns::Dns;
+use epistle_deliver::mx::{DestinationPolicy, MxSettings, MxTransport};
 use epistle_deliver::shaping::{Rate, RateLimiter};
 use epistle_deliver::smtp::client::{SmtpSettings, Timeouts};
 use epistle_deliver::smtp::{SmtpRelay, tls};
@@ -85,6 +87,7 @@ fn hops(cfg: &Config) -> anyhow::Result<Vec<Arc<Hop>>> {
         let kind = match t.kind {
             TransportKind::Capture => "capture",
             TransportKind::Smtp => "smtp",
+            TransportKind::Mx => "mx",
         };
         let mut hop = Hop::new(transport, kind, threshold, cooldown);
         if let Some(r) = &t.rate {
@@ -116,6 +119,36 @@ fn router(cfg: &Config, clock: SharedClock) -> anyhow::Result<Router> {
     Ok(Router::new(hops, rules, clock))
 }
 
+fn mx_transport(cfg: &Config, t: &crate::config::TransportConfig) -> anyhow::Result<MxTransport> {
+    let dns = Dns::new(&cfg.dns.servers()?, cfg.dns.timeout, true).map_err(|e| anyhow::anyhow!(e))?;
+    let defaults = DestinationPolicy { connections: t.max_connections, rate: None, require_tls: false };
+    let mut destinations = std::collections::HashMap::new();
+    for d in &cfg.delivery.destinations {
+        let domain = epistle_core::parse_domain(&d.domain)
+            .ok_or_else(|| anyhow::anyhow!("delivery.destinations: `{}` is not a domain", d.domain))?;
+        let rate = d.rate.as_deref().map(str::parse::<Rate>).transpose().map_err(|e| anyhow::anyhow!("{e}"))?;
+        destinations.insert(
+            domain,
+            DestinationPolicy {
+                connections: d.connections.unwrap_or(t.max_connections),
+                rate,
+                require_tls: d.tls.as_deref() == Some("required"),
+            },
+        );
+    }
+    Ok(MxTransport::new(
+        &t.name,
+        dns,
+        MxSettings {
+            port: cfg.delivery.mx_port,
+            helo_name: t.helo_name.clone().unwrap_or_else(host_name),
+            timeouts: Timeouts { connect: t.connect_timeout, command: t.command_timeout, data: t.data_timeout },
+            defaults,
+            destinations,
+        },
+    ))
+}
+
 fn transports(cfg: &Config) -> anyhow::Result<Vec<Arc<dyn Transport>>> {
     let mut out: Vec<Arc<dyn Transport>> = Vec::new();
     for t in &cfg.transports {
@@ -140,9 +173,11 @@ fn transports(cfg: &Config) -> anyhow::Result<Vec<Arc<dyn Transport>>> {
                     helo_name: t.helo_name.clone().unwrap_or_else(host_name),
                     timeouts: Timeouts { connect: t.connect_timeout, command: t.command_timeout, data: t.data_timeout },
                     connector: Some(connector),
+                    connect_addr: None,
                 };
                 out.push(Arc::new(SmtpRelay::new(&t.name, settings, t.max_connections)));
             }
+            TransportKind::Mx => out.push(Arc::new(mx_transport(cfg, t)?)),
         }
     }
     if out.is_empty() {

@@ -28,6 +28,9 @@ pub enum TlsMode {
     StartTls,
     /// TLS from the first byte (port 465).
     Tls,
+    /// STARTTLS when the server offers it, plain text otherwise: how mail
+    /// between MX hosts is protected (RFC 3207 §4; Postfix's `may`).
+    Opportunistic,
 }
 
 impl std::str::FromStr for TlsMode {
@@ -37,7 +40,8 @@ impl std::str::FromStr for TlsMode {
             "none" | "off" | "plain" | "false" => Ok(Self::None),
             "starttls" | "true" => Ok(Self::StartTls),
             "tls" | "ssl" | "implicit" => Ok(Self::Tls),
-            _ => Err(format!("unknown TLS mode `{s}`; use none, starttls or tls")),
+            "opportunistic" | "may" => Ok(Self::Opportunistic),
+            _ => Err(format!("unknown TLS mode `{s}`; use none, starttls, tls or opportunistic")),
         }
     }
 }
@@ -68,6 +72,9 @@ pub struct SmtpSettings {
     pub helo_name: String,
     pub timeouts: Timeouts,
     pub connector: Option<TlsConnector>,
+    /// Connect here instead of resolving `host` (direct MX delivery, which
+    /// resolves through its own DNS); `host` is still the TLS server name.
+    pub connect_addr: Option<std::net::SocketAddr>,
 }
 
 impl fmt::Debug for SmtpSettings {
@@ -158,6 +165,8 @@ pub struct SmtpConnection {
     timeouts: Timeouts,
     /// Set when the connection must not be reused.
     pub broken: bool,
+    /// Whether the session runs over TLS.
+    pub encrypted: bool,
     pub transactions: u32,
 }
 
@@ -166,7 +175,10 @@ const MAX_LINE: usize = 8192;
 impl SmtpConnection {
     /// Connects, reads the greeting, says EHLO, secures and authenticates.
     pub async fn connect(s: &SmtpSettings) -> Result<Self, SmtpError> {
-        let addr = format!("{}:{}", s.host, s.port);
+        let addr = match s.connect_addr {
+            Some(a) => a.to_string(),
+            None => format!("{}:{}", s.host, s.port),
+        };
         let tcp = timeout(s.timeouts.connect, TcpStream::connect(&addr))
             .await
             .map_err(|_| SmtpError::Timeout("connect"))?
@@ -178,6 +190,7 @@ impl SmtpConnection {
             caps: Capabilities::default(),
             timeouts: s.timeouts.clone(),
             broken: false,
+            encrypted: s.tls == TlsMode::Tls,
             transactions: 0,
         };
         let greeting = conn.read_reply("greeting").await?;
@@ -185,10 +198,11 @@ impl SmtpConnection {
             return Err(SmtpError::Refused(greeting));
         }
         conn.ehlo(&s.helo_name).await?;
-        if s.tls == TlsMode::StartTls {
+        if s.tls == TlsMode::StartTls || (s.tls == TlsMode::Opportunistic && conn.caps.starttls) {
             if !conn.caps.starttls {
                 return Err(SmtpError::NoStartTls);
             }
+            conn.encrypted = true;
             let r = conn.command("STARTTLS\r\n", "STARTTLS").await?;
             if r.code != 220 {
                 return Err(SmtpError::Tls(format!("STARTTLS refused: {r}")));

@@ -21,7 +21,7 @@ impl SmtpRelay {
     }
 }
 
-fn judge(replies: &TransactionReplies) -> Vec<Delivery> {
+pub(crate) fn judge(replies: &TransactionReplies) -> Vec<Delivery> {
     replies
         .rcpt
         .iter()

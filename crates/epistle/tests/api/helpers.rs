@@ -37,6 +37,9 @@ pub struct Options {
     /// More transports after the sink, and routes.
     pub extra_transports: Vec<TransportConfig>,
     pub routes: Vec<epistle::config::RouteConfig>,
+    /// Deliver directly (an `mx` transport) to MX hosts on the sink's port,
+    /// resolved through the test DNS server, instead of relaying.
+    pub mx: bool,
 }
 
 impl Default for Options {
@@ -49,6 +52,7 @@ impl Default for Options {
             smtp_tls: None,
             extra_transports: vec![],
             routes: vec![],
+            mx: false,
         }
     }
 }
@@ -83,6 +87,15 @@ pub async fn spawn(opts: Options) -> TestApp {
     let dns = DnsServer::start().await;
     let mut cfg = config_for(&db, &sink, opts.relay);
     cfg.dns.nameservers = epistle::config::StringList::One(dns.addr.to_string());
+    if opts.mx {
+        let mut t = TransportConfig::smtp("direct", "");
+        t.kind = epistle::config::TransportKind::Mx;
+        t.host = None;
+        t.connect_timeout = Duration::from_secs(2);
+        t.command_timeout = Duration::from_secs(5);
+        cfg.transports = vec![t];
+        cfg.delivery.mx_port = sink.port();
+    }
     cfg.transports.extend(opts.extra_transports);
     cfg.routes = opts.routes;
     (opts.tweak)(&mut cfg);

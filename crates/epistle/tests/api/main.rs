@@ -8,6 +8,7 @@ mod bad_input;
 mod delivery;
 mod domains;
 mod health;
+mod mx;
 mod routing;
 mod smtp;
 mod ui;

@@ -27,6 +27,7 @@ fn settings(port: u16, tls_mode: TlsMode, password: Option<&str>, ca: Option<&st
             data: Duration::from_secs(5),
         },
         connector: ca.map(|pem| tls::connector(Some(pem)).unwrap()),
+        connect_addr: None,
     }
 }
 

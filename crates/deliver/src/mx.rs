@@ -1,0 +1,244 @@
+//! Direct delivery (transport kind `mx`): each recipient's domain is looked
+//! up (MX, else its A/AAAA as an implicit MX, RFC 5321 §5.1), hosts are
+//! tried by preference and address until one takes the session, and the
+//! message goes over a pooled, pipelined connection to that host.
+//!
+//! Shaping is per destination: each MX host has its own connection pool
+//! (`connections`, default 10), and a destination domain may have a message
+//! rate. TLS is opportunistic (STARTTLS when offered) unless the
+//! destination requires it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use crate::dns::{Dns, DnsError};
+use crate::shaping::{Rate, RateLimiter};
+use crate::smtp::client::{SmtpError, SmtpSettings, Timeouts, TlsMode};
+use crate::smtp::pool::Pool;
+use crate::smtp::relay::judge;
+use crate::smtp::tls;
+use crate::transport::{Delivery, Envelope, SessionError, Transport};
+
+/// Settings for one destination domain (or the defaults for all).
+#[derive(Debug, Clone)]
+pub struct DestinationPolicy {
+    /// Sessions at once to each MX host of the destination.
+    pub connections: usize,
+    /// Messages per time unit to the destination, per node.
+    pub rate: Option<Rate>,
+    /// Refuse to send without STARTTLS.
+    pub require_tls: bool,
+}
+
+impl Default for DestinationPolicy {
+    fn default() -> Self {
+        Self { connections: 10, rate: None, require_tls: false }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MxSettings {
+    /// Port on MX hosts (25; tests use a sink's port).
+    pub port: u16,
+    pub helo_name: String,
+    pub timeouts: Timeouts,
+    pub defaults: DestinationPolicy,
+    /// Per destination domain (lower-case).
+    pub destinations: HashMap<String, DestinationPolicy>,
+}
+
+pub struct MxTransport {
+    name: String,
+    dns: Dns,
+    settings: MxSettings,
+    connector: tokio_rustls::TlsConnector,
+    pools: Mutex<HashMap<(String, SocketAddr), Arc<Pool>>>,
+    limiters: Mutex<HashMap<String, Arc<RateLimiter>>>,
+}
+
+/// Why a host could not take the session (for the reply kept on the
+/// recipient when every host failed).
+enum HostFailure {
+    /// Try the next host.
+    Next(String),
+    /// The host refused the session with a 5xx greeting or EHLO: RFC 5321
+    /// says try the next MX, but if all refuse, the reply is permanent.
+    Refused(String),
+}
+
+impl MxTransport {
+    pub fn new(name: impl Into<String>, dns: Dns, settings: MxSettings) -> Self {
+        Self {
+            name: name.into(),
+            dns,
+            settings,
+            connector: tls::unverified_connector(),
+            pools: Mutex::new(HashMap::new()),
+            limiters: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn policy(&self, domain: &str) -> &DestinationPolicy {
+        self.settings.destinations.get(domain).unwrap_or(&self.settings.defaults)
+    }
+
+    fn pool(&self, host: &str, addr: SocketAddr, policy: &DestinationPolicy) -> Arc<Pool> {
+        let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        pools
+            .entry((host.to_string(), addr))
+            .or_insert_with(|| {
+                let settings = SmtpSettings {
+                    host: host.to_string(),
+                    port: addr.port(),
+                    tls: if policy.require_tls { TlsMode::StartTls } else { TlsMode::Opportunistic },
+                    username: None,
+                    password: None,
+                    helo_name: self.settings.helo_name.clone(),
+                    timeouts: self.settings.timeouts.clone(),
+                    connector: Some(self.connector.clone()),
+                    connect_addr: Some(addr),
+                };
+                Arc::new(Pool::new(settings, policy.connections))
+            })
+            .clone()
+    }
+
+    fn limiter(&self, domain: &str, rate: Rate) -> Arc<RateLimiter> {
+        let mut limiters = self.limiters.lock().unwrap_or_else(|p| p.into_inner());
+        limiters.entry(domain.to_string()).or_insert_with(|| Arc::new(RateLimiter::new(rate))).clone()
+    }
+
+    /// The hosts to try, best first: MX hosts by preference, or the domain
+    /// itself when it has no MX. `Err` carries the deliveries to report.
+    async fn hosts(&self, domain: &str, n: usize) -> Result<Vec<String>, Vec<Delivery>> {
+        let all = |d: Delivery| std::iter::repeat_n(d, n).collect::<Vec<_>>();
+        match self.dns.mx(domain).await {
+            Ok(hosts) if hosts.is_empty() => {
+                Err(all(Delivery::Permanent(format!("556 5.1.10 {domain} accepts no mail (null MX, RFC 7505)"))))
+            }
+            Ok(hosts) => Ok(hosts.into_iter().map(|(_, h)| h).collect()),
+            Err(DnsError::NotFound(_)) => match self.dns.ips(domain).await {
+                Ok(_) => Ok(vec![domain.to_string()]),
+                Err(DnsError::NotFound(_)) => Err(all(Delivery::Permanent(format!(
+                    "550 5.1.2 {domain} has no MX and no address: the domain does not receive mail"
+                )))),
+                Err(DnsError::Failed(e)) => {
+                    Err(all(Delivery::Transient(format!("451 4.4.3 looking up {domain}: {e}"))))
+                }
+            },
+            Err(DnsError::Failed(e)) => Err(all(Delivery::Transient(format!("451 4.4.3 looking up {domain}: {e}")))),
+        }
+    }
+
+    /// Sends to one destination domain: the first host and address that
+    /// takes the session gets the transaction.
+    async fn send_domain(&self, domain: &str, from: &str, rcpts: &[String], raw: &[u8]) -> Vec<Delivery> {
+        let policy = self.policy(domain).clone();
+        if let Some(rate) = policy.rate {
+            self.limiter(domain, rate).acquire(1).await;
+        }
+        let hosts = match self.hosts(domain, rcpts.len()).await {
+            Ok(h) => h,
+            Err(deliveries) => return deliveries,
+        };
+        let mut failures = Vec::new();
+        let mut all_refused = true;
+        for host in &hosts {
+            let ips = match self.dns.ips(host).await {
+                Ok(ips) => ips,
+                Err(e) => {
+                    failures.push(format!("{host}: {e}"));
+                    all_refused = false;
+                    continue;
+                }
+            };
+            for ip in ips {
+                let addr = SocketAddr::new(ip, self.settings.port);
+                match self.try_host(host, addr, &policy, from, rcpts, raw).await {
+                    Ok(deliveries) => return deliveries,
+                    Err(HostFailure::Next(why)) => {
+                        all_refused = false;
+                        failures.push(why);
+                    }
+                    Err(HostFailure::Refused(why)) => failures.push(why),
+                }
+            }
+        }
+        let summary = failures.join("; ");
+        let d = if all_refused && !failures.is_empty() {
+            Delivery::Permanent(summary)
+        } else {
+            Delivery::Transient(format!("no MX host of {domain} took the message: {summary}"))
+        };
+        rcpts.iter().map(|_| d.clone()).collect()
+    }
+
+    async fn try_host(
+        &self,
+        host: &str,
+        addr: SocketAddr,
+        policy: &DestinationPolicy,
+        from: &str,
+        rcpts: &[String],
+        raw: &[u8],
+    ) -> Result<Vec<Delivery>, HostFailure> {
+        let pool = self.pool(host, addr, policy);
+        let describe = |e: &SmtpError| format!("{host} [{addr}]: {e}");
+        let classify = |e: &SmtpError| match e {
+            SmtpError::Refused(r) if r.is_permanent() => HostFailure::Refused(describe(e)),
+            _ => HostFailure::Next(describe(e)),
+        };
+        let mut lease = pool.get().await.map_err(|e| classify(&e))?;
+        let mut result = lease.conn.send(from, rcpts, raw).await;
+        if result.is_err() && lease.reused {
+            lease = pool.reconnect(lease).await.map_err(|e| classify(&e))?;
+            result = lease.conn.send(from, rcpts, raw).await;
+        }
+        let out = match result {
+            Ok(replies) => Ok(judge(&replies)),
+            // Trouble mid-transaction: the message may have arrived; retry
+            // later rather than sending to another host now.
+            Err(e) => Ok(rcpts.iter().map(|_| Delivery::Transient(describe(&e))).collect()),
+        };
+        pool.put(lease).await;
+        out
+    }
+}
+
+#[async_trait]
+impl Transport for MxTransport {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Never a session error: a destination that cannot be reached defers
+    /// its own recipients and must not open the circuit for every other
+    /// destination.
+    async fn send(&self, envelope: &Envelope, raw: &[u8]) -> Result<Vec<Delivery>, SessionError> {
+        // Group recipients by domain, keeping their positions.
+        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+        for (i, rcpt) in envelope.rcpts.iter().enumerate() {
+            let domain = rcpt.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default();
+            match groups.iter_mut().find(|(d, _)| *d == domain) {
+                Some((_, idx)) => idx.push(i),
+                None => groups.push((domain, vec![i])),
+            }
+        }
+        let mut out: Vec<Option<Delivery>> = vec![None; envelope.rcpts.len()];
+        for (domain, idx) in groups {
+            let rcpts: Vec<String> = idx.iter().map(|&i| envelope.rcpts[i].clone()).collect();
+            let deliveries = if domain.is_empty() {
+                rcpts.iter().map(|r| Delivery::Permanent(format!("553 5.1.3 `{r}` has no domain"))).collect()
+            } else {
+                self.send_domain(&domain, &envelope.from, &rcpts, raw).await
+            };
+            for (i, d) in idx.into_iter().zip(deliveries) {
+                out[i] = Some(d);
+            }
+        }
+        Ok(out.into_iter().map(|d| d.unwrap_or_else(|| Delivery::Transient("not attempted".into()))).collect())
+    }
+}

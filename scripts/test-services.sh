@@ -19,9 +19,14 @@ if ! pg_up; then
   exit 1
 fi
 
-# Independent verifiers the tests run: Python's dkimpy (with PyNaCl for
-# Ed25519 signatures) checks Epistle's DKIM signatures.
+# Independent peers the tests run, from PyPI: dkimpy (with PyNaCl for
+# Ed25519) verifies Epistle's DKIM signatures; moto_server stands in for
+# Amazon SES and checks SigV4 signatures.
 if ! python3 -c 'import dkim, nacl' >/dev/null 2>&1; then
   echo "installing dkimpy and pynacl (DKIM verifier used by the tests)" >&2
   python3 -m pip install --quiet --disable-pip-version-check dkimpy pynacl
+fi
+if ! command -v moto_server >/dev/null 2>&1; then
+  echo "installing moto[server] (the SES stand-in used by the tests)" >&2
+  python3 -m pip install --quiet --disable-pip-version-check 'moto[server]'
 fi

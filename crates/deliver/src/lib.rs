@@ -13,6 +13,7 @@ pub mod dns;
 pub mod domains;
 pub mod metrics;
 pub mod mx;
+pub mod providers;
 pub mod retry;
 pub mod route;
 pub mod shaping;

@@ -79,8 +79,19 @@ impl Route {
                 l.acquire(envelope.rcpts.len().max(1) as u32).await;
             }
             match hop.transport.send(envelope, raw).await {
-                Ok(deliveries) => {
+                Ok(mut deliveries) => {
                     hop.circuit.success();
+                    if !reasons.is_empty() {
+                        // Keep why the earlier transports were passed over.
+                        let note = format!(" [failed over: {}]", reasons.join("; "));
+                        for d in &mut deliveries {
+                            match d {
+                                Delivery::Sent(r) | Delivery::Transient(r) | Delivery::Permanent(r) => {
+                                    r.push_str(&note)
+                                }
+                            }
+                        }
+                    }
                     return Routed { transport: hop.name().to_string(), deliveries, cost_micros: hop.cost_micros };
                 }
                 Err(SessionError(why)) => {

@@ -342,6 +342,14 @@ pub enum TransportKind {
     Smtp,
     /// Direct delivery to each recipient domain's MX hosts.
     Mx,
+    /// Amazon SES v2 (raw MIME, SigV4).
+    Ses,
+    /// Mailgun's MIME endpoint.
+    Mailgun,
+    /// SendGrid v3 mail send.
+    Sendgrid,
+    /// Postmark's email API.
+    Postmark,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -367,6 +375,21 @@ pub struct TransportConfig {
     pub cost_per_1000: Option<f64>,
     /// Name given in EHLO (default: the machine's host name).
     pub helo_name: Option<String>,
+    /// Provider API base URL (EU regions, tests); each has its default.
+    pub endpoint: Option<String>,
+    /// SES: AWS region, e.g. `us-east-1`.
+    pub region: Option<String>,
+    /// SES credentials.
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<Secret>,
+    /// SES: configuration set for event publishing.
+    pub configuration_set: Option<String>,
+    /// Mailgun, SendGrid: API key; Postmark: server token.
+    pub api_key: Option<Secret>,
+    /// Mailgun: sending domain (default: the envelope sender's domain).
+    pub domain: Option<String>,
+    /// Postmark: message stream (default `outbound`).
+    pub message_stream: Option<String>,
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
     #[serde(default = "default_command_timeout", with = "humantime_serde")]
@@ -403,6 +426,14 @@ impl TransportConfig {
             rate: None,
             cost_per_1000: None,
             helo_name: None,
+            endpoint: None,
+            region: None,
+            access_key_id: None,
+            secret_access_key: None,
+            configuration_set: None,
+            api_key: None,
+            domain: None,
+            message_stream: None,
             connect_timeout: default_connect_timeout(),
             command_timeout: default_command_timeout(),
             data_timeout: default_data_timeout(),
@@ -504,6 +535,25 @@ impl Config {
         for t in &self.transports {
             if !names.insert(t.name.clone()) {
                 bail!("two transports are named `{}`; names must be unique", t.name);
+            }
+            let need = |what: &str, ok: bool| {
+                if ok { Ok(()) } else { Err(anyhow::anyhow!("transport `{}` ({:?}) needs `{what}`", t.name, t.kind)) }
+            };
+            match t.kind {
+                TransportKind::Ses => {
+                    need("region", t.region.is_some())?;
+                    need("access_key_id", t.access_key_id.is_some())?;
+                    need("secret_access_key", t.secret_access_key.is_some())?;
+                }
+                TransportKind::Mailgun | TransportKind::Sendgrid | TransportKind::Postmark => {
+                    need("api_key", t.api_key.is_some())?;
+                }
+                _ => {}
+            }
+            if let Some(e) = &t.endpoint
+                && !(e.starts_with("https://") || e.starts_with("http://"))
+            {
+                bail!("transport `{}`: endpoint `{e}` must be an http(s) URL", t.name);
             }
             if t.kind == TransportKind::Smtp {
                 if t.host.as_deref().is_none_or(|h| h.trim().is_empty()) {

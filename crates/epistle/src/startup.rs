@@ -88,6 +88,10 @@ fn hops(cfg: &Config) -> anyhow::Result<Vec<Arc<Hop>>> {
             TransportKind::Capture => "capture",
             TransportKind::Smtp => "smtp",
             TransportKind::Mx => "mx",
+            TransportKind::Ses => "ses",
+            TransportKind::Mailgun => "mailgun",
+            TransportKind::Sendgrid => "sendgrid",
+            TransportKind::Postmark => "postmark",
         };
         let mut hop = Hop::new(transport, kind, threshold, cooldown);
         if let Some(r) = &t.rate {
@@ -117,6 +121,42 @@ fn router(cfg: &Config, clock: SharedClock) -> anyhow::Result<Router> {
         })
         .collect();
     Ok(Router::new(hops, rules, clock))
+}
+
+fn provider_transport(t: &crate::config::TransportConfig) -> Arc<dyn Transport> {
+    use epistle_deliver::providers::{mailgun, postmark, sendgrid, ses};
+    let key = t.api_key.as_ref().map(|k| k.expose().to_string()).unwrap_or_default();
+    let timeout = t.data_timeout;
+    match t.kind {
+        TransportKind::Ses => Arc::new(ses::Ses::new(
+            &t.name,
+            ses::SesSettings {
+                region: t.region.clone().unwrap_or_default(),
+                endpoint: t.endpoint.clone(),
+                access_key_id: t.access_key_id.clone().unwrap_or_default(),
+                secret_access_key: t.secret_access_key.as_ref().map(|s| s.expose().to_string()).unwrap_or_default(),
+                configuration_set: t.configuration_set.clone(),
+                timeout,
+            },
+        )),
+        TransportKind::Mailgun => Arc::new(mailgun::Mailgun::new(
+            &t.name,
+            mailgun::MailgunSettings { endpoint: t.endpoint.clone(), api_key: key, domain: t.domain.clone(), timeout },
+        )),
+        TransportKind::Sendgrid => Arc::new(sendgrid::SendGrid::new(
+            &t.name,
+            sendgrid::SendGridSettings { endpoint: t.endpoint.clone(), api_key: key, timeout },
+        )),
+        _ => Arc::new(postmark::Postmark::new(
+            &t.name,
+            postmark::PostmarkSettings {
+                endpoint: t.endpoint.clone(),
+                api_key: key,
+                message_stream: t.message_stream.clone(),
+                timeout,
+            },
+        )),
+    }
 }
 
 fn mx_transport(cfg: &Config, t: &crate::config::TransportConfig) -> anyhow::Result<MxTransport> {
@@ -178,6 +218,9 @@ fn transports(cfg: &Config) -> anyhow::Result<Vec<Arc<dyn Transport>>> {
                 out.push(Arc::new(SmtpRelay::new(&t.name, settings, t.max_connections)));
             }
             TransportKind::Mx => out.push(Arc::new(mx_transport(cfg, t)?)),
+            TransportKind::Ses | TransportKind::Mailgun | TransportKind::Sendgrid | TransportKind::Postmark => {
+                out.push(provider_transport(t))
+            }
         }
     }
     if out.is_empty() {

@@ -3,10 +3,14 @@
 
 pub mod db;
 pub mod dns;
+pub mod http;
+pub mod moto;
 pub mod sink;
 
 pub use db::{Engine, TestDb};
 pub use dns::DnsServer;
+pub use http::{HttpFake, HttpRequest};
+pub use moto::MotoServer;
 pub use sink::{Received, SinkConfig, SmtpSink};
 
 /// Polls `f` until it returns `Some`, or panics after `timeout` with `what`.

@@ -9,6 +9,7 @@ mod delivery;
 mod domains;
 mod health;
 mod mx;
+mod providers;
 mod routing;
 mod smtp;
 mod ui;

@@ -47,6 +47,28 @@ pub enum Command {
         #[command(subcommand)]
         command: DomainsCommand,
     },
+    /// Bounces: read returned mail and say why each recipient failed.
+    Bounce {
+        #[command(subcommand)]
+        command: BounceCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BounceCommand {
+    /// Classify bounce, DSN, abuse-report (ARF) and auto-reply mails (needs no database).
+    #[command(
+        long_about = "Reads each FILE as one raw mail (RFC 5322, e.g. a .eml file) and prints one JSON line per \
+                      file: {\"file\": ..., \"recipients\": [{\"email\", \"status\", \"reply_code\", \"reason\", \
+                      \"hard_bounce\", \"feedback_type\"}]}. A hard bounce means the address itself is bad and \
+                      should be suppressed. A file that cannot be read gives a line with \"error\" and a non-zero \
+                      exit status at the end. Reasons are listed in docs/bounces.md."
+    )]
+    Classify {
+        /// Mail files to classify.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -156,7 +178,42 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Send(args) => send(cfg, args).await,
         Command::Domains { command } => domains(cfg, command).await,
+        Command::Bounce { command: BounceCommand::Classify { files } } => bounce_classify(&files),
     }
+}
+
+/// `epistle bounce classify FILE…`: one JSON line per file; no database, no network.
+fn bounce_classify(files: &[PathBuf]) -> anyhow::Result<()> {
+    let mut failed = 0;
+    for file in files {
+        let line = match std::fs::read(file) {
+            Ok(raw) => {
+                let recipients: Vec<serde_json::Value> = epistle_mail::bounce::classify_mail(&raw)
+                    .into_iter()
+                    .map(|r| {
+                        serde_json::json!({
+                            "email": r.email,
+                            "status": r.status,
+                            "reply_code": r.reply_code,
+                            "reason": r.reason.as_str(),
+                            "hard_bounce": r.hard_bounce,
+                            "feedback_type": r.feedback_type,
+                        })
+                    })
+                    .collect();
+                serde_json::json!({ "file": file.display().to_string(), "recipients": recipients })
+            }
+            Err(e) => {
+                failed += 1;
+                serde_json::json!({ "file": file.display().to_string(), "error": e.to_string() })
+            }
+        };
+        println!("{line}");
+    }
+    if failed > 0 {
+        bail!("{failed} of {} file(s) could not be read", files.len());
+    }
+    Ok(())
 }
 
 async fn domains(cfg: Config, command: DomainsCommand) -> anyhow::Result<()> {

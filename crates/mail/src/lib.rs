@@ -6,6 +6,7 @@
 //! header) and guards the inputs it does not get from `epistle-core`'s
 //! typed addresses (header names and values).
 
+pub mod bounce;
 pub mod compose;
 pub mod dkim;
 pub mod header;

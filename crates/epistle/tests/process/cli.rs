@@ -32,11 +32,40 @@ async fn every_subcommand_has_help() {
         vec!["domains", "verify", "--help"],
         vec!["domains", "list", "--help"],
         vec!["domains", "rotate", "--help"],
+        vec!["bounce", "classify", "--help"],
     ] {
         let out = epistle(&args, &[]).await;
         assert!(out.status.success(), "{args:?}");
         assert!(text(&out.stdout).contains("Usage"), "{args:?}: {}", text(&out.stdout));
     }
+}
+
+#[tokio::test]
+async fn bounce_classify_reads_files_without_a_database() {
+    let corpus = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/corpora/bounces/eml");
+    let dsn = format!("{corpus}/rfc3464-26.eml");
+    let arf = format!("{corpus}/arf-14.eml");
+    let missing = format!("{corpus}/no-such-file.eml");
+    // No database URL, no configuration file: the command must not need them.
+    let dir = tempfile::tempdir().unwrap();
+    let out = epistle(&["bounce", "classify", &dsn, &arf, &missing], &[("HOME", dir.path().to_str().unwrap())]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).expect(l)).collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert_eq!(lines[0]["file"], dsn.as_str());
+    let r = &lines[0]["recipients"][0];
+    assert_eq!(r["reason"], "userunknown", "{stdout}");
+    assert_eq!(r["hard_bounce"], true);
+    assert_eq!(r["status"], "5.1.1");
+    assert!(r["email"].as_str().unwrap().contains('@'));
+    let r = &lines[1]["recipients"][0];
+    assert_eq!(r["reason"], "feedback", "{stdout}");
+    assert_eq!(r["feedback_type"], "abuse");
+    assert_eq!(r["hard_bounce"], false);
+    assert_eq!(lines[2]["file"], missing.as_str());
+    assert!(lines[2]["error"].as_str().is_some_and(|e| !e.is_empty()), "{stdout}");
+    assert!(text(&out.stderr).contains("could not be read"), "{}", text(&out.stderr));
 }
 
 #[tokio::test]
@@ -158,7 +187,11 @@ async fn domains_add_list_verify_from_the_command_line() {
     ];
     let out = epistle(&["domains", "list"], &wrong).await;
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("not the one this database's secrets were sealed with"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not the one this database's secrets were sealed with"),
+        "{}",
+        text(&out.stderr)
+    );
 
     let out = epistle(&["domains", "add", "not a domain"], &env).await;
     assert!(!out.status.success());

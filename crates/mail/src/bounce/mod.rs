@@ -1,0 +1,46 @@
+//! Bounce classification: what a bounce, delivery status notification (RFC 3464), abuse
+//! report (RFC 5965 ARF) or auto-reply says about each recipient.
+//!
+//! [`classify_mail`] reads a whole returned mail; [`classify_reply`] reads one live SMTP
+//! reply. Both end in the same decision ([`reason::decide`]): phrases of the diagnostic text
+//! first (they are usually the more specific), then the RFC 3463 enhanced status code, then
+//! the SMTP reply code.
+
+mod parse;
+mod reason;
+mod text;
+
+use serde::Serialize;
+
+pub use reason::Reason;
+
+/// One recipient a returned mail reports on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Recipient {
+    /// The recipient address (lower-cased domain untouched), or empty when the mail names none.
+    pub email: String,
+    /// RFC 3463 enhanced status code (`5.1.1`), or empty.
+    pub status: String,
+    /// SMTP reply code (`550`), or empty.
+    pub reply_code: String,
+    pub reason: Reason,
+    /// The address itself is bad: stop sending to it.
+    pub hard_bounce: bool,
+    /// For complaints (`reason` = `feedback`): the ARF Feedback-Type (`abuse`, `opt-out`, …).
+    pub feedback_type: String,
+    /// The diagnostic text the reason was read from (may be empty).
+    pub diagnostic: String,
+}
+
+/// Classifies a returned mail: one entry per recipient it reports on, in the order they
+/// appear. Mail that is not a bounce, report or auto-reply gives an empty list. Never panics.
+pub fn classify_mail(raw: &[u8]) -> Vec<Recipient> {
+    parse::classify(raw)
+}
+
+/// Classifies a live SMTP reply (`550`, `Some("5.1.1")`, `"user unknown"`): the reason and
+/// whether it is a hard bounce. Uses the same rules as [`classify_mail`].
+pub fn classify_reply(code: u16, enhanced: Option<&str>, text: &str) -> (Reason, bool) {
+    let status = enhanced.and_then(text::status_in).or_else(|| text::status_in(text)).unwrap_or_default();
+    reason::decide(&status, code, text)
+}

@@ -1,0 +1,494 @@
+//! Reading the mail: MIME parts, RFC 3464 / RFC 5965 fields, and plain-text bounces.
+
+use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
+
+use super::Recipient;
+use super::reason::{Reason, decide, reason_from_text};
+use super::text::{
+    addresses, cut_original, data_stage, first_address, recipient_on_line, reply_code_in, status_in, strip_html,
+};
+
+/// What the parts of the mail hold.
+#[derive(Default)]
+struct Parts {
+    plain: String,
+    html: String,
+    dsn: Vec<String>,
+    arf: Vec<String>,
+    /// Recipients of the returned original (its To / Cc), in order.
+    original_to: Vec<String>,
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).replace('\r', "")
+}
+
+fn header_text(msg: &Message<'_>, name: &str) -> Option<String> {
+    let root = msg.parts.first()?;
+    let h = root.headers().iter().find(|h| h.name.as_str().eq_ignore_ascii_case(name))?;
+    let raw = msg.raw_message.get(h.offset_start as usize..h.offset_end as usize)?;
+    Some(lossy(raw).trim().to_string())
+}
+
+fn all_headers_text(msg: &Message<'_>) -> String {
+    let Some(root) = msg.parts.first() else { return String::new() };
+    let end = (root.offset_body as usize).min(msg.raw_message.len());
+    lossy(msg.raw_message.get(..end).unwrap_or_default())
+}
+
+fn original_recipients(m: &Message<'_>) -> Vec<String> {
+    let mut out = Vec::new();
+    for name in ["To", "Cc"] {
+        if let Some(v) = header_text(m, name) {
+            out.extend(addresses(&v).into_iter().map(|(_, a)| a));
+        }
+    }
+    out
+}
+
+fn collect(msg: &Message<'_>) -> Parts {
+    let mut p = Parts::default();
+    for part in &msg.parts {
+        let (ctype, sub) = match part.content_type() {
+            Some(ct) => (ct.ctype().to_ascii_lowercase(), ct.subtype().unwrap_or("").to_ascii_lowercase()),
+            None => ("text".to_string(), "plain".to_string()),
+        };
+        let body_text = match &part.body {
+            PartType::Text(t) | PartType::Html(t) => Some(t.replace('\r', "")),
+            PartType::Binary(b) | PartType::InlineBinary(b) => Some(lossy(b)),
+            _ => None,
+        };
+        match (ctype.as_str(), sub.as_str()) {
+            ("message", "delivery-status" | "global-delivery-status") => p.dsn.extend(body_text),
+            ("message", "feedback-report") => p.arf.extend(body_text),
+            ("message", "rfc822" | "global") | ("text", "rfc822-headers") => {
+                if let PartType::Message(m) = &part.body {
+                    if p.original_to.is_empty() {
+                        p.original_to = original_recipients(m);
+                    }
+                } else if let Some(t) = body_text
+                    && p.original_to.is_empty()
+                {
+                    p.original_to = headers_block_recipients(&t);
+                }
+            }
+            ("text", "html") => {
+                if let Some(t) = body_text {
+                    p.html.push_str(&strip_html(&t));
+                    p.html.push('\n');
+                }
+            }
+            ("text", _) => {
+                if let Some(t) = body_text {
+                    // A text part that is really a DSN (some MTAs label it text/plain).
+                    if t.lines().any(|l| l.to_ascii_lowercase().starts_with("final-recipient:"))
+                        && t.lines().any(|l| l.to_ascii_lowercase().starts_with("status:"))
+                        && sub != "plain"
+                    {
+                        p.dsn.push(t);
+                    } else {
+                        p.plain.push_str(&t);
+                        p.plain.push('\n');
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    p
+}
+
+/// To / Cc addresses of a header block given as text.
+fn headers_block_recipients(t: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut in_rcpt = false;
+    for line in t.lines() {
+        if line.is_empty() {
+            break;
+        }
+        if line.starts_with([' ', '\t']) {
+            if in_rcpt {
+                out.extend(addresses(line).into_iter().map(|(_, a)| a));
+            }
+            continue;
+        }
+        let l = line.to_ascii_lowercase();
+        in_rcpt = l.starts_with("to:") || l.starts_with("cc:");
+        if in_rcpt {
+            out.extend(addresses(line).into_iter().map(|(_, a)| a));
+        }
+    }
+    out
+}
+
+/// One field group of a DSN / ARF body: unfolded `name: value` pairs, names lower-cased.
+fn field_groups(text: &str) -> Vec<Vec<(String, String)>> {
+    let mut groups = vec![Vec::new()];
+    for line in text.lines() {
+        let group = groups.last_mut().map(|g: &mut Vec<(String, String)>| g);
+        let Some(group) = group else { break };
+        if line.trim().is_empty() {
+            if !group.is_empty() {
+                groups.push(Vec::new());
+            }
+            continue;
+        }
+        if line.starts_with([' ', '\t']) {
+            if let Some((_, v)) = group.last_mut() {
+                v.push(' ');
+                v.push_str(line.trim());
+            }
+            continue;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            group.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+        }
+    }
+    groups.retain(|g| !g.is_empty());
+    groups
+}
+
+#[derive(Default, Clone)]
+struct DsnRecord {
+    final_rcpt: String,
+    orig_rcpt: String,
+    action: String,
+    status: String,
+    diag: String,
+}
+
+/// The code of a DSN Status field (`5.1.1 (user unknown)` → `5.1.1`), success codes included.
+fn dsn_status(value: &str) -> String {
+    let code = value.split(|c: char| c.is_whitespace() || c == '(').next().unwrap_or("");
+    let mut it = code.split('.');
+    let ok = matches!(it.next(), Some("2" | "4" | "5"))
+        && it.clone().count() == 2
+        && it.all(|p| !p.is_empty() && p.len() <= 3 && p.chars().all(|c| c.is_ascii_digit()));
+    if ok { code.to_string() } else { status_in(value).unwrap_or_default() }
+}
+
+fn dsn_records(text: &str) -> Vec<DsnRecord> {
+    let mut out = Vec::new();
+    for group in field_groups(text) {
+        let mut rec: Option<DsnRecord> = None;
+        for (name, value) in group {
+            let r = rec.get_or_insert_with(DsnRecord::default);
+            match name.as_str() {
+                "final-recipient" | "original-recipient" | "x-actual-recipient" => {
+                    let addr = value.split_once(';').map_or(value.as_str(), |(_, a)| a).trim().to_string();
+                    let slot_taken = match name.as_str() {
+                        "final-recipient" => !r.final_rcpt.is_empty(),
+                        "original-recipient" => !r.orig_rcpt.is_empty(),
+                        _ => false,
+                    };
+                    if slot_taken {
+                        out.extend(rec.take());
+                    }
+                    let r = rec.get_or_insert_with(DsnRecord::default);
+                    match name.as_str() {
+                        "final-recipient" => r.final_rcpt = addr,
+                        "original-recipient" => r.orig_rcpt = addr,
+                        _ => {}
+                    }
+                }
+                "action" => r.action = value.to_ascii_lowercase(),
+                "status" => r.status = dsn_status(&value),
+                "diagnostic-code" => {
+                    r.diag = value.split_once(';').map_or(value.as_str(), |(_, d)| d).trim().to_string();
+                }
+                _ => {}
+            }
+        }
+        if let Some(r) = rec
+            && (!r.final_rcpt.is_empty() || !r.orig_rcpt.is_empty())
+        {
+            out.push(r);
+        }
+    }
+    out
+}
+
+fn recipient(email: String, status: String, code: Option<u16>, reason: Reason, hard: bool, diag: &str) -> Recipient {
+    Recipient {
+        email,
+        status,
+        reply_code: code.map(|c| c.to_string()).unwrap_or_default(),
+        reason,
+        hard_bounce: hard,
+        feedback_type: String::new(),
+        diagnostic: diag.trim().chars().take(500).collect(),
+    }
+}
+
+/// Status, reply code and reason from several candidate texts, most specific first: the
+/// first that names a reason by its phrases is used, else the codes decide.
+fn judge(status: &str, addr: &str, transcript: &str, texts: &[&str]) -> (String, Option<u16>, Reason, bool, String) {
+    let mut status = status.to_string();
+    let mut code = None;
+    for t in texts {
+        if (status.is_empty() || status.ends_with(".0.0"))
+            && let Some(s) = status_in(t)
+        {
+            status = s;
+        }
+        if code.is_none() {
+            code = reply_code_in(t);
+        }
+    }
+    let chosen = texts.iter().find(|t| reason_from_text(t).is_some()).copied().unwrap_or("");
+    let (mut reason, mut hard) = decide(&status, code.unwrap_or(0), chosen);
+    // "User unknown" after the message was sent (DATA) comes from a filter: the mailbox
+    // accepted the recipient at RCPT TO.
+    if reason == Reason::UserUnknown && data_stage(texts.first().copied().unwrap_or(""), transcript, addr) {
+        reason = Reason::Filtered;
+        hard = false;
+    }
+    let diag = texts.iter().find(|t| !t.trim().is_empty()).copied().unwrap_or("").to_string();
+    (status, code, reason, hard, diag)
+}
+
+const DAEMONS: &[&str] =
+    &["mailer-daemon", "postmaster", "post_master", "mail-daemon", "maildaemon", "mailerdaemon", "mdaemon"];
+
+fn is_daemon(addr: &str) -> bool {
+    let local = addr.split('@').next().unwrap_or("").to_ascii_lowercase();
+    DAEMONS.iter().any(|d| local == *d)
+        || local.contains("mailer-daemon")
+        || local.starts_with("postmaster")
+        || local.contains("bounce")
+}
+
+const BOUNCE_SUBJECTS: &[&str] = &[
+    "undeliver",
+    "undelivered",
+    "delivery",
+    "failure",
+    "failed",
+    "returned mail",
+    "returned to sender",
+    "could not send",
+    "not delivered",
+    "bounce",
+    "rejected",
+    "nondeliverable",
+    "non remis",
+    "unzustellbar",
+    "no entregado",
+    "mail error",
+    "error",
+    "warning",
+];
+
+const AUTOREPLY_SUBJECTS: &[&str] = &[
+    "out of office",
+    "out of the office",
+    "auto reply",
+    "autoreply",
+    "auto-reply",
+    "automatic reply",
+    "auto response",
+    "autoresponse",
+    "auto-response",
+    "vacation",
+    "away from",
+    "away until",
+    "on leave",
+    "abwesen",
+    "absence",
+    "absent",
+    "auto:",
+    "automatische antwort",
+    "réponse automatique",
+    "respuesta automática",
+];
+
+pub(super) fn classify(raw: &[u8]) -> Vec<Recipient> {
+    let Some(msg) = MessageParser::default().parse(raw) else { return Vec::new() };
+    if msg.parts.is_empty() {
+        return Vec::new();
+    }
+    let parts = collect(&msg);
+    let subject = msg.subject().unwrap_or("").to_string();
+    let subject_l = subject.to_lowercase();
+    let from = msg.from().and_then(|a| a.first()).and_then(|a| a.address()).unwrap_or("").to_string();
+    let to = msg.to().and_then(|a| a.first()).and_then(|a| a.address()).unwrap_or("").to_string();
+    let headers = all_headers_text(&msg).to_ascii_lowercase();
+
+    if !parts.arf.is_empty() {
+        return feedback(&parts);
+    }
+
+    let human_full = if parts.plain.trim().is_empty() { parts.html.clone() } else { parts.plain.clone() };
+    let human = cut_original(&human_full);
+
+    let records: Vec<DsnRecord> = parts.dsn.iter().flat_map(|t| dsn_records(t)).collect();
+    if !records.is_empty() {
+        return records.into_iter().map(|r| from_dsn(r, human, &subject)).collect();
+    }
+
+    let daemon_sender = is_daemon(&from) || from.is_empty();
+    let bounce_subject = BOUNCE_SUBJECTS.iter().any(|s| subject_l.contains(s));
+    let auto_replied = headers.contains("auto-submitted: auto-replied")
+        || headers.contains("\nx-autoreply:")
+        || headers.contains("\nx-autorespond:")
+        || headers.contains("\nx-auto-response-suppress:") && subject_l.contains("auto")
+        || headers.contains("precedence: auto_reply");
+    let autoreply_subject = AUTOREPLY_SUBJECTS.iter().any(|s| subject_l.contains(s));
+    if !daemon_sender && (autoreply_subject || auto_replied && !bounce_subject) {
+        let mut r = recipient(from, String::new(), None, Reason::Vacation, false, human);
+        r.diagnostic = subject.clone();
+        return vec![r];
+    }
+
+    let bounce_like = daemon_sender || bounce_subject || headers.contains("\nx-failed-recipients:");
+    if !bounce_like {
+        return Vec::new();
+    }
+    plain_text(&msg, &parts, human, &subject, &from, &to)
+}
+
+fn feedback(parts: &Parts) -> Vec<Recipient> {
+    let mut feedback_type = String::new();
+    let mut rcpts = Vec::new();
+    for text in &parts.arf {
+        for group in field_groups(text) {
+            for (name, value) in group {
+                match name.as_str() {
+                    "feedback-type" if feedback_type.is_empty() => feedback_type = value.to_ascii_lowercase(),
+                    "original-rcpt-to" | "removal-recipient" => rcpts.extend(first_address(&value)),
+                    _ => {}
+                }
+            }
+        }
+    }
+    if rcpts.is_empty() {
+        rcpts = parts.original_to.clone();
+    }
+    if rcpts.is_empty() {
+        rcpts.push(String::new());
+    }
+    let mut seen = Vec::new();
+    rcpts.retain(|r| {
+        let k = r.to_ascii_lowercase();
+        let fresh = !seen.contains(&k);
+        seen.push(k);
+        fresh
+    });
+    rcpts
+        .into_iter()
+        .map(|email| {
+            let mut r = recipient(email, String::new(), None, Reason::Feedback, false, "");
+            r.feedback_type = feedback_type.clone();
+            r
+        })
+        .collect()
+}
+
+/// The lines of `human` around the first mention of `addr`: the paragraph it is in and the
+/// next one.
+fn segment_about<'a>(human: &'a str, addr: &str) -> &'a str {
+    if addr.is_empty() {
+        return "";
+    }
+    let lower = human.to_ascii_lowercase();
+    let Some(pos) = lower.find(&addr.to_ascii_lowercase()) else { return "" };
+    let start = lower[..pos].rfind("\n\n").map_or(0, |i| i + 2);
+    let mut end = pos;
+    for _ in 0..2 {
+        match lower[end..].find("\n\n") {
+            Some(i) => end += i + 2,
+            None => {
+                end = lower.len();
+                break;
+            }
+        }
+    }
+    human.get(start..end).unwrap_or("")
+}
+
+fn from_dsn(r: DsnRecord, human: &str, subject: &str) -> Recipient {
+    let email = pick_email(&r);
+    let delivered = matches!(r.action.as_str(), "delivered" | "relayed" | "expanded") || r.status.starts_with('2');
+    let seg = segment_about(human, &email);
+    let (status, code, mut reason, mut hard, diag) = judge(&r.status, &email, human, &[&r.diag, seg, subject]);
+    if delivered {
+        reason = Reason::Delivered;
+        hard = false;
+    }
+    recipient(email, status, code, reason, hard, &diag)
+}
+
+fn pick_email(r: &DsnRecord) -> String {
+    first_address(&r.final_rcpt)
+        .or_else(|| first_address(&r.orig_rcpt))
+        .unwrap_or_else(|| r.final_rcpt.trim_matches(['<', '>']).to_string())
+}
+
+fn plain_text(msg: &Message<'_>, parts: &Parts, human: &str, subject: &str, from: &str, to: &str) -> Vec<Recipient> {
+    let own = |a: &str| a.eq_ignore_ascii_case(from) || a.eq_ignore_ascii_case(to);
+    // Per address: the text of every stretch of lines it heads.
+    let mut order: Vec<String> = Vec::new();
+    let mut texts: Vec<String> = Vec::new();
+    let mut current: Option<usize> = None;
+    for line in human.lines() {
+        if let Some(a) = recipient_on_line(line).filter(|a| !own(a) && !is_daemon(a)) {
+            let key = a.to_ascii_lowercase();
+            let idx = match order.iter().position(|o| o.to_ascii_lowercase() == key) {
+                Some(i) => i,
+                None => {
+                    order.push(a);
+                    texts.push(String::new());
+                    order.len() - 1
+                }
+            };
+            current = Some(idx);
+        }
+        if let Some(i) = current
+            && let Some(t) = texts.get_mut(i)
+        {
+            t.push_str(line);
+            t.push('\n');
+        }
+    }
+    if order.is_empty()
+        && let Some(h) = header_text(msg, "X-Failed-Recipients")
+    {
+        order.extend(addresses(&h).into_iter().map(|(_, a)| a));
+    }
+    if order.is_empty() {
+        order.extend(addresses(human).into_iter().map(|(_, a)| a).filter(|a| !own(a) && !is_daemon(a)).take(1));
+    }
+    if order.is_empty() {
+        order.extend(parts.original_to.iter().cloned());
+        if order.is_empty() {
+            order.extend(inline_original_to(&parts.plain));
+        }
+    }
+    if order.is_empty() {
+        order.push(String::new());
+    }
+    texts.resize(order.len(), String::new());
+    let whole = format!("{human}\n{subject}");
+    order
+        .into_iter()
+        .zip(texts)
+        .map(|(email, t)| {
+            let (status, code, reason, hard, diag) = judge("", &email, human, &[&t, &whole]);
+            recipient(email, status, code, reason, hard, &diag)
+        })
+        .collect()
+}
+
+/// The To / Cc of an original message returned inline in the text.
+fn inline_original_to(plain: &str) -> Vec<String> {
+    let start = cut_original(plain).len();
+    let rest = plain.get(start..).unwrap_or("");
+    let mut out = Vec::new();
+    for line in rest.lines() {
+        let l = line.to_ascii_lowercase();
+        if l.starts_with("to:") || l.starts_with("cc:") {
+            out.extend(addresses(line).into_iter().map(|(_, a)| a));
+        }
+    }
+    out
+}

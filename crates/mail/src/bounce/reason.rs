@@ -1,0 +1,1027 @@
+//! Reasons, and the one place that turns a status code and diagnostic text into a reason.
+//!
+//! The phrase lists are written for this project from what common MTAs (Postfix, Exim,
+//! Sendmail, qmail, Exchange / Office 365, Gmail, Yahoo, …) put in their replies; the
+//! enhanced status codes follow RFC 3463 and the IANA registry of enhanced status codes.
+
+use serde::Serialize;
+
+/// Why a message was not delivered (or what a report says).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reason {
+    /// The mailbox does not exist (hard).
+    UserUnknown,
+    /// The domain does not exist or has no mail host (hard).
+    HostUnknown,
+    /// The address has moved; the reply names no forwarding (hard).
+    HasMoved,
+    /// The destination accepts no mail at all, e.g. a null MX (hard when permanent).
+    NotAccept,
+    MailboxFull,
+    Expired,
+    Filtered,
+    Rejected,
+    Blocked,
+    Feedback,
+    AuthFailure,
+    NetworkError,
+    Suspend,
+    PolicyViolation,
+    RequirePtr,
+    SpamDetected,
+    SystemError,
+    SecurityError,
+    MailerError,
+    NoRelaying,
+    OnHold,
+    TooManyConn,
+    NotCompliantRfc,
+    Vacation,
+    Delivered,
+    ExceedLimit,
+    MesgTooBig,
+    BadReputation,
+    ContentError,
+    VirusDetected,
+    SyntaxError,
+    Speeding,
+    Undefined,
+    FailedStartTls,
+    SystemFull,
+}
+
+impl Reason {
+    /// Every reason, in the order of the documentation.
+    pub const ALL: [Reason; 35] = [
+        Reason::UserUnknown,
+        Reason::HostUnknown,
+        Reason::HasMoved,
+        Reason::NotAccept,
+        Reason::MailboxFull,
+        Reason::Expired,
+        Reason::Filtered,
+        Reason::Rejected,
+        Reason::Blocked,
+        Reason::Feedback,
+        Reason::AuthFailure,
+        Reason::NetworkError,
+        Reason::Suspend,
+        Reason::PolicyViolation,
+        Reason::RequirePtr,
+        Reason::SpamDetected,
+        Reason::SystemError,
+        Reason::SecurityError,
+        Reason::MailerError,
+        Reason::NoRelaying,
+        Reason::OnHold,
+        Reason::TooManyConn,
+        Reason::NotCompliantRfc,
+        Reason::Vacation,
+        Reason::Delivered,
+        Reason::ExceedLimit,
+        Reason::MesgTooBig,
+        Reason::BadReputation,
+        Reason::ContentError,
+        Reason::VirusDetected,
+        Reason::SyntaxError,
+        Reason::Speeding,
+        Reason::Undefined,
+        Reason::FailedStartTls,
+        Reason::SystemFull,
+    ];
+
+    /// The lower-case name used in JSON and the documentation.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::UserUnknown => "userunknown",
+            Reason::HostUnknown => "hostunknown",
+            Reason::HasMoved => "hasmoved",
+            Reason::NotAccept => "notaccept",
+            Reason::MailboxFull => "mailboxfull",
+            Reason::Expired => "expired",
+            Reason::Filtered => "filtered",
+            Reason::Rejected => "rejected",
+            Reason::Blocked => "blocked",
+            Reason::Feedback => "feedback",
+            Reason::AuthFailure => "authfailure",
+            Reason::NetworkError => "networkerror",
+            Reason::Suspend => "suspend",
+            Reason::PolicyViolation => "policyviolation",
+            Reason::RequirePtr => "requireptr",
+            Reason::SpamDetected => "spamdetected",
+            Reason::SystemError => "systemerror",
+            Reason::SecurityError => "securityerror",
+            Reason::MailerError => "mailererror",
+            Reason::NoRelaying => "norelaying",
+            Reason::OnHold => "onhold",
+            Reason::TooManyConn => "toomanyconn",
+            Reason::NotCompliantRfc => "notcompliantrfc",
+            Reason::Vacation => "vacation",
+            Reason::Delivered => "delivered",
+            Reason::ExceedLimit => "exceedlimit",
+            Reason::MesgTooBig => "mesgtoobig",
+            Reason::BadReputation => "badreputation",
+            Reason::ContentError => "contenterror",
+            Reason::VirusDetected => "virusdetected",
+            Reason::SyntaxError => "syntaxerror",
+            Reason::Speeding => "speeding",
+            Reason::Undefined => "undefined",
+            Reason::FailedStartTls => "failedstarttls",
+            Reason::SystemFull => "systemfull",
+        }
+    }
+
+    /// Parses the lower-case name.
+    pub fn parse(s: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// Whether the reason means the address itself is bad, given whether the failure was
+    /// permanent (5xx / 5.x.x). `notaccept` is hard only when permanent.
+    pub fn is_hard(self, permanent: bool) -> bool {
+        match self {
+            Reason::UserUnknown | Reason::HostUnknown | Reason::HasMoved => true,
+            Reason::NotAccept => permanent,
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Phrase lists, most specific first. Matched against lower-cased text with runs of
+/// white space collapsed to one space.
+const PHRASES: &[(Reason, &[&str])] = &[
+    // Unambiguous statements that the mailbox does not exist, before anything looser.
+    (
+        Reason::UserUnknown,
+        &["user unknown", "unknown user", "no such user", "no such mailbox", "not listed in", "mailbox not found"],
+    ),
+    (
+        Reason::VirusDetected,
+        &["virus", "malware", "infected", "trojan", "worm found", "malicious attachment", "phishing"],
+    ),
+    (
+        Reason::AuthFailure,
+        &[
+            "dmarc",
+            "spf check",
+            "spf fail",
+            "spf validation",
+            "failed spf",
+            "fails spf",
+            "spf record",
+            "sender policy framework",
+            "spf=fail",
+            "spf: fail",
+            "dkim",
+            "domainkeys",
+            "unauthenticated email",
+            "not authenticated by the sending domain",
+            "sender authentication",
+            "sender is not authorized to send",
+            "not designated as permitted sender",
+            "does not designate",
+            "is not allowed to send mail for",
+            "authentication checks",
+        ],
+    ),
+    (
+        Reason::RequirePtr,
+        &[
+            "reverse dns",
+            "reverse-dns",
+            "reverse lookup",
+            "reverse mapping",
+            "no ptr",
+            "ptr record",
+            "rdns",
+            "cannot find your hostname",
+            "cannot resolve your",
+            "can't resolve your",
+            "unresolvable address",
+            "could not resolve your",
+            "does not have a valid ptr",
+            "no reverse",
+            "missing ptr",
+            "ip name lookup failed",
+            "client host rejected: cannot find",
+            "hostname does not match",
+            "does not resolve to",
+            "your ip has no hostname",
+            "without a valid hostname",
+        ],
+    ),
+    (
+        Reason::TooManyConn,
+        &[
+            "connection frequency",
+            "too many recipients",
+            "too many connections",
+            "too many concurrent",
+            "too many simultaneous",
+            "connection limit",
+            "maximum number of connections",
+            "too many sessions",
+            "too many smtp sessions",
+            "connections from your",
+            "too many open connections",
+            "concurrent connections",
+            "connection rate limit",
+            "too many errors",
+        ],
+    ),
+    (
+        Reason::Speeding,
+        &[
+            "rate limit",
+            "rate-limit",
+            "ratelimit",
+            "sending rate",
+            "too fast",
+            "slow down",
+            "too many messages",
+            "too many recipients for",
+            "unusual rate",
+            "receiving mail at a rate",
+            "rate of",
+            "throttl",
+            "exceeded the rate",
+            "too frequently",
+        ],
+    ),
+    (
+        Reason::BadReputation,
+        &["reputation", "sender score", "senderscore", "temporarily deferred due to unexpected volume"],
+    ),
+    (
+        Reason::Blocked,
+        &[
+            "invalid ip",
+            "of your isp",
+            "your isp's",
+            "blacklisted",
+            "blacklist",
+            "black list",
+            "blocklist",
+            "block list",
+            "blocked using",
+            "dnsbl",
+            "rbl",
+            "spamhaus",
+            "spamcop",
+            "sorbs",
+            "is listed",
+            "listed at",
+            "listed on",
+            "listed in",
+            "on our block",
+            "your ip",
+            "ip address",
+            "your host",
+            "client host",
+            "connecting host",
+            "sending host",
+            "sender ip",
+            "dynamic ip",
+            "dynamic address",
+            "residential",
+            "dial-up",
+            "dialup",
+            "access denied",
+            "banned",
+            "connections not accepted from",
+            "connection refused by",
+            "not accepting connections from",
+            "refused to talk to me",
+            "your network",
+            "bad host",
+            "blocked by",
+            "has been blocked",
+            "have been blocked",
+            "is blocked",
+            "been temporarily blocked",
+            "you have been",
+            "your server",
+        ],
+    ),
+    (
+        Reason::SpamDetected,
+        &[
+            "spam",
+            "junk mail",
+            "unsolicited",
+            "bulk mail",
+            "bulk e-mail",
+            "looks like a spam",
+            "classified as junk",
+            "content rejected",
+            "message content rejected",
+            "suspicious",
+            "score too high",
+            "high probability",
+        ],
+    ),
+    (
+        Reason::NoRelaying,
+        &[
+            "relay access denied",
+            "relaying denied",
+            "relay denied",
+            "relaying not",
+            "relay not",
+            "not permitted to relay",
+            "unable to relay",
+            "cannot relay",
+            "can't relay",
+            "we do not relay",
+            "relaying mail to",
+            "relay prohibited",
+            "not a gateway",
+            "no relaying",
+            "open relay",
+            "isn't allowed to relay",
+            "relay from this",
+        ],
+    ),
+    (
+        Reason::FailedStartTls,
+        &[
+            "starttls failed",
+            "failed to starttls",
+            "starttls negotiation",
+            "tls negotiation failed",
+            "starttls",
+            "tls negotiation",
+            "tls handshake",
+            "tls connection failed",
+            "start tls",
+        ],
+    ),
+    (
+        Reason::SecurityError,
+        &[
+            "unauthenticated senders",
+            "unauthenticated sender",
+            "tls required",
+            "encryption required",
+            "must use tls",
+            "authentication required",
+            "authentication is required",
+            "auth required",
+            "authentication failed",
+            "must authenticate",
+            "certificate",
+            "security policy",
+            "insecure",
+            "please authenticate",
+            "smtp auth",
+            "account is not authorized",
+            "authorization failed",
+            "not authorized to send",
+            "message not authorized",
+        ],
+    ),
+    (
+        Reason::MesgTooBig,
+        &[
+            "message too large",
+            "message too big",
+            "message is too large",
+            "message is too big",
+            "mail too large",
+            "message size exceeds",
+            "message length exceeds",
+            "size of the message",
+            "message exceeds the maximum size",
+            "exceeds size limit",
+            "exceeded the maximum message size",
+            "larger than the maximum",
+            "message size limit",
+            "too large for",
+            "size limit exceeded",
+            "message file too big",
+            "size exceeds",
+        ],
+    ),
+    (
+        Reason::MailboxFull,
+        &[
+            "mailbox full",
+            "mailbox is full",
+            "mailbox was full",
+            "mailbox has exceeded",
+            "mailbox exceeded",
+            "full mailbox",
+            "over quota",
+            "overquota",
+            "over the quota",
+            "quota exceeded",
+            "exceeded quota",
+            "exceeds quota",
+            "exceeded its quota",
+            "exceeded storage",
+            "storage allocation",
+            "user is over",
+            "mailbox size limit",
+            "mailbox is over",
+            "mail quota",
+            "disk quota",
+            "quota full",
+            "inbox is full",
+            "account is full",
+            "mailfolder is full",
+            "not enough storage",
+            "out of storage",
+            "too much mail",
+            "would exceed",
+            "exceeds the storage",
+            "no space in mailbox",
+            "insufficient space",
+            "mailbox is almost full",
+            "quota",
+        ],
+    ),
+    (Reason::ExceedLimit, &["exceeds the limit", "exceeded the limit", "limit exceeded", "exceeded a limit"]),
+    (
+        Reason::SystemFull,
+        &[
+            "disk space",
+            "insufficient storage",
+            "insufficient system storage",
+            "insufficient system resources",
+            "system storage",
+            "disk full",
+            "disk is full",
+            "out of disk",
+            "no space left",
+            "file system full",
+            "filesystem full",
+            "mail system full",
+            "queue is full",
+            "system is full",
+        ],
+    ),
+    (
+        Reason::HasMoved,
+        &["has moved", "moved to", "address changed", "no longer at this address", "changed address", "new address"],
+    ),
+    (
+        Reason::Suspend,
+        &[
+            "suspended",
+            "disabled",
+            "deactivated",
+            "inactive",
+            "not active",
+            "is locked",
+            "account locked",
+            "account is blocked",
+            "mailbox is blocked",
+            "expired account",
+            "account expired",
+            "account has expired",
+            "temporarily unavailable",
+            "mailbox unavailable temporarily",
+            "on hold",
+            "frozen",
+            "account has been closed",
+            "unused",
+            "dormant",
+        ],
+    ),
+    (
+        Reason::NotAccept,
+        &[
+            "not accepting network messages",
+            "no smtp service",
+            "system not accepting",
+            "does not accept mail",
+            "doesn't accept mail",
+            "does not accept e-mail",
+            "not accept any mail",
+            "accepts no mail",
+            "no mail service",
+            "null mx",
+            "nullmx",
+            "does not receive mail",
+            "not accepting mail",
+            "mail is not accepted",
+            "does not handle mail",
+            "receives no mail",
+        ],
+    ),
+    (
+        Reason::HostUnknown,
+        &[
+            "host unknown",
+            "unknown host",
+            "host not found",
+            "no such host",
+            "hostname not found",
+            "host or domain name not found",
+            "domain not found",
+            "domain name not found",
+            "no such domain",
+            "unknown domain",
+            "domain does not exist",
+            "domain doesn't exist",
+            "domain is not valid",
+            "invalid domain",
+            "unrouteable mail domain",
+            "unroutable mail domain",
+            "name or service not known",
+            "nxdomain",
+            "no mx",
+            "mx record",
+            "no valid mx",
+            "couldn't be found because the domain",
+            "domain couldn't be found",
+            "domain could not be found",
+            "host name lookup failure",
+            "name server",
+            "nameserver",
+            "unknown mail domain",
+            "mail domain not found",
+            "domain name not allowed",
+            "dns error",
+            "dns lookup",
+            "unresolvable",
+            "could not be resolved",
+            "cannot be resolved",
+            "unable to resolve",
+            "not a valid domain",
+            "unknown subdomain",
+        ],
+    ),
+    (
+        Reason::Rejected,
+        &[
+            "sender address rejected",
+            "sender rejected",
+            "sender denied",
+            "sender refused",
+            "sender blocked",
+            "sender unknown",
+            "unknown sender",
+            "invalid sender",
+            "bad sender",
+            "sender verify",
+            "sender verification",
+            "sender is not allowed",
+            "sender not allowed",
+            "sender domain",
+            "sender's domain",
+            "domain of sender",
+            "sender address",
+            "envelope sender",
+            "envelope from",
+            "mail from",
+            "from address",
+            "return path",
+            "return-path",
+            "reverse path",
+            "not have permission to post",
+            "permission to post",
+            "your address",
+            "address is not allowed",
+            "not allowed to send",
+        ],
+    ),
+    (
+        Reason::UserUnknown,
+        &[
+            "user unknown",
+            "unknown user",
+            "no such user",
+            "no such mailbox",
+            "no such recipient",
+            "no such address",
+            "no such account",
+            "no such person",
+            "no such local user",
+            "mailbox not found",
+            "mailbox unavailable",
+            "mailbox does not exist",
+            "mailbox doesn't exist",
+            "mailbox not available",
+            "mailbox is unavailable",
+            "no mailbox",
+            "invalid mailbox",
+            "not a valid mailbox",
+            "bad destination mailbox",
+            "unknown mailbox",
+            "recipient not found",
+            "recipient unknown",
+            "unknown recipient",
+            "invalid recipient",
+            "recipient address rejected",
+            "recipient rejected",
+            "recipient does not exist",
+            "recipient is not",
+            "address rejected",
+            "address unknown",
+            "unknown address",
+            "address not found",
+            "address does not exist",
+            "addressee unknown",
+            "user not found",
+            "user does not exist",
+            "user doesn't exist",
+            "user doesn't have",
+            "user does not have",
+            "not a known user",
+            "unknown local part",
+            "unknown local-part",
+            "unrouteable address",
+            "unroutable address",
+            "account does not exist",
+            "account that you tried to reach does not exist",
+            "does not exist",
+            "doesn't exist",
+            "couldn't be found",
+            "could not be found",
+            "is not a valid",
+            "invalid address",
+            "no longer available",
+            "no longer valid",
+            "no longer exists",
+            "not our customer",
+            "not listed in",
+            "illegal alias",
+            "unknown alias",
+            "no account",
+            "nonexistent",
+            "non-existent",
+            "not exist",
+            "undeliverable address",
+            "no valid recipients",
+            "address error",
+            "user invalid",
+            "invalid user",
+            "unknown or illegal",
+            "not found",
+        ],
+    ),
+    (
+        Reason::NotCompliantRfc,
+        &[
+            "rfc 5322",
+            "rfc5322",
+            "rfc 2822",
+            "rfc2822",
+            "rfc 822",
+            "rfc822 specification",
+            "rfc-5322",
+            "not rfc",
+            "non-compliant",
+            "not compliant",
+            "multiple from",
+            "duplicate header",
+            "more than one",
+            "malformed",
+            "header is missing",
+            "missing required header",
+        ],
+    ),
+    (
+        Reason::SyntaxError,
+        &[
+            "syntax error",
+            "command unrecognized",
+            "unrecognized command",
+            "command not recognized",
+            "bad sequence of commands",
+            "command not implemented",
+            "parameter not implemented",
+            "invalid command",
+            "line too long",
+            "syntax",
+        ],
+    ),
+    (
+        Reason::ContentError,
+        &[
+            "headers too large",
+            "header too large",
+            "too many headers",
+            "header size",
+            "attachment",
+            "illegal character",
+            "invalid character",
+            "8-bit",
+            "8bit",
+            "message header",
+            "not allowed file",
+            "file type",
+        ],
+    ),
+    (
+        Reason::Filtered,
+        &[
+            "filtered",
+            "filter",
+            "rejected by recipient",
+            "blocked by recipient",
+            "refused by recipient",
+            "recipient has blocked",
+            "does not wish to receive",
+            "not accept mail from you",
+            "does not accept mail from",
+            "not authorized to receive",
+            "not allowed to receive",
+            "recipient refuses",
+            "message rejected",
+            "rejected by the recipient",
+        ],
+    ),
+    (
+        Reason::PolicyViolation,
+        &[
+            "denied by policy",
+            "potential security issue",
+            "multiple addresses",
+            "policy",
+            "prohibited",
+            "violat",
+            "not allowed",
+            "not permitted",
+            "is forbidden",
+            "administrative",
+            "not in whitelist",
+            "not whitelisted",
+        ],
+    ),
+    (
+        Reason::Expired,
+        &[
+            "will be retried",
+            "more day",
+            "attempts",
+            "retry timeout",
+            "retry time",
+            "retry period",
+            "has been retried",
+            "could not be delivered within",
+            "delivery time expired",
+            "delivery expired",
+            "message expired",
+            "expired",
+            "too long in the queue",
+            "been in the queue",
+            "in queue too long",
+            "queued too long",
+            "maximum time",
+            "giving up",
+            "gave up",
+            "couldn't be delivered for",
+            "could not be delivered for",
+            "for more than",
+            "days",
+            "hours",
+            "message timed out",
+        ],
+    ),
+    (
+        Reason::NetworkError,
+        &[
+            "connection timed out",
+            "timed out",
+            "timeout",
+            "connection refused",
+            "connection reset",
+            "lost connection",
+            "network is unreachable",
+            "no route to host",
+            "unable to connect",
+            "could not connect",
+            "couldn't connect",
+            "cannot connect",
+            "can't connect",
+            "failed to connect",
+            "connect to",
+            "too many hops",
+            "mail loop",
+            "routing loop",
+            "loops back",
+            "loop detected",
+            "hop count",
+            "remote host did not",
+            "no answer",
+            "unreachable",
+            "temporary dns",
+            "dns failure",
+            "temporary lookup failure",
+        ],
+    ),
+    (
+        Reason::MailerError,
+        &[
+            "mailer error",
+            "command died",
+            "exited with",
+            "exit status",
+            "pipe to",
+            "procmail",
+            "unknown mailer",
+            "program failed",
+            "permission denied",
+            "no such file or directory",
+            "broken pipe",
+            "local delivery failed",
+            "command output",
+            "returned error",
+            "signal",
+        ],
+    ),
+    (
+        Reason::SystemError,
+        &[
+            "service currently unavailable",
+            "currently unavailable",
+            "system error",
+            "internal error",
+            "server error",
+            "local error",
+            "temporary failure",
+            "temporary error",
+            "configuration error",
+            "misconfigur",
+            "system failure",
+            "not available",
+            "service unavailable",
+            "try again later",
+            "malfunction",
+            "i/o error",
+            "unexpected",
+        ],
+    ),
+];
+
+/// Collapses white space and lower-cases.
+pub(crate) fn normalize(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut space = false;
+    for c in text.chars() {
+        if c.is_whitespace() {
+            space = !out.is_empty();
+        } else {
+            if space {
+                out.push(' ');
+                space = false;
+            }
+            out.extend(c.to_lowercase());
+        }
+    }
+    out
+}
+
+/// The first reason whose phrase occurs in the text (phrases in priority order).
+pub(crate) fn reason_from_text(text: &str) -> Option<Reason> {
+    let t = normalize(text);
+    if t.is_empty() {
+        return None;
+    }
+    for (reason, phrases) in PHRASES {
+        if phrases.iter().any(|p| contains_phrase(&t, p)) {
+            return Some(*reason);
+        }
+    }
+    None
+}
+
+/// Whether `p` occurs in `t` not glued to letters on either side (so `rbl` does not match
+/// inside `herbla`, `days` does not match inside `holidays`).
+fn contains_phrase(t: &str, p: &str) -> bool {
+    let mut from = 0;
+    while let Some(i) = t[from..].find(p) {
+        let start = from + i;
+        let end = start + p.len();
+        let before = t[..start].chars().next_back();
+        let after = t[end..].chars().next();
+        let left_ok = before.is_none_or(|c| !c.is_alphanumeric()) || !p.starts_with(|c: char| c.is_alphanumeric());
+        // Phrases may end in a stem ("violat", "throttl"), so only the left edge is strict
+        // for them; whole words are strict on both sides.
+        let right_ok = after.is_none_or(|c| !c.is_alphanumeric()) || STEMS.contains(&p);
+        if left_ok && right_ok {
+            return true;
+        }
+        from = start + t[start..].chars().next().map_or(1, char::len_utf8);
+    }
+    false
+}
+
+const STEMS: &[&str] =
+    &["violat", "throttl", "misconfigur", "filter", "spam", "infected", "suspend", "blacklist", "blocklist"];
+
+/// The reason an RFC 3463 enhanced status code stands for, where it names one.
+pub(crate) fn reason_from_status(status: &str) -> Option<Reason> {
+    let mut it = status.split('.');
+    let class = it.next()?;
+    let subject: u32 = it.next()?.parse().ok()?;
+    let detail: u32 = it.next()?.parse().ok()?;
+    let permanent = class == "5";
+    let r = match (subject, detail) {
+        (0, _) => return None,
+        (1, 1) | (1, 0) | (1, 3) | (1, 10) => Reason::UserUnknown,
+        (1, 2) => Reason::HostUnknown,
+        (1, 6) => Reason::HasMoved,
+        (1, 7) | (1, 8) => Reason::Rejected,
+        (1, 4) | (1, 5) => Reason::UserUnknown,
+        (2, 1) => Reason::Suspend,
+        (2, 2) => Reason::MailboxFull,
+        (2, 3) => Reason::ExceedLimit,
+        (2, 4) => Reason::SystemError,
+        (3, 1) => Reason::SystemFull,
+        (3, 2) => Reason::NotAccept,
+        (3, 4) => Reason::MesgTooBig,
+        (3, _) => Reason::SystemError,
+        (4, 1) | (4, 2) if !permanent => Reason::NetworkError,
+        (4, 3) => Reason::SystemError,
+        (4, 4) => Reason::HostUnknown,
+        (4, 5) => Reason::SystemFull,
+        (4, 6) => Reason::NetworkError,
+        (4, 7) => Reason::Expired,
+        (4, _) => Reason::NetworkError,
+        (5, _) => Reason::SyntaxError,
+        (6, _) => Reason::ContentError,
+        (7, 1) => Reason::Rejected,
+        (7, 13) => Reason::Suspend,
+        (7, 23) | (7, 24) | (7, 26) | (7, 515) => Reason::AuthFailure,
+        (7, 25) => Reason::RequirePtr,
+        (7, 27) => Reason::NotAccept,
+        (7, 7) | (7, 9) => Reason::PolicyViolation,
+        (7, 8) | (7, 10) | (7, 11) | (7, 4) | (7, 5) | (7, 0) => Reason::SecurityError,
+        (7, 28) => Reason::SpamDetected,
+        (7, 606..=608) | (7, 510..=512) => Reason::Blocked,
+        (7, _) => Reason::SecurityError,
+        _ => return None,
+    };
+    Some(r)
+}
+
+/// Codes whose meaning is precise enough to beat a vague phrase.
+fn precise_status(status: &str) -> bool {
+    matches!(
+        status.get(1..),
+        Some(".1.1" | ".1.2" | ".1.6" | ".1.10" | ".2.2" | ".3.4" | ".7.13" | ".7.25" | ".7.26" | ".7.27" | ".4.7")
+    )
+}
+
+/// Reasons whose phrases are loose: a precise status code beats them.
+fn vague(r: Reason) -> bool {
+    matches!(
+        r,
+        Reason::PolicyViolation
+            | Reason::ContentError
+            | Reason::SystemError
+            | Reason::NetworkError
+            | Reason::Expired
+            | Reason::Filtered
+            | Reason::MailerError
+            | Reason::Blocked
+            | Reason::Suspend
+    )
+}
+
+/// The shared decision: status code (`5.1.1` or empty), SMTP reply code (0 if none) and
+/// diagnostic text → reason and whether the bounce is hard.
+pub fn decide(status: &str, reply_code: u16, text: &str) -> (Reason, bool) {
+    let permanent = match status.as_bytes().first() {
+        Some(b'5') => true,
+        Some(b'4') => false,
+        _ => reply_code >= 500 || reply_code == 0,
+    };
+    let from_text = reason_from_text(text);
+    let from_status = reason_from_status(status);
+    let mut reason = match (from_text, from_status) {
+        (Some(t), Some(s)) if vague(t) && precise_status(status) => s,
+        (Some(t), _) => t,
+        (None, Some(s)) => s,
+        (None, None) => match reply_code {
+            521 | 556 => Reason::NotAccept,
+            552 => Reason::MailboxFull,
+            554 | 550 | 553 => Reason::Rejected,
+            421 => Reason::SystemError,
+            _ => Reason::Undefined,
+        },
+    };
+    // RFC 7504: 521 / 556 say the host accepts no mail at all.
+    if matches!(reply_code, 521 | 556) {
+        reason = Reason::NotAccept;
+    }
+    // A limit of this recipient's (x.2.3), not of the system, on the message size.
+    if reason == Reason::MesgTooBig && status.get(1..) == Some(".2.3") {
+        reason = Reason::ExceedLimit;
+    }
+    // A name that could not be looked up just now is a network problem, not a bad domain.
+    if reason == Reason::HostUnknown && !permanent {
+        reason = Reason::NetworkError;
+    }
+    (reason, reason.is_hard(permanent))
+}

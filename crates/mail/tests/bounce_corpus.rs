@@ -1,0 +1,205 @@
+//! Runs the bounce classifier over the corpus in `tests/corpora/bounces` and checks the
+//! figures against floors just below what it reaches.
+//!
+//! The corpus is split in two halves by an FNV-1a hash of the file name: half A was looked
+//! at while writing the rules, half B was not. Both halves' figures are printed.
+//! `BOUNCE_DEBUG=A` (or `B`, or `all`) prints every wrong recipient of that half.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use epistle_mail::bounce::{Reason, classify_mail, classify_reply};
+
+fn corpus() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/corpora/bounces")
+}
+
+fn fnv1a(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+fn half(name: &str) -> &'static str {
+    if fnv1a(name).is_multiple_of(2) { "A" } else { "B" }
+}
+
+#[derive(Default)]
+struct Tally {
+    expected: usize,
+    found: usize,
+    reason_ok: usize,
+    hard_ok: usize,
+    status_class_ok: usize,
+    status_compared: usize,
+}
+
+impl Tally {
+    fn pct(n: usize, d: usize) -> f64 {
+        if d == 0 { 100.0 } else { 100.0 * n as f64 / d as f64 }
+    }
+    fn line(&self, label: &str) -> String {
+        format!(
+            "{label:<6} recipients {:>3}/{:<3} found   reason {:>6.2}%   hard/soft {:>6.2}%   status class {:>6.2}% (of {})",
+            self.found,
+            self.expected,
+            Self::pct(self.reason_ok, self.expected),
+            Self::pct(self.hard_ok, self.expected),
+            Self::pct(self.status_class_ok, self.status_compared),
+            self.status_compared,
+        )
+    }
+}
+
+#[test]
+fn corpus_figures() {
+    let dir = corpus();
+    let expected: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("expected.json")).expect("expected.json")).expect("json");
+    let expected = expected.as_object().expect("object");
+    let debug = std::env::var("BOUNCE_DEBUG").unwrap_or_default();
+
+    let mut halves: BTreeMap<&str, Tally> = BTreeMap::new();
+    let mut per_reason: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let mut extra = 0;
+    for (name, want) in expected {
+        let raw = std::fs::read(dir.join("eml").join(name)).expect("corpus file");
+        let got = classify_mail(&raw);
+        let want = want.as_array().expect("array");
+        let h = half(name);
+        let tally = halves.entry(h).or_default();
+        tally.expected += want.len();
+        tally.found += got.len().min(want.len());
+        extra += got.len().saturating_sub(want.len());
+        for w in want {
+            let index = w["index"].as_u64().expect("index") as usize;
+            let w_reason = w["reason"].as_str().expect("reason");
+            let w_hard = w["hard_bounce"].as_bool().expect("hard");
+            let w_status = w["status"].as_str().unwrap_or("");
+            let g = got.get(index.wrapping_sub(1));
+            let reason_ok = g.is_some_and(|g| g.reason.as_str() == w_reason);
+            let hard_ok = g.is_some_and(|g| g.hard_bounce == w_hard);
+            tally.reason_ok += usize::from(reason_ok);
+            tally.hard_ok += usize::from(hard_ok);
+            if let Some(g) = g
+                && !w_status.is_empty()
+                && !g.status.is_empty()
+            {
+                tally.status_compared += 1;
+                tally.status_class_ok += usize::from(g.status.get(..1) == w_status.get(..1));
+            }
+            let e = per_reason.entry(w_reason.to_string()).or_default();
+            e.0 += 1;
+            e.1 += usize::from(reason_ok);
+            if (debug == h || debug == "all") && !(reason_ok && hard_ok) {
+                match g {
+                    Some(g) => println!(
+                        "MISS {name} #{index}: want {w_reason}/{w_status}/{} got {}/{}/{} [{}] {:?}",
+                        w["reply_code"].as_str().unwrap_or(""),
+                        g.reason,
+                        g.status,
+                        g.reply_code,
+                        g.email,
+                        g.diagnostic.chars().take(160).collect::<String>()
+                    ),
+                    None => println!("MISS {name} #{index}: want {w_reason}, recipient not found (got {})", got.len()),
+                }
+            }
+        }
+    }
+
+    println!("per reason (right/expected):");
+    for (reason, (n, ok)) in &per_reason {
+        println!("  {reason:<16} {ok:>3}/{n:<3} {:>6.1}%", Tally::pct(*ok, *n));
+    }
+    let mut total = Tally::default();
+    for (h, t) in &halves {
+        println!("{}", t.line(&format!("half {h}")));
+        total.expected += t.expected;
+        total.found += t.found;
+        total.reason_ok += t.reason_ok;
+        total.hard_ok += t.hard_ok;
+        total.status_class_ok += t.status_class_ok;
+        total.status_compared += t.status_compared;
+    }
+    println!("{}", total.line("total"));
+    println!("recipients reported beyond the expected ones: {extra}");
+
+    let reason_pct = Tally::pct(total.reason_ok, total.expected);
+    let hard_pct = Tally::pct(total.hard_ok, total.expected);
+    assert!(reason_pct >= 67.5, "reason accuracy {reason_pct:.2}% fell below the floor");
+    assert!(hard_pct >= 85.0, "hard/soft accuracy {hard_pct:.2}% fell below the floor");
+    assert!(total.found * 100 >= total.expected * 97, "recipients found {}/{}", total.found, total.expected);
+}
+
+#[test]
+fn every_reason_round_trips() {
+    for r in Reason::ALL {
+        assert_eq!(Reason::parse(r.as_str()), Some(r));
+        assert_eq!(serde_json::to_value(r).unwrap(), serde_json::Value::String(r.as_str().to_string()));
+    }
+}
+
+#[test]
+fn live_replies() {
+    assert_eq!(
+        classify_reply(550, Some("5.1.1"), "5.1.1 <a@b.example>: Recipient address rejected: User unknown"),
+        (Reason::UserUnknown, true)
+    );
+    assert_eq!(classify_reply(552, Some("5.2.2"), "Mailbox full"), (Reason::MailboxFull, false));
+    assert_eq!(
+        classify_reply(550, None, "5.7.1 Service unavailable; client host blocked using zen.spamhaus.org").0,
+        Reason::Blocked
+    );
+    assert_eq!(
+        classify_reply(554, None, "5.7.26 This mail has been blocked because the sender is unauthenticated. DMARC").0,
+        Reason::AuthFailure
+    );
+    assert_eq!(classify_reply(550, Some("5.1.2"), "Host or domain name not found"), (Reason::HostUnknown, true));
+    assert_eq!(classify_reply(521, None, "does not accept mail"), (Reason::NotAccept, true));
+    assert_eq!(classify_reply(552, Some("5.3.4"), "Message size exceeds fixed limit"), (Reason::MesgTooBig, false));
+    assert!(!classify_reply(550, None, "").1);
+}
+
+#[test]
+fn never_panics_on_garbage() {
+    let mut inputs: Vec<Vec<u8>> = vec![
+        Vec::new(),
+        b"\n".to_vec(),
+        b"\r\n\r\n".to_vec(),
+        b"From:".to_vec(),
+        b"Content-Type: multipart/report; report-type=delivery-status; boundary=x\n\n--x\nContent-Type: message/delivery-status\n\nFinal-Recipient: rfc822;\nStatus: 5.\n".to_vec(),
+        b"Content-Type: multipart/report; report-type=feedback-report; boundary=x\n\n--x\nContent-Type: message/feedback-report\n\nFeedback-Type:".to_vec(),
+        vec![0xff, 0xfe, 0x00, 0x80, b'@', b'\n', b'\n', 0xc3],
+        b"From: MAILER-DAEMON@x.example\nSubject: Undelivered\n\n<\xff@\xfe.example>:\n550 5.".to_vec(),
+        b"Subject: failure notice\nFrom: MAILER-DAEMON\n\n@@@@ 5.5.5.5.5 999 550- <a@b.c".to_vec(),
+    ];
+    let dir = corpus().join("eml");
+    let mut names: Vec<_> = std::fs::read_dir(&dir).expect("corpus").flatten().map(|e| e.path()).collect();
+    names.sort();
+    for path in names.iter().take(40) {
+        let raw = std::fs::read(path).expect("read");
+        for cut in [1, 7, raw.len() / 3, raw.len() / 2, raw.len().saturating_sub(5)] {
+            inputs.push(raw[..cut.min(raw.len())].to_vec());
+        }
+        let mut flipped = raw.clone();
+        for (i, b) in flipped.iter_mut().enumerate() {
+            if i % 97 == 0 {
+                *b ^= 0xa5;
+            }
+        }
+        inputs.push(flipped);
+    }
+    for input in inputs {
+        let _ = classify_mail(&input);
+    }
+}
+
+#[test]
+fn ordinary_mail_is_not_a_bounce() {
+    let raw = b"From: Jane <jane@example.com>\nTo: joe@example.org\nSubject: Lunch?\n\nAre you free at noon?\n";
+    assert!(classify_mail(raw).is_empty());
+}

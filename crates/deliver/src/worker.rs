@@ -200,9 +200,33 @@ impl Worker {
                 return;
             }
         };
+        // Addresses on their tenant's suppression list are not sent to.
+        let pairs: Vec<(String, String)> = claimed.iter().map(|c| (c.tenant_id.clone(), c.email.clone())).collect();
+        let suppressed = match self.store.suppressed_among(&pairs).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the suppression list; putting the work back");
+                let retry_at = self.clock.now_ms() + 1000;
+                let outcomes = claimed
+                    .iter()
+                    .map(|c| outcome(c, OutcomeKind::Released { retry_at }, e.to_string(), "none", 0, 0))
+                    .collect();
+                let _ = tx.send(Done { outcomes, _permit: None }).await;
+                return;
+            }
+        };
         let mut by_message: HashMap<String, Vec<Claimed>> = HashMap::new();
+        let mut skipped = Vec::new();
         for c in claimed {
+            if suppressed.iter().any(|(t, e)| *t == c.tenant_id && e.eq_ignore_ascii_case(&c.email)) {
+                let why = "not sent: the address is on this tenant's suppression list".to_string();
+                skipped.push(outcome(&c, OutcomeKind::Suppressed, why, "none", self.clock.now_ms(), 0));
+                continue;
+            }
             by_message.entry(c.message_id.clone()).or_default().push(c);
+        }
+        if !skipped.is_empty() {
+            let _ = tx.send(Done { outcomes: skipped, _permit: None }).await;
         }
         let mut messages: HashMap<String, DeliveryMessage> = messages.into_iter().map(|m| (m.id.clone(), m)).collect();
         for (mid, rcpts) in by_message {
@@ -244,6 +268,7 @@ fn outcome(
         started_at,
         duration_ms,
         cost_micros: 0,
+        suppress: None,
     }
 }
 
@@ -293,11 +318,29 @@ async fn send_one(
         };
         tracing::debug!(message = %c.message_id, rcpt = %c.email, tenant = %c.tenant_id, outcome = ?kind, %response, "attempt");
         let charged = if kind == OutcomeKind::Sent { routed.cost_micros } else { 0 };
+        // A refusal that says the address itself is bad suppresses it.
+        let hard = matches!(&d, Delivery::Permanent(reply) if is_hard_bounce(reply));
         let mut o = outcome(c, kind, response, &routed.transport, started_at, elapsed.as_millis() as i64);
         o.cost_micros = charged;
+        o.suppress = hard.then(|| "hard_bounce".to_string());
         outcomes.push(o);
     }
     let _ = tx.send(Done { outcomes, _permit: Some(permit) }).await;
+}
+
+/// Reads a reply such as `550 5.1.1 <x@y>: user unknown` with the bounce
+/// classifier: true when the address itself is bad.
+fn is_hard_bounce(reply: &str) -> bool {
+    let mut words = reply.trim().splitn(3, ' ');
+    let code = words.next().and_then(|c| c.parse::<u16>().ok()).unwrap_or(550);
+    let rest: Vec<&str> = words.collect();
+    let (enhanced, text) = match rest.first() {
+        Some(w) if w.split('.').count() == 3 && w.split('.').all(|p| p.parse::<u16>().is_ok()) => {
+            (Some(*w), rest.get(1).copied().unwrap_or(""))
+        }
+        _ => (None, reply),
+    };
+    epistle_mail::bounce::classify_reply(code, enhanced, text).1
 }
 
 /// Renews this node's leases every third of the lease, so that only a dead
@@ -360,6 +403,7 @@ async fn flush_loop(
                 OutcomeKind::Deferred { .. } => "deferred",
                 OutcomeKind::Bounced => "bounced",
                 OutcomeKind::Failed => "failed",
+                OutcomeKind::Suppressed => "suppressed",
                 OutcomeKind::Released { .. } => continue,
             };
             metrics.delivered(label);

@@ -29,7 +29,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 pub use domains::{DkimKeyRecord, DomainRecord, NewDkimKey};
 pub use group_commit::Committer;
 pub use messages::{InsertResult, ListFilter, NewMessage, NewRecipient};
-pub use queue::{Claimed, CostStats, DeliveryMessage, Outcome, OutcomeKind};
+pub use queue::{Claimed, CostStats, DeliveryMessage, Outcome, OutcomeKind, Suppression};
 pub use records::*;
 pub mod sqlx_error {
     pub use sqlx::Error;

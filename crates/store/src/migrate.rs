@@ -148,6 +148,23 @@ CREATE TABLE settings (
 );
 "#,
     },
+    Migration {
+        version: 4,
+        name: "suppressions (hard bounces at delivery time)",
+        sql: r#"
+CREATE TABLE suppressions (
+    tenant_id TEXT NOT NULL,
+    email TEXT NOT NULL,
+    scope TEXT NOT NULL DEFAULT '',
+    reason TEXT NOT NULL,
+    source TEXT NOT NULL,
+    detail TEXT,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, email, scope)
+);
+CREATE INDEX suppressions_email ON suppressions (email);
+"#,
+    },
 ];
 
 impl Dialect {

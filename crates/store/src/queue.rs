@@ -59,6 +59,8 @@ pub enum OutcomeKind {
     /// Not attempted (shutting down, every transport unavailable): back in
     /// the queue at `retry_at` without counting an attempt.
     Released { retry_at: i64 },
+    /// Not sent: the address is on the tenant's suppression list.
+    Suppressed,
 }
 
 #[derive(Debug, Clone)]
@@ -75,6 +77,20 @@ pub struct Outcome {
     pub duration_ms: i64,
     /// What handing it over cost, in millionths of a US dollar.
     pub cost_micros: i64,
+    /// Put the address on the tenant's suppression list for this reason
+    /// (`hard_bounce`): the address itself is bad.
+    pub suppress: Option<String>,
+}
+
+/// An address that is not sent to.
+#[derive(Debug, Clone)]
+pub struct Suppression {
+    pub email: String,
+    pub scope: String,
+    pub reason: String,
+    pub source: String,
+    pub detail: Option<String>,
+    pub created_at: i64,
 }
 
 impl Store {
@@ -171,6 +187,7 @@ impl Store {
         self.relax(&mut tx).await?;
         let mut attempts = Vec::with_capacity(outcomes.len());
         let mut events = Vec::with_capacity(outcomes.len());
+        let mut suppressions = Vec::new();
         for o in ordered {
             let (status, due, counts) = match o.kind {
                 OutcomeKind::Sent => (RecipientStatus::Sent, None, 1),
@@ -178,6 +195,7 @@ impl Store {
                 OutcomeKind::Bounced => (RecipientStatus::Bounced, None, 1),
                 OutcomeKind::Failed => (RecipientStatus::Failed, None, 1),
                 OutcomeKind::Released { retry_at } => (RecipientStatus::Queued, Some(retry_at), 0),
+                OutcomeKind::Suppressed => (RecipientStatus::Suppressed, None, 0),
             };
             let done = sqlx::query(
                 "UPDATE recipients SET status = $1, due_at = $2, claimed_by = NULL, attempts = attempts + $3, \
@@ -207,7 +225,21 @@ impl Store {
                     Val::I(o.cost_micros),
                 ]);
             }
-            if counts == 1 && done.rows_affected() == 1 {
+            if let Some(reason) = &o.suppress
+                && done.rows_affected() == 1
+            {
+                suppressions.push(vec![
+                    o.tenant_id.as_str().into(),
+                    o.email.to_ascii_lowercase().into(),
+                    "".into(),
+                    reason.as_str().into(),
+                    "delivery".into(),
+                    Val::OS(Some(o.response.clone())),
+                    Val::I(now),
+                ]);
+            }
+            let counted = counts == 1 || o.kind == OutcomeKind::Suppressed;
+            if counted && done.rows_affected() == 1 {
                 events.push(vec![
                     o.tenant_id.as_str().into(),
                     o.message_id.as_str().into(),
@@ -239,12 +271,64 @@ impl Store {
                 "",
             ),
             multi_insert(self.dialect, "events", EVENT_COLS, events, ""),
+            multi_insert(
+                self.dialect,
+                "suppressions",
+                &["tenant_id", "email", "scope", "reason", "source", "detail", "created_at"],
+                suppressions,
+                " ON CONFLICT DO NOTHING",
+            ),
         ];
         for (sql, vals) in statements.into_iter().flatten() {
             bind_all(sqlx::query(&sql), vals).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Which of these (tenant, address) pairs are suppressed; addresses
+    /// are compared without case.
+    pub async fn suppressed_among(&self, pairs: &[(String, String)]) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        let mut emails: Vec<String> = pairs.iter().map(|(_, e)| e.to_ascii_lowercase()).collect();
+        emails.sort();
+        emails.dedup();
+        for chunk in emails.chunks(500) {
+            let sql = format!(
+                "SELECT tenant_id, email FROM suppressions WHERE email IN ({})",
+                placeholders(self.dialect, 1, chunk.len())
+            );
+            let vals = chunk.iter().map(|s| Val::S(s.clone())).collect();
+            for r in bind_all(sqlx::query(&sql), vals).fetch_all(&self.read).await? {
+                let (t, e): (String, String) = (r.get(0), r.get(1));
+                if pairs.iter().any(|(pt, pe)| *pt == t && pe.eq_ignore_ascii_case(&e)) {
+                    out.push((t, e));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The tenant's suppression list, newest first.
+    pub async fn list_suppressions(&self, tenant_id: &str) -> Result<Vec<Suppression>> {
+        let rows = sqlx::query(
+            "SELECT email, scope, reason, source, detail, created_at FROM suppressions WHERE tenant_id = $1 \
+             ORDER BY created_at DESC, email",
+        )
+        .bind(tenant_id)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Suppression {
+                email: r.get(0),
+                scope: r.get(1),
+                reason: r.get(2),
+                source: r.get(3),
+                detail: r.get(4),
+                created_at: r.get(5),
+            })
+            .collect())
     }
 
     /// Counts of pending recipients by status (for `/metrics`).

@@ -2,7 +2,7 @@
 
 use epistle_core::RecipientStatus;
 use epistle_store::{
-    Committer, InsertResult, ListFilter, NewMessage, NewRecipient, Outcome, OutcomeKind, Store, StoreOptions,
+    Claimed, Committer, InsertResult, ListFilter, NewMessage, NewRecipient, Outcome, OutcomeKind, Store, StoreOptions,
 };
 use epistle_testkit::{Engine, TestDb};
 
@@ -31,6 +31,8 @@ both_engines!(
     costs_add_up_by_transport_and_day,
     list_filters_and_cursor,
     cancel_stops_pending_recipients,
+    hard_bounces_are_suppressed,
+    domains_and_keys,
 );
 
 async fn store(engine: Engine) -> (Store, TestDb) {
@@ -182,6 +184,7 @@ async fn outcomes_need_the_lease(engine: Engine) {
         started_at: T0,
         duration_ms: 3,
         cost_micros: 0,
+        suppress: None,
     };
     let by = |e: &str| claimed.iter().find(|c| c.email == e).unwrap().clone();
     store
@@ -339,6 +342,7 @@ async fn costs_add_up_by_transport_and_day(engine: Engine) {
             started_at: T0 + (i as i64) * day,
             duration_ms: 1,
             cost_micros: 100,
+            suppress: None,
         })
         .collect();
     store.record_outcomes("n", &outcomes, T0).await.unwrap();
@@ -351,4 +355,82 @@ async fn costs_add_up_by_transport_and_day(engine: Engine) {
     assert_eq!(store.cost_stats("ten_b", T0, T0 + 10 * day).await.unwrap().total, 0, "per tenant");
     let rcpts = store.message_recipients("ten_a", &id).await.unwrap();
     assert!(rcpts.iter().all(|r| r.cost_micros == 100));
+}
+
+async fn hard_bounces_are_suppressed(engine: Engine) {
+    let (store, _db) = store(engine).await;
+    let m = message("ten_a", &["Gone@Example.com", "full@example.com", "later@example.com"]);
+    store.insert_messages(vec![m], T0).await.unwrap();
+    let claimed = store.claim_due("n", T0, 60_000, 10).await.unwrap();
+    let outcome = |c: &Claimed, kind: OutcomeKind, suppress: Option<&str>| Outcome {
+        recipient_id: c.id.clone(),
+        tenant_id: c.tenant_id.clone(),
+        message_id: c.message_id.clone(),
+        email: c.email.clone(),
+        kind,
+        response: "550 5.1.1 no such user".into(),
+        transport: "mx".into(),
+        started_at: T0,
+        duration_ms: 1,
+        cost_micros: 0,
+        suppress: suppress.map(str::to_string),
+    };
+    let by = |e: &str| claimed.iter().find(|c| c.email == e).unwrap().clone();
+    let outcomes = vec![
+        outcome(&by("Gone@Example.com"), OutcomeKind::Bounced, Some("hard_bounce")),
+        outcome(&by("full@example.com"), OutcomeKind::Bounced, None),
+        outcome(&by("later@example.com"), OutcomeKind::Suppressed, None),
+    ];
+    store.record_outcomes("n", &outcomes, T0).await.unwrap();
+    let list = store.list_suppressions("ten_a").await.unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0].email, "gone@example.com");
+    assert_eq!(list[0].reason, "hard_bounce");
+    assert_eq!(list[0].detail.as_deref(), Some("550 5.1.1 no such user"));
+    assert!(store.list_suppressions("ten_b").await.unwrap().is_empty(), "per tenant");
+    // Found whatever the case, only for its tenant.
+    let pairs = vec![
+        ("ten_a".to_string(), "GONE@example.com".to_string()),
+        ("ten_b".to_string(), "gone@example.com".to_string()),
+        ("ten_a".to_string(), "full@example.com".to_string()),
+    ];
+    assert_eq!(store.suppressed_among(&pairs).await.unwrap(), vec![("ten_a".into(), "gone@example.com".into())]);
+    let rcpts = store.message_recipients("ten_a", &outcomes[2].message_id).await.unwrap();
+    let later = rcpts.iter().find(|r| r.email == "later@example.com").unwrap();
+    assert_eq!(later.status, RecipientStatus::Suppressed);
+}
+
+async fn domains_and_keys(engine: Engine) {
+    let (store, _db) = store(engine).await;
+    let key = |id: &str, sel: &str, alg: &str| epistle_store::NewDkimKey {
+        id: id.into(),
+        selector: sel.into(),
+        algorithm: alg.into(),
+        private_sealed: vec![1, 2, 3],
+        public_key: "pub".into(),
+    };
+    assert!(store.insert_domain("ten_a", "shop.example", &[key("dk1", "s1", "rsa")], T0).await.unwrap());
+    assert!(!store.insert_domain("ten_a", "shop.example", &[key("dk2", "s2", "rsa")], T0).await.unwrap());
+    assert!(store.insert_domain("ten_b", "shop.example", &[key("dk3", "s1", "rsa")], T0).await.unwrap());
+    store.add_dkim_key("ten_a", "shop.example", &key("dk4", "s4", "rsa"), Some("rsa"), T0 + 1).await.unwrap();
+    let d = store.get_domain("ten_a", "shop.example").await.unwrap().unwrap();
+    assert_eq!(d.keys.len(), 2);
+    assert_eq!(d.keys[0].selector, "s4", "newest first");
+    assert!(d.keys[0].retired_at.is_none() && d.keys[1].retired_at == Some(T0 + 1));
+    assert_eq!(d.keys[1].private_sealed, vec![1, 2, 3]);
+    let signing: Vec<String> = store.signing_keys().await.unwrap().into_iter().map(|k| k.id).collect();
+    assert_eq!(signing, vec!["dk3".to_string(), "dk4".to_string()]);
+    store.record_domain_check("ten_a", "shop.example", true, "[]", T0 + 5).await.unwrap();
+    store.record_domain_check("ten_a", "shop.example", true, "[]", T0 + 9).await.unwrap();
+    let d = store.get_domain("ten_a", "shop.example").await.unwrap().unwrap();
+    assert_eq!((d.verified_at, d.checked_at), (Some(T0 + 5), Some(T0 + 9)), "first pass kept");
+    store.record_domain_check("ten_a", "shop.example", false, "[]", T0 + 10).await.unwrap();
+    assert_eq!(store.get_domain("ten_a", "shop.example").await.unwrap().unwrap().verified_at, None);
+    assert!(!store.delete_retired_key("ten_a", "shop.example", "s4").await.unwrap(), "a signing key stays");
+    assert!(store.delete_retired_key("ten_a", "shop.example", "s1").await.unwrap());
+    assert!(store.delete_domain("ten_a", "shop.example").await.unwrap());
+    assert!(store.get_domain("ten_a", "shop.example").await.unwrap().is_none());
+    assert_eq!(store.list_domains("ten_b").await.unwrap().len(), 1);
+    assert_eq!(store.setting_or_insert("k", "first").await.unwrap(), "first");
+    assert_eq!(store.setting_or_insert("k", "second").await.unwrap(), "first");
 }

@@ -152,3 +152,39 @@ async fn captured_mail_is_kept_and_readable() {
     assert_eq!(app.sink.count(), 0);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_hard_bounce_suppresses_the_address_for_later_mail() {
+    let t = spawn_app().await;
+    let first = t.send(&message("permfail-gone@customer.example")).await;
+    t.wait_status(&first, "bounced").await;
+    // The next message to the address (any case) is not sent; others are.
+    let mut m = message("Permfail-Gone@customer.example");
+    m["to"] = json!(["Permfail-Gone@customer.example", "jane@customer.example"]);
+    let second = t.send(&m).await;
+    // The message's status is its least advanced recipient's: suppressed.
+    let v = t.wait_status(&second, "suppressed").await;
+    let jane =
+        v["recipients"].as_array().unwrap().iter().find(|r| r["email"] == "jane@customer.example").unwrap().clone();
+    assert_eq!(jane["status"], "sent", "{v}");
+    let gone = v["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["email"] == "Permfail-Gone@customer.example")
+        .unwrap()
+        .clone();
+    assert_eq!(gone["status"], "suppressed", "{v}");
+    assert!(gone["last_response"].as_str().unwrap().contains("suppression list"));
+    assert!(v["events"].as_array().unwrap().iter().any(|e| e["type"] == "suppressed"), "{v}");
+    let sent_to: Vec<String> = t.sink.received().iter().flat_map(|r| r.rcpts.clone()).collect();
+    assert_eq!(
+        sent_to,
+        vec!["jane@customer.example".to_string()],
+        "the sink refused the first; only jane got the second"
+    );
+    // A soft bounce (mailbox full, 4xx) suppresses nothing.
+    let soft = t.send(&message("tempfail-full@customer.example")).await;
+    t.wait_status(&soft, "deferred").await;
+    t.stop().await;
+}

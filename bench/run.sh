@@ -5,12 +5,16 @@
 #   bench/run.sh [N]        (default N=20000; needs root for Postfix)
 #   ENGINE=postgres bench/run.sh    Epistle on the local PostgreSQL
 #                                   (database epistle_bench, recreated)
+#   DKIM=none|rsa|ed25519 bench/run.sh   Epistle's DKIM signing (default rsa:
+#                                   every message signed with RSA-2048)
 #
 # 1. smtp-source -> smtp-sink            the limit of the box
 # 2. Epistle: curl POSTs /v1/messages/batch (1000 per request, 2 in
-#    parallel) -> Epistle (SQLite, synchronous=FULL) -> smtp-sink
-# 3. smtp-source (20 sessions) -> Epistle's SMTP listener -> smtp-sink
-# 4. smtp-source (20 sessions) -> Postfix (its durable queue) -> smtp-sink
+#    parallel) -> Epistle (SQLite, synchronous=FULL, DKIM) -> smtp-sink
+# 3. smtp-source (20 sessions) -> Epistle's SMTP listener (DKIM) -> smtp-sink
+# 4. smtp-source (20 sessions) -> Epistle's SMTP listener -> MX transport
+#    (MX looked up in dnsmasq on loopback, per-host pool) -> smtp-sink
+# 5. smtp-source (20 sessions) -> Postfix (its durable queue) -> smtp-sink
 #
 # Accept rate: messages / time until the last 2xx (Epistle) or until
 # smtp-source ends (Postfix). End-to-end rate: messages / time until
@@ -19,6 +23,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-20000}"
 ENGINE="${ENGINE:-sqlite}"
+DKIM="${DKIM:-rsa}"
 SIZE=10240
 OUT="bench/out"
 TARGET="${CARGO_TARGET_DIR:-$HOME/.cache/epistle-target}"
@@ -29,6 +34,7 @@ need smtp-sink "apt-get install postfix"
 need smtp-source "apt-get install postfix"
 need curl "apt-get install curl"
 need python3 "apt-get install python3"
+need dnsmasq "apt-get install dnsmasq-base"
 
 cargo build --release -p epistle --quiet
 rm -rf "$OUT"; mkdir -p "$OUT"
@@ -94,6 +100,13 @@ TOML
 "$BIN" --config "$OUT/epistle.toml" serve > "$OUT/epistle.out" 2> "$OUT/epistle.err" &
 EP=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$HP/readyz" >/dev/null && break; sleep 0.1; done
+add_domain() { # port: the sending domain, with its DKIM key
+  [ "$DKIM" = none ] && return 0
+  curl -sf -o "$OUT/domain-$1.json" -H 'Authorization: Bearer ep_benchbenchbenchbenchbenchbench00' \
+    -H 'Content-Type: application/json' -d "{\"name\":\"shop.example\",\"dkim\":{\"algorithms\":[\"$DKIM\"]}}" \
+    "http://127.0.0.1:$1/v1/domains"
+}
+add_domain "$HP"
 T0=$(now)
 ls "$OUT"/batches/*.json | xargs -P 2 -I{} curl -sf -o /dev/null -w '%{http_code}\n' \
   -H 'Authorization: Bearer ep_benchbenchbenchbenchbenchbench00' -H 'Content-Type: application/json' \
@@ -113,7 +126,54 @@ kill -TERM "$EP"; wait "$EP" || true; kill "$SINK"
 S_ACC=$(rate "$N" "$T0" "$T1"); S_E2E=$(rate "$N" "$T0" "$T2")
 echo "epistle (SMTP): accept $S_ACC msg/s ($(secs "$T0" "$T1") s), end-to-end $S_E2E msg/s ($(secs "$T0" "$T2") s)"
 
-# 4. Postfix
+# 4. Epistle delivering directly to MX hosts: dest.example's MX is served by
+# dnsmasq and points at loopback, where smtp-sink listens on delivery.mx_port.
+P=$(free_port); SINK=$(start_sink "$P" "$OUT/sink-mx.txt")
+DP=$(free_port)
+dnsmasq -k -p "$DP" --listen-address=127.0.0.1 --bind-interfaces --no-resolv --no-hosts \
+  --mx-host=dest.example,mx.dest.example,10 --host-record=mx.dest.example,127.0.0.1 > "$OUT/dnsmasq.log" 2>&1 &
+DNSMASQ=$!
+sleep 0.3
+HP2=$(free_port); SP2=$(free_port)
+if [ "$ENGINE" = postgres ]; then
+  psql -q -h 127.0.0.1 -U postgres -d test -c "DROP DATABASE IF EXISTS epistle_bench WITH (FORCE)" -c "CREATE DATABASE epistle_bench"
+else
+  DB_URL="sqlite://$OUT/data-mx/epistle.db"
+fi
+cat > "$OUT/epistle-mx.toml" <<TOML
+database_url = "$DB_URL"
+http_addr = "127.0.0.1:$HP2"
+bootstrap_api_key = "ep_benchbenchbenchbenchbenchbench00"
+log = "warn"
+smtp_addr = "127.0.0.1:$SP2"
+
+[smtp]
+trusted_networks = ["127.0.0.0/8"]
+
+[dns]
+nameservers = ["127.0.0.1:$DP"]
+
+[delivery]
+batch_size = 500
+max_in_flight = 1000
+mx_port = $P
+
+[[transports]]
+name = "direct"
+kind = "mx"
+max_connections = 20
+TOML
+"$BIN" --config "$OUT/epistle-mx.toml" serve > "$OUT/epistle-mx.out" 2> "$OUT/epistle-mx.err" &
+EP=$!
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$HP2/readyz" >/dev/null && break; sleep 0.1; done
+add_domain "$HP2"
+T0=$(now); smtp-source -s 20 -l "$SIZE" -m "$N" -f bench@shop.example -t sink@dest.example "127.0.0.1:$SP2"; T1=$(now)
+wait_sink "$OUT/sink-mx.txt" "$N" 600; T2=$(now)
+kill -TERM "$EP"; wait "$EP" || true; kill "$SINK" "$DNSMASQ"
+M_ACC=$(rate "$N" "$T0" "$T1"); M_E2E=$(rate "$N" "$T0" "$T2")
+echo "epistle (SMTP -> MX): accept $M_ACC msg/s ($(secs "$T0" "$T1") s), end-to-end $M_E2E msg/s ($(secs "$T0" "$T2") s)"
+
+# 5. Postfix
 P=$(free_port); SINK=$(start_sink "$P" "$OUT/sink-postfix.txt"); sleep 0.3
 postconf -e "inet_interfaces = loopback-only" "inet_protocols = ipv4" "mydestination =" \
   "relayhost = [127.0.0.1]:$P" "mynetworks = 127.0.0.0/8" "smtp_tls_security_level = none" \
@@ -132,7 +192,8 @@ echo
 echo "| path | accept msg/s | end-to-end msg/s |"
 echo "| --- | --- | --- |"
 echo "| smtp-source -> smtp-sink (box limit) | - | $DIRECT |"
-echo "| curl batch API -> Epistle ($ENGINE) -> smtp-sink | $E_ACC | $E_E2E |"
-echo "| smtp-source -> Epistle SMTP listener ($ENGINE) -> smtp-sink | $S_ACC | $S_E2E |"
+echo "| curl batch API -> Epistle ($ENGINE, DKIM $DKIM) -> smtp-sink | $E_ACC | $E_E2E |"
+echo "| smtp-source -> Epistle SMTP listener ($ENGINE, DKIM $DKIM) -> smtp-sink | $S_ACC | $S_E2E |"
+echo "| smtp-source -> Epistle SMTP listener ($ENGINE, DKIM $DKIM) -> MX transport -> smtp-sink | $M_ACC | $M_E2E |"
 echo "| smtp-source -> Postfix $(postconf -h mail_version) -> smtp-sink | $P_ACC | $P_E2E |"
-python3 -c "print(f'end-to-end vs Postfix: HTTP batch {$E_E2E/$P_E2E:.2f}x, SMTP {$S_E2E/$P_E2E:.2f}x')"
+python3 -c "print(f'end-to-end vs Postfix: HTTP batch {$E_E2E/$P_E2E:.2f}x, SMTP {$S_E2E/$P_E2E:.2f}x, SMTP->MX {$M_E2E/$P_E2E:.2f}x')"

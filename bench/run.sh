@@ -15,6 +15,8 @@
 # 4. smtp-source (20 sessions) -> Epistle's SMTP listener -> MX transport
 #    (MX looked up in dnsmasq on loopback, per-host pool) -> smtp-sink
 # 5. smtp-source (20 sessions) -> Postfix (its durable queue) -> smtp-sink
+# 6. the same, with Postfix signing through OpenDKIM (milter, RSA-2048,
+#    relaxed/relaxed): the peer setup that matches Epistle's DKIM signing
 #
 # Accept rate: messages / time until the last 2xx (Epistle) or until
 # smtp-source ends (Postfix). End-to-end rate: messages / time until
@@ -35,6 +37,7 @@ need smtp-source "apt-get install postfix"
 need curl "apt-get install curl"
 need python3 "apt-get install python3"
 need dnsmasq "apt-get install dnsmasq-base"
+need opendkim "apt-get install opendkim opendkim-tools"
 
 cargo build --release -p epistle --quiet
 rm -rf "$OUT"; mkdir -p "$OUT"
@@ -177,7 +180,8 @@ echo "epistle (SMTP -> MX): accept $M_ACC msg/s ($(secs "$T0" "$T1") s), end-to-
 P=$(free_port); SINK=$(start_sink "$P" "$OUT/sink-postfix.txt"); sleep 0.3
 postconf -e "inet_interfaces = loopback-only" "inet_protocols = ipv4" "mydestination =" \
   "relayhost = [127.0.0.1]:$P" "mynetworks = 127.0.0.0/8" "smtp_tls_security_level = none" \
-  "smtpd_tls_security_level = none" "message_size_limit = 0" "default_destination_concurrency_limit = 20"
+  "smtpd_tls_security_level = none" "message_size_limit = 0" "default_destination_concurrency_limit = 20" \
+  "default_transport = smtp" "relay_transport = relay" "smtpd_milters =" "non_smtpd_milters ="
 postfix stop >/dev/null 2>&1 || true
 postsuper -d ALL >/dev/null 2>&1 || true
 postfix start >/dev/null 2>&1
@@ -188,6 +192,37 @@ postfix stop >/dev/null 2>&1 || true; kill "$SINK"
 P_ACC=$(rate "$N" "$T0" "$T1"); P_E2E=$(rate "$N" "$T0" "$T2")
 echo "postfix: accept $P_ACC msg/s ($(secs "$T0" "$T1") s), end-to-end $P_E2E msg/s ($(secs "$T0" "$T2") s)"
 
+# 6. Postfix + OpenDKIM
+P=$(free_port); SINK=$(start_sink "$P" "$OUT/sink-postfix-dkim.txt"); sleep 0.3
+MP=$(free_port)
+mkdir -p "$OUT/opendkim"
+opendkim-genkey -b 2048 -d shop.example -s bench -D "$OUT/opendkim"
+cat > "$OUT/opendkim/opendkim.conf" <<CONF
+Syslog no
+Mode s
+Domain shop.example
+Selector bench
+KeyFile $PWD/$OUT/opendkim/bench.private
+Socket inet:$MP@127.0.0.1
+Canonicalization relaxed/relaxed
+SignatureAlgorithm rsa-sha256
+RequireSafeKeys no
+CONF
+opendkim -f -x "$OUT/opendkim/opendkim.conf" > "$OUT/opendkim.log" 2>&1 &
+ODK=$!
+for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$MP) 2>/dev/null && break; sleep 0.1; done
+postconf -e "relayhost = [127.0.0.1]:$P" "smtpd_milters = inet:127.0.0.1:$MP" "non_smtpd_milters = inet:127.0.0.1:$MP" \
+  "milter_default_action = tempfail"
+postsuper -d ALL >/dev/null 2>&1 || true
+postfix start >/dev/null 2>&1
+for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/25) 2>/dev/null && break; sleep 0.1; done
+T0=$(now); smtp-source -s 20 -l "$SIZE" -m "$N" -f bench@shop.example -t sink@example.com 127.0.0.1:25; T1=$(now)
+wait_sink "$OUT/sink-postfix-dkim.txt" "$N" 900; T2=$(now)
+postfix stop >/dev/null 2>&1 || true; kill "$SINK" "$ODK"
+postconf -e "smtpd_milters =" "non_smtpd_milters ="
+PD_ACC=$(rate "$N" "$T0" "$T1"); PD_E2E=$(rate "$N" "$T0" "$T2")
+echo "postfix + opendkim: accept $PD_ACC msg/s ($(secs "$T0" "$T1") s), end-to-end $PD_E2E msg/s ($(secs "$T0" "$T2") s)"
+
 echo
 echo "| path | accept msg/s | end-to-end msg/s |"
 echo "| --- | --- | --- |"
@@ -196,4 +231,6 @@ echo "| curl batch API -> Epistle ($ENGINE, DKIM $DKIM) -> smtp-sink | $E_ACC | 
 echo "| smtp-source -> Epistle SMTP listener ($ENGINE, DKIM $DKIM) -> smtp-sink | $S_ACC | $S_E2E |"
 echo "| smtp-source -> Epistle SMTP listener ($ENGINE, DKIM $DKIM) -> MX transport -> smtp-sink | $M_ACC | $M_E2E |"
 echo "| smtp-source -> Postfix $(postconf -h mail_version) -> smtp-sink | $P_ACC | $P_E2E |"
+echo "| smtp-source -> Postfix $(postconf -h mail_version) + OpenDKIM (rsa) -> smtp-sink | $PD_ACC | $PD_E2E |"
 python3 -c "print(f'end-to-end vs Postfix: HTTP batch {$E_E2E/$P_E2E:.2f}x, SMTP {$S_E2E/$P_E2E:.2f}x, SMTP->MX {$M_E2E/$P_E2E:.2f}x')"
+python3 -c "print(f'end-to-end vs Postfix + OpenDKIM: HTTP batch {$E_E2E/$PD_E2E:.2f}x, SMTP {$S_E2E/$PD_E2E:.2f}x, SMTP->MX {$M_E2E/$PD_E2E:.2f}x')"

@@ -48,6 +48,11 @@ pub struct MxSettings {
     pub defaults: DestinationPolicy,
     /// Per destination domain (lower-case).
     pub destinations: HashMap<String, DestinationPolicy>,
+    /// After no MX host of a domain could be reached, its mail is deferred
+    /// without new connection attempts for this long (Postfix's "dead
+    /// destination"), so a dead domain does not tie up sending slots in
+    /// connect timeouts. Zero turns it off.
+    pub dead_backoff: std::time::Duration,
 }
 
 pub struct MxTransport {
@@ -57,6 +62,8 @@ pub struct MxTransport {
     connector: tokio_rustls::TlsConnector,
     pools: Mutex<HashMap<(String, SocketAddr), Arc<Pool>>>,
     limiters: Mutex<HashMap<String, Arc<RateLimiter>>>,
+    /// Domains none of whose hosts answered: until when, and why.
+    dead: Mutex<HashMap<String, (tokio::time::Instant, String)>>,
 }
 
 /// Why a host could not take the session (for the reply kept on the
@@ -78,6 +85,7 @@ impl MxTransport {
             connector: tls::unverified_connector(),
             pools: Mutex::new(HashMap::new()),
             limiters: Mutex::new(HashMap::new()),
+            dead: Mutex::new(HashMap::new()),
         }
     }
 
@@ -104,6 +112,27 @@ impl MxTransport {
                 Arc::new(Pool::new(settings, policy.connections))
             })
             .clone()
+    }
+
+    fn still_dead(&self, domain: &str) -> Option<String> {
+        let mut dead = self.dead.lock().unwrap_or_else(|p| p.into_inner());
+        match dead.get(domain) {
+            Some((until, why)) if *until > tokio::time::Instant::now() => Some(why.clone()),
+            Some(_) => {
+                dead.remove(domain);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn mark_dead(&self, domain: &str, why: &str) {
+        if self.settings.dead_backoff.is_zero() {
+            return;
+        }
+        let until = tokio::time::Instant::now() + self.settings.dead_backoff;
+        let short: String = why.chars().take(200).collect();
+        self.dead.lock().unwrap_or_else(|p| p.into_inner()).insert(domain.to_string(), (until, short));
     }
 
     fn limiter(&self, domain: &str, rate: Rate) -> Arc<RateLimiter> {
@@ -136,6 +165,11 @@ impl MxTransport {
     /// Sends to one destination domain: the first host and address that
     /// takes the session gets the transaction.
     async fn send_domain(&self, domain: &str, from: &str, rcpts: &[String], raw: &[u8]) -> Vec<Delivery> {
+        if let Some(why) = self.still_dead(domain) {
+            let d =
+                Delivery::Transient(format!("451 4.4.1 {domain} was unreachable moments ago ({why}); not retried yet"));
+            return rcpts.iter().map(|_| d.clone()).collect();
+        }
         let policy = self.policy(domain).clone();
         if let Some(rate) = policy.rate {
             self.limiter(domain, rate).acquire(1).await;
@@ -171,6 +205,7 @@ impl MxTransport {
         let d = if all_refused && !failures.is_empty() {
             Delivery::Permanent(summary)
         } else {
+            self.mark_dead(domain, &summary);
             Delivery::Transient(format!("no MX host of {domain} took the message: {summary}"))
         };
         rcpts.iter().map(|_| d.clone()).collect()

@@ -281,6 +281,10 @@ pub struct DeliveryConfig {
     /// Port of MX hosts for `kind = "mx"` transports (25; tests point it
     /// at a local sink).
     pub mx_port: u16,
+    /// After no MX host of a domain answered, defer its mail without new
+    /// connection attempts for this long (0s turns it off).
+    #[serde(with = "humantime_serde")]
+    pub dead_destination_backoff: Duration,
     /// Limits and TLS policy per destination domain for `mx` transports,
     /// e.g. `[[delivery.destinations]] domain = "gmail.com"
     /// connections = 5  rate = "600/m"  tls = "required"`.
@@ -315,6 +319,7 @@ impl Default for DeliveryConfig {
             circuit_cooldown: Duration::from_secs(30),
             node_name: None,
             mx_port: 25,
+            dead_destination_backoff: Duration::from_secs(60),
             destinations: Vec::new(),
         }
     }

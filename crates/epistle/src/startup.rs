@@ -185,6 +185,7 @@ fn mx_transport(cfg: &Config, t: &crate::config::TransportConfig) -> anyhow::Res
             timeouts: Timeouts { connect: t.connect_timeout, command: t.command_timeout, data: t.data_timeout },
             defaults,
             destinations,
+            dead_backoff: cfg.delivery.dead_destination_backoff,
         },
     ))
 }

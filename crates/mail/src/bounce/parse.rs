@@ -3,9 +3,10 @@
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 
 use super::Recipient;
-use super::reason::{Reason, decide, reason_from_text};
+use super::reason::{Reason, adjust_for_phase, decide, permanent, reason_from_status, reason_from_text};
 use super::text::{
-    addresses, cut_original, data_stage, first_address, recipient_on_line, reply_code_in, status_in, strip_html,
+    addresses, cut_original, first_address, phase_in, recipient_on_line, reply_code_in, status_in, strip_html,
+    transcript_phase,
 };
 
 /// What the parts of the mail hold.
@@ -154,6 +155,8 @@ struct DsnRecord {
     orig_rcpt: String,
     action: String,
     status: String,
+    /// The comment of the Status field (`5.0.0 (host name lookup failure)`).
+    status_note: String,
     diag: String,
 }
 
@@ -192,7 +195,13 @@ fn dsn_records(text: &str) -> Vec<DsnRecord> {
                     }
                 }
                 "action" => r.action = value.to_ascii_lowercase(),
-                "status" => r.status = dsn_status(&value),
+                "status" => {
+                    r.status = dsn_status(&value);
+                    r.status_note = value
+                        .split_once('(')
+                        .map(|(_, n)| n.trim_end().trim_end_matches(')').to_string())
+                        .unwrap_or_default();
+                }
                 "diagnostic-code" => {
                     r.diag = value.split_once(';').map_or(value.as_str(), |(_, d)| d).trim().to_string();
                 }
@@ -221,8 +230,15 @@ fn recipient(email: String, status: String, code: Option<u16>, reason: Reason, h
 }
 
 /// Status, reply code and reason from several candidate texts, most specific first: the
-/// first that names a reason by its phrases is used, else the codes decide.
-fn judge(status: &str, addr: &str, transcript: &str, texts: &[&str]) -> (String, Option<u16>, Reason, bool, String) {
+/// first that names a reason by its phrases is used, else the codes decide. The SMTP phase the
+/// reply answered (named in the texts, or in an SMTP transcript) then adjusts it.
+fn judge(
+    status: &str,
+    addr: &str,
+    phase_texts: &[&str],
+    transcript: &str,
+    texts: &[&str],
+) -> (String, Option<u16>, Reason, bool, String) {
     let mut status = status.to_string();
     let mut code = None;
     for t in texts {
@@ -236,13 +252,13 @@ fn judge(status: &str, addr: &str, transcript: &str, texts: &[&str]) -> (String,
         }
     }
     let chosen = texts.iter().find(|t| reason_from_text(t).is_some()).copied().unwrap_or("");
-    let (mut reason, mut hard) = decide(&status, code.unwrap_or(0), chosen);
-    // "User unknown" after the message was sent (DATA) comes from a filter: the mailbox
-    // accepted the recipient at RCPT TO.
-    if reason == Reason::UserUnknown && data_stage(texts.first().copied().unwrap_or(""), transcript, addr) {
-        reason = Reason::Filtered;
-        hard = false;
-    }
+    let (reason, _) = decide(&status, code.unwrap_or(0), chosen);
+    let phase = phase_texts
+        .iter()
+        .find_map(|t| phase_in(t))
+        .or_else(|| phase_texts.iter().chain([&transcript]).find_map(|t| transcript_phase(t, addr)));
+    let reason = adjust_for_phase(reason, phase);
+    let hard = reason.is_hard(permanent(&status, code.unwrap_or(0)));
     let diag = texts.iter().find(|t| !t.trim().is_empty()).copied().unwrap_or("").to_string();
     (status, code, reason, hard, diag)
 }
@@ -302,7 +318,30 @@ const AUTOREPLY_SUBJECTS: &[&str] = &[
     "respuesta automática",
 ];
 
+/// Splits an mbox file (messages each introduced by a `From ` line) into its messages; any
+/// other input is one message.
+fn mbox_messages(raw: &[u8]) -> Vec<&[u8]> {
+    if !raw.starts_with(b"From ") {
+        return vec![raw];
+    }
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while let Some(off) = raw[i..].windows(7).position(|w| w == b"\n\nFrom ") {
+        let cut = i + off + 2;
+        out.push(&raw[start..cut]);
+        start = cut;
+        i = cut;
+    }
+    out.push(&raw[start..]);
+    out
+}
+
 pub(super) fn classify(raw: &[u8]) -> Vec<Recipient> {
+    mbox_messages(raw).into_iter().flat_map(classify_one).collect()
+}
+
+fn classify_one(raw: &[u8]) -> Vec<Recipient> {
     let Some(msg) = MessageParser::default().parse(raw) else { return Vec::new() };
     if msg.parts.is_empty() {
         return Vec::new();
@@ -408,11 +447,27 @@ fn segment_about<'a>(human: &'a str, addr: &str) -> &'a str {
 
 fn from_dsn(r: DsnRecord, human: &str, subject: &str) -> Recipient {
     let email = pick_email(&r);
-    let delivered = matches!(r.action.as_str(), "delivered" | "relayed" | "expanded") || r.status.starts_with('2');
+    let action = r.action.split_whitespace().next().unwrap_or("");
+    let delivered = matches!(action, "delivered" | "relayed" | "expanded" | "deliverable") || r.status.starts_with('2');
     let seg = segment_about(human, &email);
-    let (status, code, mut reason, mut hard, diag) = judge(&r.status, &email, human, &[&r.diag, seg, subject]);
+    let texts = [r.diag.as_str(), r.status_note.as_str(), seg, subject];
+    let (status, code, mut reason, mut hard, diag) = judge(&r.status, &email, &[&r.diag, seg], human, &texts);
+    let named = texts.iter().any(|t| reason_from_text(t).is_some());
     if delivered {
         reason = Reason::Delivered;
+        hard = false;
+    } else if matches!(action, "delayed" | "expired")
+        && matches!(reason, Reason::NetworkError | Reason::SystemError | Reason::Undefined | Reason::Expired)
+        && !texts.iter().any(|t| reason_from_text(t) == Some(Reason::HostUnknown))
+    {
+        // The MTA kept the message queued and is (or was) still retrying; unless the name
+        // could not be resolved, what it reports is the time the message spent in the queue.
+        reason = Reason::Expired;
+        hard = false;
+    } else if !named && reason_from_status(&status).is_none() && code.is_none() {
+        // A failure that gives neither a diagnostic nor a specific status code: nothing to
+        // judge the reason from.
+        reason = Reason::OnHold;
         hard = false;
     }
     recipient(email, status, code, reason, hard, &diag)
@@ -473,7 +528,7 @@ fn plain_text(msg: &Message<'_>, parts: &Parts, human: &str, subject: &str, from
         .into_iter()
         .zip(texts)
         .map(|(email, t)| {
-            let (status, code, reason, hard, diag) = judge("", &email, human, &[&t, &whole]);
+            let (status, code, reason, hard, diag) = judge("", &email, &[&t], human, &[&t, &whole]);
             recipient(email, status, code, reason, hard, &diag)
         })
         .collect()

@@ -6,6 +6,8 @@
 
 use serde::Serialize;
 
+use super::text::Phase;
+
 /// Why a message was not delivered (or what a report says).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -162,6 +164,39 @@ const PHRASES: &[(Reason, &[&str])] = &[
         Reason::UserUnknown,
         &["user unknown", "unknown user", "no such user", "no such mailbox", "not listed in", "mailbox not found"],
     ),
+    // A message going round in circles: the network, whatever else the reply says.
+    (
+        Reason::NetworkError,
+        &["mail loop", "routing loop", "too many hops", "hop count exceeded", "loop detected", "loops back to myself"],
+    ),
+    // The message breaks RFC 5322 (header counts and required fields).
+    (
+        Reason::NotCompliantRfc,
+        &[
+            "not rfc 5322 compliant",
+            "not rfc5322 compliant",
+            "not rfc 2822 compliant",
+            "not rfc2822 compliant",
+            "rfc 5322 compliant",
+            "rfc5322 compliant",
+            "multiple addresses in from",
+            "multiple from headers",
+            "multiple from:",
+            "more than one from",
+            "duplicate message-id",
+            "multiple message-id",
+            "multiple date",
+            "duplicate header",
+            "missing message-id",
+            "no message-id",
+            "missing date header",
+            "header field line too long",
+            "header line too long",
+            "bare lf",
+            "bare linefeed",
+            "bare line feed",
+        ],
+    ),
     (
         Reason::VirusDetected,
         &["virus", "malware", "infected", "trojan", "worm found", "malicious attachment", "phishing"],
@@ -260,6 +295,28 @@ const PHRASES: &[(Reason, &[&str])] = &[
         &["reputation", "sender score", "senderscore", "temporarily deferred due to unexpected volume"],
     ),
     (
+        Reason::NoRelaying,
+        &[
+            "relay access denied",
+            "relaying denied",
+            "relay denied",
+            "relaying not",
+            "relay not",
+            "not permitted to relay",
+            "unable to relay",
+            "cannot relay",
+            "can't relay",
+            "we do not relay",
+            "relaying mail to",
+            "relay prohibited",
+            "not a gateway",
+            "no relaying",
+            "open relay",
+            "isn't allowed to relay",
+            "relay from this",
+        ],
+    ),
+    (
         Reason::Blocked,
         &[
             "invalid ip",
@@ -328,39 +385,20 @@ const PHRASES: &[(Reason, &[&str])] = &[
         ],
     ),
     (
-        Reason::NoRelaying,
-        &[
-            "relay access denied",
-            "relaying denied",
-            "relay denied",
-            "relaying not",
-            "relay not",
-            "not permitted to relay",
-            "unable to relay",
-            "cannot relay",
-            "can't relay",
-            "we do not relay",
-            "relaying mail to",
-            "relay prohibited",
-            "not a gateway",
-            "no relaying",
-            "open relay",
-            "isn't allowed to relay",
-            "relay from this",
-        ],
-    ),
-    (
         Reason::FailedStartTls,
         &[
             "starttls failed",
             "failed to starttls",
             "starttls negotiation",
             "tls negotiation failed",
-            "starttls",
             "tls negotiation",
             "tls handshake",
             "tls connection failed",
-            "start tls",
+            "starttls is required",
+            "must issue a starttls",
+            "must issue starttls",
+            "starttls required",
+            "starttls command first",
         ],
     ),
     (
@@ -503,6 +541,8 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "system not accepting",
             "does not accept mail",
             "doesn't accept mail",
+            "no mx found",
+            "no mx record",
             "does not accept e-mail",
             "not accept any mail",
             "accepts no mail",
@@ -711,12 +751,10 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "header too large",
             "too many headers",
             "header size",
-            "attachment",
             "illegal character",
             "invalid character",
             "8-bit",
             "8bit",
-            "message header",
             "not allowed file",
             "file type",
         ],
@@ -785,6 +823,15 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "days",
             "hours",
             "message timed out",
+            "failing for a long time",
+            "long failure period",
+            "aborted after",
+            "hour(s)",
+            "day(s)",
+            "more hours",
+            "in the queue for too long",
+            "lifetime exceeded",
+            "queue lifetime",
         ],
     ),
     (
@@ -858,6 +905,7 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "try again later",
             "malfunction",
             "i/o error",
+            "write error",
             "unexpected",
         ],
     ),
@@ -881,14 +929,53 @@ pub(crate) fn normalize(text: &str) -> String {
     out
 }
 
+/// Postfix-style prefixes that say which address was refused and then give the cause after
+/// a colon ("Recipient address rejected: Internal system error"): the cause is read first.
+const REJECTED_PREFIXES: &[&str] =
+    &["recipient address rejected:", "sender address rejected:", "client host rejected:", "helo command rejected:"];
+
+/// Drops the reply and status codes that multi-line replies repeat on every line
+/// (`… a potential 552-5.7.0 security issue`), so that phrases broken across lines match.
+fn without_codes(t: &str) -> String {
+    let is_reply = |w: &str| {
+        let w = w.trim_end_matches('-');
+        w.len() == 3 && w.starts_with(['2', '4', '5']) && w.chars().all(|c| c.is_ascii_digit())
+    };
+    let is_status = |w: &str| {
+        let parts: Vec<&str> = w.split('.').collect();
+        parts.len() == 3
+            && matches!(parts[0], "2" | "4" | "5")
+            && parts[1..].iter().all(|p| !p.is_empty() && p.len() <= 3 && p.chars().all(|c| c.is_ascii_digit()))
+    };
+    t.split(' ')
+        .filter(|w| {
+            let (a, b) = w.split_once('-').unwrap_or((w, ""));
+            !(is_reply(w) || is_status(w) || is_reply(a) && is_status(b) || *w == "<<<")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The first reason whose phrase occurs in the text (phrases in priority order).
 pub(crate) fn reason_from_text(text: &str) -> Option<Reason> {
-    let t = normalize(text);
+    let t = without_codes(&normalize(text));
     if t.is_empty() {
         return None;
     }
+    for prefix in REJECTED_PREFIXES {
+        if let Some(i) = t.find(prefix) {
+            let cause = &t[i + prefix.len()..];
+            if let Some(r) = phrase_reason(cause) {
+                return Some(r);
+            }
+        }
+    }
+    phrase_reason(&t)
+}
+
+fn phrase_reason(t: &str) -> Option<Reason> {
     for (reason, phrases) in PHRASES {
-        if phrases.iter().any(|p| contains_phrase(&t, p)) {
+        if phrases.iter().any(|p| contains_phrase(t, p)) {
             return Some(*reason);
         }
     }
@@ -989,14 +1076,52 @@ fn vague(r: Reason) -> bool {
     )
 }
 
-/// The shared decision: status code (`5.1.1` or empty), SMTP reply code (0 if none) and
-/// diagnostic text → reason and whether the bounce is hard.
-pub fn decide(status: &str, reply_code: u16, text: &str) -> (Reason, bool) {
-    let permanent = match status.as_bytes().first() {
+/// What the SMTP phase the reply answered says about a reason read from loose phrases.
+///
+/// - After DATA the recipient had been accepted: a "user unknown" then comes from a filter.
+/// - At MAIL FROM the refusal is about the envelope sender, not the recipient: `rejected`.
+/// - At the greeting or HELO the refusal is about the sending client: `blocked`.
+pub(crate) fn adjust_for_phase(reason: Reason, phase: Option<Phase>) -> Reason {
+    match (phase, reason) {
+        (Some(Phase::Data), Reason::UserUnknown) => Reason::Filtered,
+        (
+            Some(Phase::MailFrom),
+            Reason::UserUnknown
+            | Reason::HostUnknown
+            | Reason::HasMoved
+            | Reason::Filtered
+            | Reason::Suspend
+            | Reason::PolicyViolation
+            | Reason::Undefined
+            | Reason::OnHold,
+        ) => Reason::Rejected,
+        (
+            Some(Phase::Connect),
+            Reason::Rejected
+            | Reason::UserUnknown
+            | Reason::Filtered
+            | Reason::PolicyViolation
+            | Reason::SecurityError
+            | Reason::Undefined
+            | Reason::OnHold,
+        ) => Reason::Blocked,
+        _ => reason,
+    }
+}
+
+/// Whether the failure is permanent: a 5.x.x status, else a 5xx reply (or no code at all).
+pub(crate) fn permanent(status: &str, reply_code: u16) -> bool {
+    match status.as_bytes().first() {
         Some(b'5') => true,
         Some(b'4') => false,
         _ => reply_code >= 500 || reply_code == 0,
-    };
+    }
+}
+
+/// The shared decision: status code (`5.1.1` or empty), SMTP reply code (0 if none) and
+/// diagnostic text → reason and whether the bounce is hard.
+pub fn decide(status: &str, reply_code: u16, text: &str) -> (Reason, bool) {
+    let permanent = permanent(status, reply_code);
     let from_text = reason_from_text(text);
     let from_status = reason_from_status(status);
     let mut reason = match (from_text, from_status) {

@@ -181,39 +181,150 @@ pub(crate) fn cut_original(text: &str) -> &str {
     text
 }
 
-/// Whether the failure came in reply to DATA (the recipient was accepted and
-/// the message refused afterwards): directly ("in reply to end of DATA command"), or in an
-/// SMTP transcript where the reply naming `addr` follows a DATA command.
-pub(crate) fn data_stage(diagnostic: &str, transcript: &str, addr: &str) -> bool {
-    let d = diagnostic.to_ascii_lowercase();
-    if ["end of data", "after data", "final data", "(data)", "after end of message", "data command"]
-        .iter()
-        .any(|p| d.contains(p))
-    {
-        return true;
+/// The SMTP command a failure reply answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// The connection greeting or HELO / EHLO: the client itself was refused.
+    Connect,
+    /// MAIL FROM: the envelope sender was refused.
+    MailFrom,
+    /// RCPT TO: the recipient was refused.
+    RcptTo,
+    /// DATA or the end of the message: the recipient had been accepted, the message was not.
+    Data,
+}
+
+/// How MTAs name the command a reply answered (Postfix "in reply to …", Exim "after …",
+/// qmail "… was rejected", Sendmail and others), lower case, white space collapsed.
+const PHASE_PHRASES: &[(Phase, &[&str])] = &[
+    (
+        Phase::Data,
+        &[
+            "end of data",
+            "after data",
+            "final data",
+            "(data)",
+            "in reply to data",
+            "data command",
+            "after end of message",
+            "after pipelined data",
+            "after i sent the message",
+            "failed on data",
+            "did not like our data",
+            "message body was rejected",
+        ],
+    ),
+    (
+        Phase::RcptTo,
+        &[
+            "rcpt to command",
+            "in reply to rcpt",
+            "after rcpt to",
+            "after pipelined rcpt",
+            "does not like recipient",
+            "did not like our rcpt",
+            "rcpt command",
+        ],
+    ),
+    (
+        Phase::MailFrom,
+        &[
+            "mail from command",
+            "in reply to mail from",
+            "after mail from",
+            "after pipelined mail from",
+            "sender was rejected",
+            "did not like our mail from",
+        ],
+    ),
+    (
+        Phase::Connect,
+        &[
+            "in reply to helo",
+            "in reply to ehlo",
+            "after helo",
+            "after ehlo",
+            "helo command",
+            "ehlo command",
+            "after initial connection",
+            "greeting failed",
+            "my name was rejected",
+            "refused to talk to me",
+            "in reply to our greeting",
+            "smtp greeting",
+        ],
+    ),
+];
+
+fn collapse(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ").to_ascii_lowercase()
+}
+
+/// The phase a diagnostic names, where it names one: the earliest phrase in the text wins.
+pub(crate) fn phase_in(text: &str) -> Option<Phase> {
+    let t = collapse(text);
+    let mut best: Option<(usize, Phase)> = None;
+    for (phase, phrases) in PHASE_PHRASES {
+        for p in *phrases {
+            if let Some(i) = t.find(p)
+                && best.is_none_or(|(b, _)| i < b)
+            {
+                best = Some((i, *phase));
+            }
+        }
     }
+    best.map(|(_, p)| p)
+}
+
+fn command_phase(command: &str) -> Option<Phase> {
+    match command {
+        "data" | "bdat" | "." => Some(Phase::Data),
+        "rcpt" => Some(Phase::RcptTo),
+        "mail" => Some(Phase::MailFrom),
+        "helo" | "ehlo" | "lhlo" => Some(Phase::Connect),
+        _ => None,
+    }
+}
+
+/// The phase in an SMTP transcript (`>>> RCPT To:<a>` / `<<< 550 …`, or `In:` / `Out:`): the
+/// command answered by the failure reply about `addr` (the reply names it, or the command
+/// did), or by the only failure reply when the transcript has just one.
+pub(crate) fn transcript_phase(transcript: &str, addr: &str) -> Option<Phase> {
     let lower = transcript.to_ascii_lowercase();
     // Pipelined sessions answer the RCPTs after DATA was sent: those are RCPT replies.
-    if addr.is_empty()
-        || ["need rcpt", "must precede data", "rcpt commands were rejected"].iter().any(|p| lower.contains(p))
+    if ["need rcpt", "must precede data", "rcpt commands were rejected", "no valid recipients"]
+        .iter()
+        .any(|p| lower.contains(p))
     {
-        return false;
+        return None;
     }
     let addr = addr.to_ascii_lowercase();
     let mut last_command = String::new();
+    let mut command_names_addr = false;
+    let mut failures = Vec::new();
+    let mut replied = false;
     for line in lower.lines() {
         let t = line.trim();
-        let cmd = t.strip_prefix(">>>").or_else(|| t.strip_prefix("in:"));
-        if let Some(c) = cmd {
-            last_command = c.split_whitespace().next().unwrap_or("").to_string();
+        if let Some(c) = t.strip_prefix(">>>").or_else(|| t.strip_prefix("in:")) {
+            last_command = c.split_whitespace().next().unwrap_or("").trim_end_matches(':').to_string();
+            command_names_addr = !addr.is_empty() && c.contains(&addr);
+            replied = false;
             continue;
         }
-        let reply = t.starts_with("<<<") || t.starts_with("out:");
-        if reply && t.contains(&addr) && reply_code_in(t).is_some() && last_command == "data" {
-            return true;
+        let Some(reply) = t.strip_prefix("<<<").or_else(|| t.strip_prefix("out:")) else { continue };
+        let reply = reply.trim_start();
+        let first_reply = !replied;
+        replied = true;
+        if !reply.starts_with(['4', '5']) || reply_code_in(reply).is_none() {
+            continue;
         }
+        let phase = if last_command.is_empty() { Some(Phase::Connect) } else { command_phase(&last_command) };
+        if !addr.is_empty() && (reply.contains(&addr) || command_names_addr && first_reply) {
+            return phase;
+        }
+        failures.push(phase);
     }
-    false
+    if failures.len() == 1 { failures[0] } else { None }
 }
 
 /// What a line of a plain-text bounce says about a recipient.
@@ -303,6 +414,21 @@ mod tests {
         assert_eq!(recipient_on_line("550 <a@b.example>... User unknown").as_deref(), Some("a@b.example"));
         assert_eq!(recipient_on_line(">>> RCPT To:<a@b.example>").as_deref(), Some("a@b.example"));
         assert_eq!(recipient_on_line("Nothing here"), None);
+    }
+
+    #[test]
+    fn phases() {
+        assert_eq!(phase_in("said: 550 : User unknown (in reply to end of DATA command)"), Some(Phase::Data));
+        assert_eq!(phase_in("SMTP error from remote mail server after MAIL FROM:<a@b.example>"), Some(Phase::MailFrom));
+        assert_eq!(
+            phase_in("550 5.1.1 <a@b.example>... User unknown (in reply to RCPT TO command)"),
+            Some(Phase::RcptTo)
+        );
+        assert_eq!(phase_in("Connected to 192.0.2.1 but my name was rejected."), Some(Phase::Connect));
+        assert_eq!(phase_in("550 5.1.1 User unknown"), None);
+        let t = ">>> RCPT To:<a@b.example>\n<<< 550 No such user here\n>>> DATA\n<<< 554 Transaction failed";
+        assert_eq!(transcript_phase(t, "a@b.example"), Some(Phase::RcptTo));
+        assert_eq!(transcript_phase(">>> DATA\n<<< 550 Unknown user c@d.example", "c@d.example"), Some(Phase::Data));
     }
 
     #[test]

@@ -72,12 +72,16 @@ python3 bench/gen_batches.py "$OUT/batches" "$N" 1000 "$SIZE"
 P=$(free_port); SINK=$(start_sink "$P" "$OUT/sink-epistle.txt"); sleep 0.3
 HP=$(free_port)
 SP=$(free_port)
-if [ "$ENGINE" = postgres ]; then
-  psql -q -h 127.0.0.1 -U postgres -d test -c "DROP DATABASE IF EXISTS epistle_bench WITH (FORCE)" -c "CREATE DATABASE epistle_bench"
-  DB_URL="postgres://postgres@127.0.0.1:5432/epistle_bench"
-else
-  DB_URL="sqlite://$OUT/data/epistle.db"
-fi
+fresh_db() { # sqlite folder name: prints the database URL (PostgreSQL: recreated)
+  if [ "$ENGINE" = postgres ]; then
+    psql -q -h 127.0.0.1 -U postgres -d test -c "DROP DATABASE IF EXISTS epistle_bench WITH (FORCE)" \
+      -c "CREATE DATABASE epistle_bench" >&2
+    echo "postgres://postgres@127.0.0.1:5432/epistle_bench"
+  else
+    echo "sqlite://$OUT/$1/epistle.db"
+  fi
+}
+DB_URL=$(fresh_db data)
 cat > "$OUT/epistle.toml" <<TOML
 database_url = "$DB_URL"
 http_addr = "127.0.0.1:$HP"
@@ -138,11 +142,7 @@ dnsmasq -k -p "$DP" --listen-address=127.0.0.1 --bind-interfaces --no-resolv --n
 DNSMASQ=$!
 sleep 0.3
 HP2=$(free_port); SP2=$(free_port)
-if [ "$ENGINE" = postgres ]; then
-  psql -q -h 127.0.0.1 -U postgres -d test -c "DROP DATABASE IF EXISTS epistle_bench WITH (FORCE)" -c "CREATE DATABASE epistle_bench"
-else
-  DB_URL="sqlite://$OUT/data-mx/epistle.db"
-fi
+DB_URL=$(fresh_db data-mx)
 cat > "$OUT/epistle-mx.toml" <<TOML
 database_url = "$DB_URL"
 http_addr = "127.0.0.1:$HP2"

@@ -177,6 +177,16 @@ impl Worker {
         renewer.abort();
     }
 
+    /// Releases claimed work unattempted, to be claimed again in a second.
+    async fn put_back(&self, claimed: &[Claimed], e: &epistle_store::StoreError, tx: &mpsc::Sender<Done>) {
+        let retry_at = self.clock.now_ms() + 1000;
+        let outcomes = claimed
+            .iter()
+            .map(|c| outcome(c, OutcomeKind::Released { retry_at }, e.to_string(), "none", 0, 0))
+            .collect();
+        let _ = tx.send(Done { outcomes, _permit: None }).await;
+    }
+
     async fn dispatch(
         &self,
         claimed: Vec<Claimed>,
@@ -191,13 +201,7 @@ impl Worker {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!(error = %e, "cannot load claimed messages; putting them back");
-                let retry_at = self.clock.now_ms() + 1000;
-                let outcomes = claimed
-                    .iter()
-                    .map(|c| outcome(c, OutcomeKind::Released { retry_at }, e.to_string(), "none", 0, 0))
-                    .collect();
-                let _ = tx.send(Done { outcomes, _permit: None }).await;
-                return;
+                return self.put_back(&claimed, &e, tx).await;
             }
         };
         // Addresses on their tenant's suppression list are not sent to.
@@ -206,13 +210,7 @@ impl Worker {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the suppression list; putting the work back");
-                let retry_at = self.clock.now_ms() + 1000;
-                let outcomes = claimed
-                    .iter()
-                    .map(|c| outcome(c, OutcomeKind::Released { retry_at }, e.to_string(), "none", 0, 0))
-                    .collect();
-                let _ = tx.send(Done { outcomes, _permit: None }).await;
-                return;
+                return self.put_back(&claimed, &e, tx).await;
             }
         };
         let mut by_message: HashMap<String, Vec<Claimed>> = HashMap::new();

@@ -57,8 +57,9 @@ fn verdict(status: u16, error_type: &str) -> Verdict {
     }
 }
 
+/// Now, as SigV4 writes it (`20261122T143000Z`).
 #[allow(clippy::disallowed_methods)] // SigV4 needs the wall clock: AWS refuses requests 5 minutes off.
-fn amz_date() -> String {
+pub fn amz_date() -> String {
     let now = time::OffsetDateTime::now_utc();
     format!(
         "{:04}{:02}{:02}T{:02}{:02}{:02}Z",

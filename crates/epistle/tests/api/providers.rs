@@ -89,17 +89,7 @@ async fn create_identity(moto: &MotoServer, domain: &str) {
         region: "us-east-1",
         service: "ses",
     };
-    #[allow(clippy::disallowed_methods)] // the signature needs the wall clock
-    let now = time::OffsetDateTime::now_utc();
-    let date = format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        now.year(),
-        now.month() as u8,
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second()
-    );
+    let date = epistle_deliver::providers::ses::amz_date();
     let path = "/v2/email/identities";
     let headers =
         sigv4::sign(&creds, "POST", path, "", &[("host", &host), ("content-type", "application/json")], &body, &date);

@@ -336,6 +336,7 @@ pub async fn build(cfg: Config, clock: SharedClock) -> anyhow::Result<App> {
         wake: wake.clone(),
         router: Some(route),
         domains: Some(domains),
+        templates: Default::default(),
         settings: Arc::new(HttpSettings {
             max_request_bytes: cfg.limits.max_request_bytes,
             max_recipients: cfg.limits.max_recipients,

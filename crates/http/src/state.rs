@@ -29,6 +29,8 @@ pub struct AppState {
     /// Wakes the delivery worker after an accept.
     pub wake: Arc<Notify>,
     pub router: Option<Arc<Router>>,
+    /// Compiled templates by tenant.
+    pub templates: Arc<crate::routes::templates::TemplateCache>,
     /// Sending domains and DKIM keys.
     pub domains: Option<Arc<epistle_deliver::domains::Domains>>,
     pub settings: Arc<HttpSettings>,

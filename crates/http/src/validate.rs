@@ -222,6 +222,7 @@ pub fn prepare(
         recipients,
         idempotency,
         response: serde_json::to_string(&reply).unwrap_or_default(),
+        template: None,
     };
     Ok(Prepared { message, reply })
 }

@@ -36,6 +36,12 @@ pub struct SendRequest {
     pub attachments: Vec<AttachmentIn>,
     pub send_at: Option<String>,
     pub stream: Option<String>,
+    /// Render subject and bodies from this template (instead of giving
+    /// `subject`, `text`, `html`) with `data`.
+    pub template: Option<String>,
+    /// A version other than the active one.
+    pub template_version: Option<i64>,
+    pub data: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

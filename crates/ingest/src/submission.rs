@@ -133,6 +133,7 @@ pub fn new_message(r: Received<'_>) -> NewMessage {
         recipients,
         idempotency: None,
         response: String::new(),
+        template: None,
     }
 }
 

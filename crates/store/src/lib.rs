@@ -16,6 +16,7 @@ mod migrate;
 mod queue;
 mod records;
 mod sql;
+mod templates;
 mod tenants;
 
 use std::path::Path;
@@ -31,6 +32,7 @@ pub use group_commit::Committer;
 pub use messages::{InsertResult, ListFilter, NewMessage, NewRecipient};
 pub use queue::{Claimed, CostStats, DeliveryMessage, Outcome, OutcomeKind, Suppression};
 pub use records::*;
+pub use templates::{NewTemplateVersion, TemplateRecord, TemplateVersion};
 pub mod sqlx_error {
     pub use sqlx::Error;
 }

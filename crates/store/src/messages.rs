@@ -36,6 +36,8 @@ pub struct NewMessage {
     pub idempotency: Option<(String, String)>,
     /// The reply to give again when the same key and body come back.
     pub response: String,
+    /// The template (name, version) it was rendered from, to count uses.
+    pub template: Option<(String, i64)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,7 +144,14 @@ impl Store {
         let mut rcpt_rows = Vec::new();
         let mut tag_rows = Vec::new();
         let mut event_rows = Vec::new();
+        let mut template_uses: Vec<(String, String, i64, i64)> = Vec::new();
         for m in accepted {
+            if let Some((name, version)) = &m.template {
+                match template_uses.iter_mut().find(|u| u.0 == m.tenant_id && u.1 == *name && u.2 == *version) {
+                    Some(u) => u.3 += 1,
+                    None => template_uses.push((m.tenant_id.clone(), name.clone(), *version, 1)),
+                }
+            }
             let (status, due) = match m.send_at {
                 Some(t) if t > now => (RecipientStatus::Scheduled, t),
                 _ => (RecipientStatus::Queued, now),
@@ -234,6 +243,17 @@ impl Store {
         ];
         for (sql, vals) in statements.into_iter().flatten() {
             bind_all(sqlx::query(&sql), vals).execute(&mut *tx).await?;
+        }
+        for (tenant, name, version, n) in template_uses {
+            sqlx::query(
+                "UPDATE template_versions SET uses = uses + $1 WHERE tenant_id = $2 AND name = $3 AND version = $4",
+            )
+            .bind(n)
+            .bind(tenant)
+            .bind(name)
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(results)

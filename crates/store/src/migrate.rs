@@ -165,6 +165,33 @@ CREATE TABLE suppressions (
 CREATE INDEX suppressions_email ON suppressions (email);
 "#,
     },
+    Migration {
+        version: 5,
+        name: "templates and their versions",
+        sql: r#"
+CREATE TABLE templates (
+    tenant_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    active_version BIGINT NOT NULL,
+    category TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, name)
+);
+CREATE TABLE template_versions (
+    tenant_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    subject TEXT NOT NULL,
+    html TEXT,
+    text_body TEXT,
+    sample_data TEXT NOT NULL,
+    uses BIGINT NOT NULL DEFAULT 0,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, name, version)
+);
+"#,
+    },
 ];
 
 impl Dialect {

@@ -63,6 +63,7 @@ fn message(tenant: &str, emails: &[&str]) -> NewMessage {
         recipients: emails.iter().map(|e| NewRecipient { email: e.to_string(), kind: "to" }).collect(),
         idempotency: None,
         response: "{}".into(),
+        template: None,
     }
 }
 

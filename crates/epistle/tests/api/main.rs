@@ -12,4 +12,5 @@ mod mx;
 mod providers;
 mod routing;
 mod smtp;
+mod templates;
 mod ui;

@@ -57,8 +57,49 @@ pub async fn send(
         }
         None => None,
     };
+    accept_one(&st, &caller, body.value, idempotency).await
+}
+
+/// Renders the message's template, if it names one, into its subject and
+/// bodies. Returns the template and version used.
+pub async fn apply_template(
+    st: &AppState,
+    tenant_id: &str,
+    req: &mut SendRequest,
+) -> Result<Option<(String, i64)>, ApiError> {
+    let Some(name) = req.template.clone() else {
+        if req.data.is_some() || req.template_version.is_some() {
+            return Err(ApiError::invalid("template", "`data` and `template_version` go with `template`"));
+        }
+        return Ok(None);
+    };
+    if req.subject.is_some() || req.text.is_some() || req.html.is_some() {
+        return Err(ApiError::invalid(
+            "template",
+            "give either `template` (with `data`) or `subject` / `text` / `html`, not both",
+        ));
+    }
+    let data = serde_json::Value::Object(req.data.take().unwrap_or_default());
+    let (rendered, version) =
+        super::templates::render_for_message(st, tenant_id, &name, req.template_version, &data).await?;
+    req.subject = Some(rendered.subject);
+    req.html = rendered.html;
+    req.text = rendered.text;
+    Ok(Some((name, version)))
+}
+
+/// Validates, renders and commits one message; the 202 (or the replayed
+/// answer of an earlier request with the same key).
+pub async fn accept_one(
+    st: &AppState,
+    caller: &Caller,
+    mut req: SendRequest,
+    idempotency: Option<(String, String)>,
+) -> Result<Response, ApiError> {
     let now = st.clock.now_ms();
-    let Prepared { message, reply } = validate::prepare(body.value, &caller.tenant_id, now, &st.settings, idempotency)?;
+    let template = apply_template(st, &caller.tenant_id, &mut req).await?;
+    let Prepared { mut message, reply } = validate::prepare(req, &caller.tenant_id, now, &st.settings, idempotency)?;
+    message.template = template;
     let n_rcpts = message.recipients.len() as u64;
     let result = st.committer.insert(vec![message], now).await?;
     match result.into_iter().next() {
@@ -102,7 +143,7 @@ pub async fn send_batch(State(st): State<AppState>, caller: Caller, req: Request
     let mut slots: Vec<Result<usize, ApiError>> = Vec::with_capacity(batch.messages.len());
     let mut prepared = Vec::new();
     for item in batch.messages {
-        let r = (|| {
+        let r = async {
             let mut item = item;
             let key = match item.as_object_mut().map(|o| o.remove("idempotency_key")) {
                 None => return Err(ApiError::invalid("", "each batch item must be a message object")),
@@ -113,9 +154,13 @@ pub async fn send_batch(State(st): State<AppState>, caller: Caller, req: Request
                 }
             };
             let idem = key.map(|k| (k, body_hash(item.to_string().as_bytes())));
-            let req: SendRequest = json::from_value(item)?;
-            validate::prepare(req, &caller.tenant_id, now, &st.settings, idem)
-        })();
+            let mut req: SendRequest = json::from_value(item)?;
+            let template = apply_template(&st, &caller.tenant_id, &mut req).await?;
+            let mut p = validate::prepare(req, &caller.tenant_id, now, &st.settings, idem)?;
+            p.message.template = template;
+            Ok(p)
+        }
+        .await;
         slots.push(r.map(|p| {
             prepared.push(p);
             prepared.len() - 1

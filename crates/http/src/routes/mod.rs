@@ -4,6 +4,7 @@ pub mod domains;
 pub mod health;
 pub mod messages;
 pub mod stats;
+pub mod templates;
 pub mod transports;
 pub mod ui;
 
@@ -29,6 +30,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/domains/{name}/verify", post(domains::verify))
         .route("/v1/domains/{name}/rotate", post(domains::rotate))
         .route("/v1/domains/{name}/keys/{selector}", axum::routing::delete(domains::delete_key))
+        .route("/v1/templates", post(templates::create).get(templates::list))
+        .route("/v1/templates/{name}", get(templates::get).put(templates::update).delete(templates::delete))
+        .route("/v1/templates/{name}/preview", post(templates::preview))
+        .route("/v1/templates/{name}/test", post(templates::test_send))
         .route("/v1/transports", get(transports::list))
         .route("/v1/stats/costs", get(stats::costs))
         .route("/healthz", get(health::healthz))

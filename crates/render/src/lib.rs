@@ -1,0 +1,306 @@
+//! Templates: a message's subject, HTML and text rendered from a tenant's
+//! templates with MiniJinja (Jinja2 syntax).
+//!
+//! - HTML is auto-escaped; subject and text are not.
+//! - Templates of the same tenant can include and extend each other by
+//!   name and part: `{% extends "layout.html" %}`, `{% include
+//!   "footer.txt" %}`.
+//! - Undefined values are *semi-strict*: printing or iterating one is an
+//!   error (so a typo is a 422 at accept time, never a broken mail), while
+//!   `{% if x %}` and `{{ x | default("there") }}` work on missing data.
+//! - Sandboxed: MiniJinja has no file or network access; every render runs
+//!   on fuel, so a loop over a huge range or deep recursion ends in an
+//!   error, and output is capped.
+//!
+//! A compiled [`Library`] (one tenant's templates at one point in time) is
+//! meant to be cached and shared: MiniJinja keeps the compiled form of each
+//! template it has loaded.
+
+mod filters;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
+use serde::Serialize;
+
+/// Largest template part accepted (422 above).
+pub const MAX_SOURCE_BYTES: usize = 256 * 1024;
+/// Largest rendered part.
+pub const MAX_OUTPUT_BYTES: usize = 2 * 1024 * 1024;
+/// Instructions one render may run. An order confirmation with 20 items
+/// takes a few thousand; a runaway loop hits this in well under a second.
+pub const FUEL: u64 = 2_000_000;
+
+/// The parts of one template version.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Source {
+    pub subject: String,
+    pub html: Option<String>,
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rendered {
+    pub subject: String,
+    pub html: Option<String>,
+    pub text: Option<String>,
+}
+
+/// What went wrong, and where: the template, the part (`subject`, `html`,
+/// `text`) and the line, for a 422 the sender can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[error("template `{template}` ({part}){}: {message}", line.map(|l| format!(", line {l}")).unwrap_or_default())]
+pub struct RenderError {
+    pub template: String,
+    pub part: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+const PARTS: [(&str, &str); 3] = [("subject", "subject"), ("html", "html"), ("text", "txt")];
+
+fn part_of(source: &Source, part: &str) -> Option<String> {
+    match part {
+        "subject" => Some(source.subject.clone()),
+        "html" => source.html.clone(),
+        "txt" => source.text.clone(),
+        _ => None,
+    }
+}
+
+/// Splits `order.html` into (`order`, `html`).
+fn split_name(full: &str) -> Option<(&str, &str)> {
+    let (name, ext) = full.rsplit_once('.')?;
+    PARTS.iter().any(|(_, e)| *e == ext).then_some((name, ext))
+}
+
+fn error(template: &str, part: &str, e: &minijinja::Error) -> RenderError {
+    // The error may come from an included template; name the one it is in.
+    let (template, part) = match e.name().and_then(split_name) {
+        Some((n, p)) => (n.to_string(), if p == "txt" { "text".to_string() } else { p.to_string() }),
+        None => (template.to_string(), part.to_string()),
+    };
+    let message = match e.kind() {
+        ErrorKind::OutOfFuel => "the template did too much work (a loop too long, or recursion); it was stopped".into(),
+        ErrorKind::UndefinedError => format!(
+            "{}: give it in `data`, or write `{{{{ name | default(\"…\") }}}}` for optional values",
+            e.detail().unwrap_or("a value is undefined")
+        ),
+        ErrorKind::TemplateNotFound => {
+            format!(
+                "{}: include other templates as `name.html`, `name.txt` or `name.subject`",
+                e.detail().unwrap_or("")
+            )
+        }
+        _ => match e.detail() {
+            Some(d) => format!("{}: {d}", e.kind()),
+            None => e.kind().to_string(),
+        },
+    };
+    RenderError { template, part, line: e.line(), message }
+}
+
+/// One tenant's templates, compiled on first use.
+pub struct Library {
+    env: Environment<'static>,
+}
+
+impl std::fmt::Debug for Library {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Library")
+    }
+}
+
+/// A template as it is looked up by name (the active version of each).
+pub type Sources = HashMap<String, Source>;
+
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
+    env.set_fuel(Some(FUEL));
+    env.set_recursion_limit(100);
+    env.set_auto_escape_callback(|name| if name.ends_with(".html") { AutoEscape::Html } else { AutoEscape::None });
+    filters::register(&mut env);
+    env
+}
+
+impl Library {
+    /// A library over `sources`; templates are compiled when first used.
+    pub fn new(sources: Sources) -> Self {
+        let sources = Arc::new(sources);
+        let mut env = environment();
+        env.set_loader(move |full| {
+            let Some((name, ext)) = split_name(full) else { return Ok(None) };
+            Ok(sources.get(name).and_then(|s| part_of(s, ext)))
+        });
+        Self { env }
+    }
+
+    /// Renders template `name` (its active version) with `data`.
+    pub fn render(&self, name: &str, data: &serde_json::Value) -> Result<Rendered, RenderError> {
+        self.render_with(&self.env, name, data)
+    }
+
+    /// Renders `source` as if it were template `name` (an older version, or
+    /// one not saved yet), with includes resolved in this library.
+    pub fn render_source(
+        &self,
+        name: &str,
+        source: &Source,
+        data: &serde_json::Value,
+    ) -> Result<Rendered, RenderError> {
+        let mut env = self.env.clone();
+        for (part, ext) in PARTS {
+            if let Some(src) = part_of(source, ext) {
+                env.add_template_owned(format!("{name}.{ext}"), src).map_err(|e| error(name, part, &e))?;
+            }
+        }
+        self.render_with(&env, name, data)
+    }
+
+    fn render_with(
+        &self,
+        env: &Environment<'static>,
+        name: &str,
+        data: &serde_json::Value,
+    ) -> Result<Rendered, RenderError> {
+        let mut out = Rendered { subject: String::new(), html: None, text: None };
+        let ctx = minijinja::Value::from_serialize(data);
+        for (part, ext) in PARTS {
+            let full = format!("{name}.{ext}");
+            let tmpl = match env.get_template(&full) {
+                Ok(t) => t,
+                Err(e) if e.kind() == ErrorKind::TemplateNotFound && part != "subject" => continue,
+                Err(e) => return Err(error(name, part, &e)),
+            };
+            let rendered = tmpl.render(&ctx).map_err(|e| error(name, part, &e))?;
+            if rendered.len() > MAX_OUTPUT_BYTES {
+                return Err(RenderError {
+                    template: name.into(),
+                    part: part.into(),
+                    line: None,
+                    message: format!("the output is larger than {MAX_OUTPUT_BYTES} bytes"),
+                });
+            }
+            match part {
+                "subject" => out.subject = rendered.split_whitespace().collect::<Vec<_>>().join(" "),
+                "html" => out.html = Some(rendered),
+                _ => out.text = Some(rendered),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Checks a template before it is saved: sizes and syntax of each part.
+pub fn check(name: &str, source: &Source) -> Result<(), RenderError> {
+    let env = environment();
+    for (part, ext) in PARTS {
+        let Some(src) = part_of(source, ext) else { continue };
+        if src.len() > MAX_SOURCE_BYTES {
+            return Err(RenderError {
+                template: name.into(),
+                part: part.into(),
+                line: None,
+                message: format!(
+                    "larger than {MAX_SOURCE_BYTES} bytes; split it into templates that include each other"
+                ),
+            });
+        }
+        env.template_from_named_str(&format!("{name}.{ext}"), &src).map_err(|e| error(name, part, &e))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn lib(entries: &[(&str, Source)]) -> Library {
+        Library::new(entries.iter().map(|(n, s)| (n.to_string(), s.clone())).collect())
+    }
+
+    fn src(subject: &str, html: Option<&str>, text: Option<&str>) -> Source {
+        Source { subject: subject.into(), html: html.map(Into::into), text: text.map(Into::into) }
+    }
+
+    #[test]
+    fn html_is_escaped_subject_and_text_are_not() {
+        let l = lib(&[("hi", src("Hi {{ name }}", Some("<p>{{ name }}</p>"), Some("Hi {{ name }}")))]);
+        let r = l.render("hi", &json!({"name": "Tom & <Jerry>"})).unwrap();
+        assert_eq!(r.subject, "Hi Tom & <Jerry>");
+        assert_eq!(r.html.unwrap(), "<p>Tom &amp; &lt;Jerry&gt;</p>");
+        assert_eq!(r.text.unwrap(), "Hi Tom & <Jerry>");
+    }
+
+    #[test]
+    fn defaults_and_optional_values() {
+        let l = lib(&[(
+            "w",
+            src(
+                "Welcome {{ first_name | default(\"there\") }}",
+                None,
+                Some("{% if plan %}Plan {{ plan }}{% endif %}."),
+            ),
+        )]);
+        let r = l.render("w", &json!({})).unwrap();
+        assert_eq!(r.subject, "Welcome there");
+        assert_eq!(r.text.unwrap(), ".");
+        assert_eq!(r.html, None);
+    }
+
+    #[test]
+    fn a_missing_value_names_template_part_and_line() {
+        let l = lib(&[("o", src("Order", Some("<p>\n{{ order.totl }}\n</p>"), None))]);
+        let e = l.render("o", &json!({"order": {"total": 3}})).unwrap_err();
+        assert_eq!((e.template.as_str(), e.part.as_str(), e.line), ("o", "html", Some(2)));
+        assert!(e.message.contains("default("), "{e}");
+    }
+
+    #[test]
+    fn layouts_and_includes_between_templates() {
+        let l = lib(&[
+            ("layout", src("", Some("<main>{% block body %}{% endblock %}</main>{% include \"footer.html\" %}"), None)),
+            ("footer", src("", Some("<small>{{ company }}</small>"), None)),
+            ("page", src("S", Some("{% extends \"layout.html\" %}{% block body %}Hello{% endblock %}"), None)),
+        ]);
+        let r = l.render("page", &json!({"company": "Shop"})).unwrap();
+        assert_eq!(r.html.unwrap(), "<main>Hello</main><small>Shop</small>");
+        let e = l.render("o", &json!({})).unwrap_err();
+        assert_eq!(e.part, "subject");
+        let bad = lib(&[("p", src("S", Some("{% include \"nope.html\" %}"), None))]);
+        assert!(bad.render("p", &json!({})).unwrap_err().message.contains("name.html"));
+    }
+
+    #[test]
+    fn runaway_templates_are_stopped() {
+        let l = lib(&[
+            ("loop", src("x", None, Some("{% for i in range(100000000) %}{{ i }}{% endfor %}"))),
+            ("rec", src("x", None, Some("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}"))),
+        ]);
+        let e = l.render("loop", &json!({})).unwrap_err();
+        assert!(e.message.contains("too much work") || e.message.contains("range"), "{e}");
+        assert!(l.render("rec", &json!({})).is_err());
+    }
+
+    #[test]
+    fn syntax_errors_and_sizes_are_checked_before_saving() {
+        let e = check("t", &src("ok", Some("<p>\n{% if x %}\n</p>"), None)).unwrap_err();
+        assert_eq!((e.part.as_str(), e.template.as_str()), ("html", "t"));
+        assert!(e.line.is_some(), "{e}");
+        let big = "x".repeat(MAX_SOURCE_BYTES + 1);
+        assert!(check("t", &src("ok", None, Some(&big))).unwrap_err().message.contains("larger than"));
+        assert!(check("t", &src("Hi {{ name }}", Some("<p>{{ name }}</p>"), None)).is_ok());
+    }
+
+    #[test]
+    fn an_unsaved_version_renders_against_the_library() {
+        let l = lib(&[("footer", src("", None, Some("-- {{ company }}")))]);
+        let draft = src("Draft", None, Some("Body\n{% include \"footer.txt\" %}"));
+        let r = l.render_source("draft", &draft, &json!({"company": "Shop"})).unwrap();
+        assert_eq!(r.text.unwrap(), "Body\n-- Shop");
+    }
+}

@@ -131,7 +131,8 @@ impl Store {
     pub async fn list_templates(&self, tenant_id: &str) -> Result<Vec<TemplateRecord>> {
         let rows = sqlx::query(
             "SELECT t.name, t.active_version, t.category, t.created_at, t.updated_at, \
-             (SELECT COALESCE(SUM(v.uses), 0) FROM template_versions v WHERE v.tenant_id = t.tenant_id AND v.name = t.name) \
+             (SELECT CAST(COALESCE(SUM(v.uses), 0) AS BIGINT) FROM template_versions v \
+             WHERE v.tenant_id = t.tenant_id AND v.name = t.name) \
              FROM templates t WHERE t.tenant_id = $1 ORDER BY t.name",
         )
         .bind(tenant_id)
@@ -209,7 +210,7 @@ impl Store {
     /// Changes whenever a template of the tenant is saved or deleted.
     pub async fn templates_stamp(&self, tenant_id: &str) -> Result<i64> {
         let row = sqlx::query(
-            "SELECT COALESCE(MAX(updated_at), 0) * 1000 + COUNT(*) + COALESCE(SUM(active_version), 0) \
+            "SELECT CAST(COALESCE(MAX(updated_at), 0) * 1000 + COUNT(*) + COALESCE(SUM(active_version), 0) AS BIGINT) \
              FROM templates WHERE tenant_id = $1",
         )
         .bind(tenant_id)

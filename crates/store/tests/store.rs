@@ -33,6 +33,7 @@ both_engines!(
     cancel_stops_pending_recipients,
     hard_bounces_are_suppressed,
     domains_and_keys,
+    template_versions_and_uses,
 );
 
 async fn store(engine: Engine) -> (Store, TestDb) {
@@ -434,4 +435,40 @@ async fn domains_and_keys(engine: Engine) {
     assert_eq!(store.list_domains("ten_b").await.unwrap().len(), 1);
     assert_eq!(store.setting_or_insert("k", "first").await.unwrap(), "first");
     assert_eq!(store.setting_or_insert("k", "second").await.unwrap(), "first");
+}
+
+async fn template_versions_and_uses(engine: Engine) {
+    let (store, _db) = store(engine).await;
+    let v = |subject: &str| epistle_store::NewTemplateVersion {
+        subject: subject.into(),
+        html: Some("<p>{{ x }}</p>".into()),
+        text: None,
+        sample_data: "{}".into(),
+        category: Some("transactional".into()),
+    };
+    assert_eq!(store.save_template("ten_a", "t", &v("one"), true, T0).await.unwrap(), Some(1));
+    assert_eq!(store.save_template("ten_a", "t", &v("again"), true, T0).await.unwrap(), None, "create refuses");
+    assert_eq!(store.save_template("ten_a", "nope", &v("x"), false, T0).await.unwrap(), None, "update refuses");
+    let stamp = store.templates_stamp("ten_a").await.unwrap();
+    assert_eq!(store.save_template("ten_a", "t", &v("two"), false, T0 + 1).await.unwrap(), Some(2));
+    assert_ne!(store.templates_stamp("ten_a").await.unwrap(), stamp, "a save changes the stamp");
+    assert_eq!(store.template_version("ten_a", "t", None).await.unwrap().unwrap().subject, "two");
+    assert_eq!(store.template_version("ten_a", "t", Some(1)).await.unwrap().unwrap().subject, "one");
+    assert!(store.template_version("ten_b", "t", None).await.unwrap().is_none(), "per tenant");
+    let (active, _) = store.active_templates("ten_a").await.unwrap();
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0].version, 2);
+
+    let mut m = message("ten_a", &["a@example.com"]);
+    m.template = Some(("t".into(), 1));
+    let mut m2 = message("ten_a", &["b@example.com"]);
+    m2.template = Some(("t".into(), 1));
+    store.insert_messages(vec![m, m2], T0).await.unwrap();
+    let versions = store.template_versions("ten_a", "t").await.unwrap();
+    let uses: Vec<(i64, i64)> = versions.iter().map(|v| (v.version, v.uses)).collect();
+    assert_eq!(uses, vec![(2, 0), (1, 2)]);
+    assert_eq!(store.list_templates("ten_a").await.unwrap()[0].uses, 2);
+    assert!(store.delete_template("ten_a", "t").await.unwrap());
+    assert!(store.template_versions("ten_a", "t").await.unwrap().is_empty());
+    assert!(!store.delete_template("ten_a", "t").await.unwrap());
 }

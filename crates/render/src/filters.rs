@@ -20,16 +20,28 @@ fn money(amount: f64, currency: Option<String>, locale: Option<String>) -> Resul
     let comma_decimals = matches!(locale.get(..2), Some("de" | "fr" | "es" | "it" | "nl" | "pt"));
     let (group, point) = if comma_decimals { ('.', ',') } else { (',', '.') };
     let negative = amount < 0.0;
-    let fixed = format!("{:.*}", decimals, amount.abs());
-    let (int, frac) = fixed.split_once('.').unwrap_or((&fixed, ""));
-    let mut grouped = String::new();
+    // Whole minor units as an integer: exact for any price a mail shows,
+    // and much cheaper than formatting the float.
+    let scale = if decimals == 0 { 1.0 } else { 100.0 };
+    let minor = (amount.abs() * scale).round();
+    if minor >= 1e17 {
+        return Err(Error::new(ErrorKind::InvalidOperation, "money: the amount is too large"));
+    }
+    let minor = minor as u64;
+    let (whole, frac) = if decimals == 0 { (minor, 0) } else { (minor / 100, minor % 100) };
+    let int = whole.to_string();
+    let mut number = String::with_capacity(int.len() + int.len() / 3 + 4);
     for (i, c) in int.chars().enumerate() {
         if i > 0 && (int.len() - i) % 3 == 0 {
-            grouped.push(group);
+            number.push(group);
         }
-        grouped.push(c);
+        number.push(c);
     }
-    let number = if frac.is_empty() { grouped } else { format!("{grouped}{point}{frac}") };
+    if decimals > 0 {
+        number.push(point);
+        number.push(char::from(b'0' + (frac / 10) as u8));
+        number.push(char::from(b'0' + (frac % 10) as u8));
+    }
     let symbol = match currency.as_str() {
         "USD" => "$",
         "EUR" => "€",
@@ -58,6 +70,9 @@ mod tests {
         assert_eq!(m(12.0, Some("CHF"), None), "12.00 CHF");
         assert_eq!(m(-5.25, Some("GBP"), None), "-£5.25");
         assert_eq!(m(0.0, None, None), "$0.00");
+        assert_eq!(m(0.005, None, None), "$0.01");
+        assert_eq!(m(19.999, None, None), "$20.00");
         assert!(money(f64::NAN, None, None).is_err());
+        assert!(money(1e30, None, None).is_err());
     }
 }

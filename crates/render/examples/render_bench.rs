@@ -1,0 +1,36 @@
+//! Renders a template file (`{"subject", "html", "text", "data"}`) N times
+//! and prints renders per second: the Rust side of bench/render.sh.
+//!
+//!     cargo run --release -p epistle-render --example render_bench -- FILE N
+
+use std::time::Instant;
+
+use epistle_render::{Library, Source};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let path = args.next().expect("usage: render_bench FILE N");
+    let n: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(20_000);
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).expect("read the file")).expect("JSON");
+    let source = Source {
+        subject: doc["subject"].as_str().unwrap_or_default().into(),
+        html: doc["html"].as_str().map(Into::into),
+        text: doc["text"].as_str().map(Into::into),
+    };
+    let lib = Library::new([("order-confirmation".to_string(), source)].into_iter().collect());
+    let data = &doc["data"];
+    let first = lib.render("order-confirmation", data).expect("renders");
+    let mut bytes = 0;
+    let t0 = Instant::now();
+    for _ in 0..n {
+        let r = lib.render("order-confirmation", data).expect("renders");
+        bytes += r.subject.len() + r.html.map_or(0, |h| h.len()) + r.text.map_or(0, |t| t.len());
+    }
+    let dt = t0.elapsed().as_secs_f64();
+    println!(
+        "epistle-render (MiniJinja): {n} renders in {dt:.2} s = {:.0} renders/s ({} bytes each; subject: {})",
+        n as f64 / dt,
+        bytes / n,
+        first.subject
+    );
+}

@@ -202,21 +202,7 @@ impl Store {
 
     /// Deletes the domain and its keys; mail from it is no longer signed.
     pub async fn delete_domain(&self, tenant_id: &str, name: &str) -> Result<bool> {
-        let mut conn = self.writer(Durability::Durable).await?;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        sqlx::query("DELETE FROM dkim_keys WHERE tenant_id = $1 AND domain = $2")
-            .bind(tenant_id)
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-        let n = sqlx::query("DELETE FROM domains WHERE tenant_id = $1 AND name = $2")
-            .bind(tenant_id)
-            .bind(name)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        tx.commit().await?;
-        Ok(n > 0)
+        self.delete_named(tenant_id, name, "domains", "name", "dkim_keys", "domain").await
     }
 
     /// Stores the result of a DNS check. `verified` keeps the first time
@@ -260,6 +246,37 @@ impl Store {
             .await?;
         let row = sqlx::query("SELECT value FROM settings WHERE name = $1").bind(name).fetch_one(&self.write).await?;
         Ok(row.get(0))
+    }
+}
+
+impl Store {
+    /// Deletes a tenant's row `name` of `parent` and the rows of `child`
+    /// that belong to it, in one transaction; whether the parent existed.
+    /// Table and column names come from this crate, never from input.
+    pub(crate) async fn delete_named(
+        &self,
+        tenant_id: &str,
+        name: &str,
+        parent: &str,
+        parent_col: &str,
+        child: &str,
+        child_col: &str,
+    ) -> Result<bool> {
+        let mut conn = self.writer(Durability::Durable).await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        sqlx::query(&format!("DELETE FROM {child} WHERE tenant_id = $1 AND {child_col} = $2"))
+            .bind(tenant_id)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        let n = sqlx::query(&format!("DELETE FROM {parent} WHERE tenant_id = $1 AND {parent_col} = $2"))
+            .bind(tenant_id)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(n > 0)
     }
 }
 

@@ -219,21 +219,8 @@ impl Store {
         Ok(row.get::<i64, _>(0))
     }
 
+    /// Deletes the template and all its versions.
     pub async fn delete_template(&self, tenant_id: &str, name: &str) -> Result<bool> {
-        let mut conn = self.writer(Durability::Durable).await?;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        sqlx::query("DELETE FROM template_versions WHERE tenant_id = $1 AND name = $2")
-            .bind(tenant_id)
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-        let n = sqlx::query("DELETE FROM templates WHERE tenant_id = $1 AND name = $2")
-            .bind(tenant_id)
-            .bind(name)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        tx.commit().await?;
-        Ok(n > 0)
+        self.delete_named(tenant_id, name, "templates", "name", "template_versions", "name").await
     }
 }

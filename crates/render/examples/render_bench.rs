@@ -16,6 +16,7 @@ fn main() {
         subject: doc["subject"].as_str().unwrap_or_default().into(),
         html: doc["html"].as_str().map(Into::into),
         text: doc["text"].as_str().map(Into::into),
+        ..Default::default()
     };
     let lib = Library::new([("order-confirmation".to_string(), source)].into_iter().collect());
     let data = &doc["data"];

@@ -32,12 +32,17 @@ pub const MAX_OUTPUT_BYTES: usize = 2 * 1024 * 1024;
 /// takes a few thousand; a runaway loop hits this in well under a second.
 pub const FUEL: u64 = 2_000_000;
 
-/// The parts of one template version.
+/// The parts of one template version. The HTML body comes from `mjml`
+/// when given (MJML rendered to responsive HTML after the Jinja pass), else
+/// from `html`. Without `text`, the text part is made from the HTML.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Source {
     pub subject: String,
     pub html: Option<String>,
     pub text: Option<String>,
+    pub mjml: Option<String>,
+    /// The preview line mail clients show after the subject.
+    pub preheader: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -58,13 +63,16 @@ pub struct RenderError {
     pub message: String,
 }
 
-const PARTS: [(&str, &str); 3] = [("subject", "subject"), ("html", "html"), ("text", "txt")];
+const PARTS: [(&str, &str); 5] =
+    [("subject", "subject"), ("preheader", "preheader"), ("mjml", "mjml"), ("html", "html"), ("text", "txt")];
 
 fn part_of(source: &Source, part: &str) -> Option<String> {
     match part {
         "subject" => Some(source.subject.clone()),
         "html" => source.html.clone(),
         "txt" => source.text.clone(),
+        "mjml" => source.mjml.clone(),
+        "preheader" => source.preheader.clone(),
         _ => None,
     }
 }
@@ -120,7 +128,9 @@ fn environment() -> Environment<'static> {
     env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
     env.set_fuel(Some(FUEL));
     env.set_recursion_limit(100);
-    env.set_auto_escape_callback(|name| if name.ends_with(".html") { AutoEscape::Html } else { AutoEscape::None });
+    env.set_auto_escape_callback(|name| {
+        if name.ends_with(".html") || name.ends_with(".mjml") { AutoEscape::Html } else { AutoEscape::None }
+    });
     filters::register(&mut env);
     env
 }
@@ -165,9 +175,13 @@ impl Library {
         name: &str,
         data: &serde_json::Value,
     ) -> Result<Rendered, RenderError> {
-        let mut out = Rendered { subject: String::new(), html: None, text: None };
         let ctx = minijinja::Value::from_serialize(data);
+        let mut parts: HashMap<&str, String> = HashMap::new();
         for (part, ext) in PARTS {
+            // An MJML body wins over an HTML one.
+            if part == "html" && parts.contains_key("mjml") {
+                continue;
+            }
             let full = format!("{name}.{ext}");
             let tmpl = match env.get_template(&full) {
                 Ok(t) => t,
@@ -176,21 +190,70 @@ impl Library {
             };
             let rendered = tmpl.render(&ctx).map_err(|e| error(name, part, &e))?;
             if rendered.len() > MAX_OUTPUT_BYTES {
-                return Err(RenderError {
-                    template: name.into(),
-                    part: part.into(),
-                    line: None,
-                    message: format!("the output is larger than {MAX_OUTPUT_BYTES} bytes"),
-                });
+                return Err(fail(name, part, format!("the output is larger than {MAX_OUTPUT_BYTES} bytes")));
             }
-            match part {
-                "subject" => out.subject = rendered.split_whitespace().collect::<Vec<_>>().join(" "),
-                "html" => out.html = Some(rendered),
-                _ => out.text = Some(rendered),
-            }
+            parts.insert(part, rendered);
         }
-        Ok(out)
+        let subject = parts.remove("subject").unwrap_or_default().split_whitespace().collect::<Vec<_>>().join(" ");
+        let mut html = match parts.remove("mjml") {
+            Some(mjml) => Some(mjml_to_html(name, &mjml)?),
+            None => parts.remove("html"),
+        };
+        if let Some(h) = html.take() {
+            let inlined = inline_css(name, h)?;
+            let preheader = parts.get("preheader").map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "));
+            html = Some(match preheader.filter(|p| !p.is_empty()) {
+                Some(p) => with_preheader(&inlined, &p),
+                None => inlined,
+            });
+        }
+        let text = match parts.remove("text") {
+            Some(t) => Some(t),
+            None => html.as_deref().map(html_to_text),
+        };
+        Ok(Rendered { subject, html, text })
     }
+}
+
+fn fail(template: &str, part: &str, message: String) -> RenderError {
+    RenderError { template: template.into(), part: part.into(), line: None, message }
+}
+
+/// MJML (already through Jinja) to responsive HTML, with mrml.
+fn mjml_to_html(name: &str, mjml: &str) -> Result<String, RenderError> {
+    let parsed = mrml::parse(mjml).map_err(|e| fail(name, "mjml", format!("not valid MJML: {e}")))?;
+    let opts = mrml::prelude::render::RenderOptions { disable_comments: true, ..Default::default() };
+    parsed.element.render(&opts).map_err(|e| fail(name, "mjml", format!("cannot render the MJML: {e}")))
+}
+
+/// Copies the rules of `<style>` blocks onto the elements they match, for
+/// clients that drop `<style>`; the blocks stay for media queries (dark
+/// mode, narrow screens). HTML without `<style>` is left as it is.
+fn inline_css(name: &str, html: String) -> Result<String, RenderError> {
+    if !html.contains("<style") {
+        return Ok(html);
+    }
+    let inliner = css_inline::CSSInliner::options().keep_style_tags(true).load_remote_stylesheets(false).build();
+    inliner.inline(&html).map_err(|e| fail(name, "html", format!("cannot inline the CSS: {e}")))
+}
+
+/// The preheader as the first, hidden, text of the body.
+fn with_preheader(html: &str, preheader: &str) -> String {
+    let escaped = preheader.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let block = format!(
+        "<div style=\"display:none;max-height:0;max-width:0;overflow:hidden;opacity:0;mso-hide:all\">{escaped}</div>"
+    );
+    let lower = html.to_ascii_lowercase();
+    match lower.find("<body").and_then(|i| lower[i..].find('>').map(|j| i + j + 1)) {
+        Some(at) => format!("{}{block}{}", &html[..at], &html[at..]),
+        None => format!("{block}{html}"),
+    }
+}
+
+/// A plain-text part from HTML: paragraphs and lists kept, links written
+/// out as numbered references, lines wrapped at 78.
+pub fn html_to_text(html: &str) -> String {
+    html2text::from_read(html.as_bytes(), 78).unwrap_or_default().trim_end().to_string()
 }
 
 /// Checks a template before it is saved: sizes and syntax of each part.
@@ -224,7 +287,48 @@ mod tests {
     }
 
     fn src(subject: &str, html: Option<&str>, text: Option<&str>) -> Source {
-        Source { subject: subject.into(), html: html.map(Into::into), text: text.map(Into::into) }
+        Source { subject: subject.into(), html: html.map(Into::into), text: text.map(Into::into), ..Default::default() }
+    }
+
+    #[test]
+    fn mjml_becomes_responsive_html_with_a_text_part() {
+        let mjml = r#"<mjml><mj-body><mj-section><mj-column>
+            <mj-text font-size="16px">Hello {{ name }} &amp; co</mj-text>
+            <mj-button href="https://shop.example/orders/{{ order }}">View order</mj-button>
+            </mj-column></mj-section></mj-body></mjml>"#;
+        let s = Source {
+            subject: "Hi".into(),
+            mjml: Some(mjml.into()),
+            preheader: Some("Your order {{ order }} shipped".into()),
+            ..Default::default()
+        };
+        let l = lib(&[("m", s)]);
+        let r = l.render("m", &json!({"name": "Ana <x>", "order": 42})).unwrap();
+        let html = r.html.unwrap();
+        assert!(html.contains("@media"), "responsive CSS kept for clients that read <style>");
+        assert!(html.contains("Hello Ana &lt;x&gt; &amp; co"), "{html}");
+        assert!(html.contains("https://shop.example/orders/42"));
+        // The preheader is the first, hidden, thing in the body.
+        let body = &html[html.find("<body").unwrap()..];
+        assert!(body.find("Your order 42 shipped").unwrap() < body.find("Hello").unwrap());
+        let text = r.text.unwrap();
+        assert!(text.contains("Hello Ana <x> & co"), "{text}");
+        assert!(text.contains("https://shop.example/orders/42"), "links are kept in the text part: {text}");
+        let bad = lib(&[(
+            "b",
+            Source { subject: "x".into(), mjml: Some("<mjml><mj-body><mj-text>".into()), ..Default::default() },
+        )]);
+        assert_eq!(bad.render("b", &json!({})).unwrap_err().part, "mjml");
+    }
+
+    #[test]
+    fn css_in_style_blocks_is_inlined() {
+        let html = "<html><head><style>.btn { color: #ffffff; } @media (max-width: 600px) { .btn { width: 100% } }</style></head>\
+                    <body><a class=\"btn\" href=\"https://x.example\">Go</a></body></html>";
+        let l = lib(&[("c", src("x", Some(html), None))]);
+        let out = l.render("c", &json!({})).unwrap().html.unwrap();
+        assert!(out.contains("style=\"color: #ffffff;\""), "{out}");
+        assert!(out.contains("@media (max-width: 600px)"), "media queries stay: {out}");
     }
 
     #[test]

@@ -192,6 +192,19 @@ CREATE TABLE template_versions (
 );
 "#,
     },
+    Migration {
+        version: 6,
+        name: "templates: MJML source and preheader; tenant branding",
+        sql: r#"
+ALTER TABLE template_versions ADD COLUMN mjml TEXT;
+ALTER TABLE template_versions ADD COLUMN preheader TEXT;
+CREATE TABLE brands (
+    tenant_id TEXT PRIMARY KEY,
+    brand_json TEXT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+"#,
+    },
 ];
 
 impl Dialect {

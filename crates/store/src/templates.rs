@@ -12,6 +12,8 @@ pub struct NewTemplateVersion {
     pub subject: String,
     pub html: Option<String>,
     pub text: Option<String>,
+    pub mjml: Option<String>,
+    pub preheader: Option<String>,
     /// JSON.
     pub sample_data: String,
     pub category: Option<String>,
@@ -24,6 +26,8 @@ pub struct TemplateVersion {
     pub subject: String,
     pub html: Option<String>,
     pub text: Option<String>,
+    pub mjml: Option<String>,
+    pub preheader: Option<String>,
     pub sample_data: String,
     pub uses: i64,
     pub created_at: i64,
@@ -50,10 +54,12 @@ fn version_from_row(r: &AnyRow) -> TemplateVersion {
         sample_data: r.get(5),
         uses: r.get(6),
         created_at: r.get(7),
+        mjml: r.get(8),
+        preheader: r.get(9),
     }
 }
 
-const VERSION_COLS: &str = "name, version, subject, html, text_body, sample_data, uses, created_at";
+const VERSION_COLS: &str = "name, version, subject, html, text_body, sample_data, uses, created_at, mjml, preheader";
 
 impl Store {
     /// Saves a new version of `name` (version 1 when the template is new)
@@ -86,8 +92,8 @@ impl Store {
                 .await?;
         let version: i64 = max.get::<i64, _>(0) + 1;
         sqlx::query(
-            "INSERT INTO template_versions (tenant_id, name, version, subject, html, text_body, sample_data, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO template_versions (tenant_id, name, version, subject, html, text_body, sample_data, created_at, \
+             mjml, preheader) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(tenant_id)
         .bind(name)
@@ -97,6 +103,8 @@ impl Store {
         .bind(&v.text)
         .bind(&v.sample_data)
         .bind(now)
+        .bind(&v.mjml)
+        .bind(&v.preheader)
         .execute(&mut *tx)
         .await?;
         if exists {
@@ -222,5 +230,29 @@ impl Store {
     /// Deletes the template and all its versions.
     pub async fn delete_template(&self, tenant_id: &str, name: &str) -> Result<bool> {
         self.delete_named(tenant_id, name, "templates", "name", "template_versions", "name").await
+    }
+}
+
+impl Store {
+    /// The tenant's brand (JSON), if set.
+    pub async fn brand(&self, tenant_id: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT brand_json FROM brands WHERE tenant_id = $1")
+            .bind(tenant_id)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    pub async fn set_brand(&self, tenant_id: &str, brand_json: &str, now: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO brands (tenant_id, brand_json, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (tenant_id) DO UPDATE SET brand_json = $2, updated_at = $3",
+        )
+        .bind(tenant_id)
+        .bind(brand_json)
+        .bind(now)
+        .execute(&mut *self.writer(Durability::Durable).await?)
+        .await?;
+        Ok(())
     }
 }

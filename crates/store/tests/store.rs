@@ -443,6 +443,8 @@ async fn template_versions_and_uses(engine: Engine) {
         subject: subject.into(),
         html: Some("<p>{{ x }}</p>".into()),
         text: None,
+        mjml: None,
+        preheader: Some("pre".into()),
         sample_data: "{}".into(),
         category: Some("transactional".into()),
     };
@@ -454,6 +456,7 @@ async fn template_versions_and_uses(engine: Engine) {
     assert_ne!(store.templates_stamp("ten_a").await.unwrap(), stamp, "a save changes the stamp");
     assert_eq!(store.template_version("ten_a", "t", None).await.unwrap().unwrap().subject, "two");
     assert_eq!(store.template_version("ten_a", "t", Some(1)).await.unwrap().unwrap().subject, "one");
+    assert_eq!(store.template_version("ten_a", "t", Some(1)).await.unwrap().unwrap().preheader.as_deref(), Some("pre"));
     assert!(store.template_version("ten_b", "t", None).await.unwrap().is_none(), "per tenant");
     let (active, _) = store.active_templates("ten_a").await.unwrap();
     assert_eq!(active.len(), 1);
@@ -471,4 +474,8 @@ async fn template_versions_and_uses(engine: Engine) {
     assert!(store.delete_template("ten_a", "t").await.unwrap());
     assert!(store.template_versions("ten_a", "t").await.unwrap().is_empty());
     assert!(!store.delete_template("ten_a", "t").await.unwrap());
+    assert_eq!(store.brand("ten_a").await.unwrap(), None);
+    store.set_brand("ten_a", r#"{"company_name":"A"}"#, T0).await.unwrap();
+    store.set_brand("ten_a", r#"{"company_name":"B"}"#, T0 + 1).await.unwrap();
+    assert_eq!(store.brand("ten_a").await.unwrap().as_deref(), Some(r#"{"company_name":"B"}"#));
 }

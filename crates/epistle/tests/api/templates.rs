@@ -151,7 +151,12 @@ async fn bad_templates_and_template_sends_are_refused_clearly() {
         (json!({"name": "t", "subject": "x"}), "html", "invalid_field"),
         (json!({"name": "T!", "subject": "x", "text": "b"}), "name", "invalid_field"),
         (json!({"subject": "x", "text": "b"}), "name", "invalid_field"),
-        (json!({"name": "t", "subject": "x", "mjml": "<mjml/>"}), "mjml", "invalid_field"),
+        (json!({"name": "t", "subject": "x", "html": "<p>", "mjml": "<mjml/>"}), "mjml", "invalid_field"),
+        (
+            json!({"name": "t", "subject": "x", "text": "{{ a.b }}", "sample_data": {"a": 1}}),
+            "sample_data",
+            "template_error",
+        ),
         (json!({"name": "t", "subject": "x", "text": "x".repeat(300 * 1024)}), "text", "template_error"),
         (json!({"name": "t", "subject": "x", "text": "b", "sample_data": [1]}), "sample_data", "invalid_request"),
     ];
@@ -200,5 +205,54 @@ async fn bad_templates_and_template_sends_are_refused_clearly() {
     let msg = v["error"]["message"].as_str().unwrap();
     assert!(msg.contains("`ok` (text), line 1") && msg.contains("default("), "{msg}");
     assert_eq!(t.sink.count(), 0, "nothing broken was sent");
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn mjml_templates_with_brand_and_preheader_arrive_with_both_parts() {
+    let t = spawn_app().await;
+    let brand = json!({"company_name": "Shop & Co", "primary_color": "#1f6feb", "postal_address": "1 Market St, Springfield",
+        "logo_url": "https://shop.example/logo.png", "support_email": "help@shop.example"});
+    let r = t.client.put(t.url("/v1/brand")).bearer_auth(KEY).json(&brand).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let mjml = r#"<mjml><mj-body><mj-section><mj-column>
+        <mj-image src="{{ brand.logo_url }}" alt="{{ brand.company_name }}" width="120px" />
+        <mj-text>Hi {{ name }}, your order shipped.</mj-text>
+        <mj-button background-color="{{ brand.primary_color }}" href="{{ url }}">Track it</mj-button>
+        <mj-text font-size="11px">{{ brand.company_name }} · {{ brand.postal_address }}</mj-text>
+        </mj-column></mj-section></mj-body></mjml>"#;
+    let tpl = json!({"name": "shipped", "subject": "Shipped, {{ name }}", "mjml": mjml, "preheader": "On its way to you",
+        "sample_data": {"name": "Jane", "url": "https://track.example/1"}});
+    let (s, v) = json_of(t.post("/v1/templates", &tpl).await).await;
+    assert_eq!(s, 201, "{v}");
+    let id = t
+        .send(&json!({"from": "orders@shop.example", "to": "jane@customer.example", "template": "shipped",
+        "data": {"name": "Jane", "url": "https://track.example/1Z"}}))
+        .await;
+    t.wait_status(&id, "sent").await;
+    let got = &t.sink.received()[0];
+    let parsed = mail_parser::MessageParser::default().parse(&got.data).unwrap();
+    let html = parsed.body_html(0).unwrap().to_string();
+    assert!(html.contains("@media"), "responsive HTML from MJML");
+    assert!(html.contains("#1f6feb") && html.contains("Shop &amp; Co"), "brand values in the HTML");
+    assert!(html.contains("On its way to you"), "preheader");
+    let text = parsed.body_text(0).unwrap().to_string();
+    assert!(text.contains("Hi Jane, your order shipped."), "{text}");
+    assert!(text.contains("https://track.example/1Z"), "links kept in the generated text: {text}");
+    assert!(text.contains("1 Market St"), "{text}");
+
+    // Bad brand values are refused.
+    for (body, field) in [
+        (json!({"primary_color": "blue"}), "primary_color"),
+        (json!({"logo_url": "javascript:alert(1)"}), "logo_url"),
+        (json!({"support_email": "nope"}), "support_email"),
+        (json!({"colour": "#000000"}), "colour"),
+    ] {
+        let r = t.client.put(t.url("/v1/brand")).bearer_auth(KEY).json(&body).send().await.unwrap();
+        let (s, v) = json_of(r).await;
+        assert_eq!(s, 422, "{v}");
+        assert_eq!(v["error"]["field"], field, "{v}");
+    }
+    assert_eq!(t.get_json("/v1/brand").await["company_name"], "Shop & Co");
     t.stop().await;
 }

@@ -34,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/templates/{name}", get(templates::get).put(templates::update).delete(templates::delete))
         .route("/v1/templates/{name}/preview", post(templates::preview))
         .route("/v1/templates/{name}/test", post(templates::test_send))
+        .route("/v1/brand", get(templates::get_brand).put(templates::put_brand))
         .route("/v1/transports", get(transports::list))
         .route("/v1/stats/costs", get(stats::costs))
         .route("/healthz", get(health::healthz))

@@ -35,7 +35,27 @@ impl std::fmt::Debug for TemplateCache {
 }
 
 fn source_of(v: &TemplateVersion) -> Source {
-    Source { subject: v.subject.clone(), html: v.html.clone(), text: v.text.clone() }
+    Source {
+        subject: v.subject.clone(),
+        html: v.html.clone(),
+        text: v.text.clone(),
+        mjml: v.mjml.clone(),
+        preheader: v.preheader.clone(),
+    }
+}
+
+/// The tenant's brand, given to every template as `brand` (unless the
+/// data has its own `brand`).
+async fn with_brand(st: &AppState, tenant_id: &str, data: &Value) -> Result<Value, ApiError> {
+    let mut data = data.clone();
+    if let Some(obj) = data.as_object_mut()
+        && !obj.contains_key("brand")
+    {
+        let brand = st.store.brand(tenant_id).await?;
+        let brand: Value = brand.as_deref().and_then(|b| serde_json::from_str(b).ok()).unwrap_or(json!({}));
+        obj.insert("brand".into(), brand);
+    }
+    Ok(data)
 }
 
 impl TemplateCache {
@@ -74,9 +94,10 @@ pub async fn render_for_message(
         None => ApiError::invalid("template", format!("no template `{name}` in this tenant; see GET /v1/templates")),
     })?;
     let lib = st.templates.library(&st.store, tenant_id).await?;
+    let data = with_brand(st, tenant_id, data).await?;
     let rendered = match version {
-        None => lib.render(name, data),
-        Some(_) => lib.render_source(name, &source_of(&v), data),
+        None => lib.render(name, &data),
+        Some(_) => lib.render_source(name, &source_of(&v), &data),
     }
     .map_err(|e| render_error("data", &e))?;
     Ok((rendered, v.version))
@@ -91,6 +112,7 @@ pub struct TemplateIn {
     html: Option<String>,
     mjml: Option<String>,
     text: Option<String>,
+    preheader: Option<String>,
     #[serde(default)]
     sample_data: Option<serde_json::Map<String, Value>>,
     category: Option<String>,
@@ -108,31 +130,52 @@ fn valid_name(name: &str) -> Result<(), ApiError> {
 }
 
 fn version_in(t: TemplateIn) -> Result<NewTemplateVersion, ApiError> {
-    if t.mjml.is_some() {
-        return Err(ApiError::invalid("mjml", "MJML templates are not supported yet; give `html` (and `text`)"));
+    let given = |p: &Option<String>| p.as_deref().is_some_and(|s| !s.is_empty());
+    if !given(&t.html) && !given(&t.text) && !given(&t.mjml) {
+        return Err(ApiError::invalid("html", "give a body: `html` or `mjml`, and/or `text`"));
     }
-    if t.html.as_deref().is_none_or(str::is_empty) && t.text.as_deref().is_none_or(str::is_empty) {
-        return Err(ApiError::invalid("html", "give a body: `html`, `text` or both"));
+    if given(&t.html) && given(&t.mjml) {
+        return Err(ApiError::invalid("mjml", "give either `html` or `mjml`, not both"));
     }
     if t.subject.trim().is_empty() {
         return Err(ApiError::invalid("subject", "`subject` is required"));
     }
-    let source = Source { subject: t.subject.clone(), html: t.html.clone(), text: t.text.clone() };
-    epistle_render::check(t.name.as_deref().unwrap_or("template"), &source).map_err(|e| {
-        let field = match e.part.as_str() {
-            "subject" => "subject",
-            "html" => "html",
-            _ => "text",
-        };
-        render_error(field, &e)
-    })?;
-    Ok(NewTemplateVersion {
+    let nonempty = |p: Option<String>| p.filter(|s| !s.is_empty());
+    let v = NewTemplateVersion {
         subject: t.subject,
-        html: t.html.filter(|h| !h.is_empty()),
-        text: t.text.filter(|h| !h.is_empty()),
+        html: nonempty(t.html),
+        text: nonempty(t.text),
+        mjml: nonempty(t.mjml),
+        preheader: nonempty(t.preheader),
         sample_data: Value::Object(t.sample_data.unwrap_or_default()).to_string(),
         category: t.category,
-    })
+    };
+    epistle_render::check(t.name.as_deref().unwrap_or("template"), &source_new(&v)).map_err(|e| {
+        let field = if e.part == "text" { "text".to_string() } else { e.part.clone() };
+        render_error(&field, &e)
+    })?;
+    Ok(v)
+}
+
+fn source_new(v: &NewTemplateVersion) -> Source {
+    Source {
+        subject: v.subject.clone(),
+        html: v.html.clone(),
+        text: v.text.clone(),
+        mjml: v.mjml.clone(),
+        preheader: v.preheader.clone(),
+    }
+}
+
+/// A template that cannot render its own sample data is refused when saved.
+async fn try_sample(st: &AppState, tenant_id: &str, name: &str, v: &NewTemplateVersion) -> Result<(), ApiError> {
+    let sample: Value = serde_json::from_str(&v.sample_data).unwrap_or(json!({}));
+    if sample.as_object().is_none_or(|o| o.is_empty()) {
+        return Ok(());
+    }
+    let lib = st.templates.library(&st.store, tenant_id).await?;
+    let data = with_brand(st, tenant_id, &sample).await?;
+    lib.render_source(name, &source_new(v), &data).map(|_| ()).map_err(|e| render_error("sample_data", &e))
 }
 
 fn version_view(v: &TemplateVersion, active: i64, category: Option<&str>) -> Value {
@@ -143,7 +186,9 @@ fn version_view(v: &TemplateVersion, active: i64, category: Option<&str>) -> Val
         "active": v.version == active,
         "category": category,
         "subject": v.subject,
+        "preheader": v.preheader,
         "html": v.html,
+        "mjml": v.mjml,
         "text": v.text,
         "sample_data": serde_json::from_str::<Value>(&v.sample_data).unwrap_or(json!({})),
         "uses": v.uses,
@@ -185,6 +230,7 @@ pub async fn create(
     let name = body.name.clone().ok_or_else(|| ApiError::invalid("name", "`name` is required"))?;
     valid_name(&name)?;
     let v = version_in(body)?;
+    try_sample(&st, &caller.tenant_id, &name, &v).await?;
     match st.store.save_template(&caller.tenant_id, &name, &v, true, st.clock.now_ms()).await? {
         Some(_) => {
             Ok((StatusCode::CREATED, axum::Json(view(&st, &caller.tenant_id, &name, None).await?)).into_response())
@@ -211,6 +257,7 @@ pub async fn update(
         ));
     }
     let v = version_in(TemplateIn { name: Some(name.clone()), ..body })?;
+    try_sample(&st, &caller.tenant_id, &name, &v).await?;
     match st.store.save_template(&caller.tenant_id, &name, &v, false, st.clock.now_ms()).await? {
         Some(_) => Ok(axum::Json(view(&st, &caller.tenant_id, &name, None).await?).into_response()),
         None => Err(not_found(&name)),
@@ -325,4 +372,70 @@ pub async fn test_send(
     }))
     .map_err(|e| ApiError::invalid("to", e.to_string()))?;
     super::messages::accept_one(&st, &caller, req, None).await
+}
+
+/// `GET /v1/brand`: the tenant's brand, given to templates as `brand`.
+pub async fn get_brand(State(st): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    caller.require("templates:read")?;
+    let brand = st.store.brand(&caller.tenant_id).await?;
+    let v: Value = brand.as_deref().and_then(|b| serde_json::from_str(b).ok()).unwrap_or(json!({}));
+    Ok(axum::Json(v).into_response())
+}
+
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrandIn {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    company_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logo_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    website_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    primary_color: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    accent_color: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text_color: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    background_color: Option<String>,
+    /// The postal address a legal footer shows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    postal_address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    support_email: Option<String>,
+}
+
+/// `PUT /v1/brand`: replaces the brand.
+pub async fn put_brand(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiJson { value: b, .. }: ApiJson<BrandIn>,
+) -> Result<Response, ApiError> {
+    caller.require("templates:write")?;
+    for (field, v) in [("logo_url", &b.logo_url), ("website_url", &b.website_url)] {
+        if let Some(u) = v
+            && !(u.starts_with("https://") || u.starts_with("http://"))
+        {
+            return Err(ApiError::invalid(field, format!("`{field}` must be an http(s) URL")));
+        }
+    }
+    for (field, v) in [
+        ("primary_color", &b.primary_color),
+        ("accent_color", &b.accent_color),
+        ("text_color", &b.text_color),
+        ("background_color", &b.background_color),
+    ] {
+        if let Some(c) = v
+            && !(c.len() == 7 && c.starts_with('#') && c[1..].bytes().all(|x| x.is_ascii_hexdigit()))
+        {
+            return Err(ApiError::invalid(field, format!("`{field}` must be a colour like #1f6feb")));
+        }
+    }
+    if let Some(e) = &b.support_email {
+        epistle_core::EmailAddress::parse(e).map_err(|err| ApiError::invalid("support_email", err.to_string()))?;
+    }
+    let json = serde_json::to_string(&b).map_err(ApiError::internal)?;
+    st.store.set_brand(&caller.tenant_id, &json, st.clock.now_ms()).await?;
+    Ok(axum::Json(serde_json::from_str::<Value>(&json).unwrap_or_default()).into_response())
 }

@@ -21,10 +21,15 @@ fi
 
 # Independent peers the tests run, from PyPI: dkimpy (with PyNaCl for
 # Ed25519) verifies Epistle's DKIM signatures; moto_server stands in for
-# Amazon SES and checks SigV4 signatures.
+# Amazon SES and checks SigV4 signatures; icalendar reads the calendar
+# invitations.
 if ! python3 -c 'import dkim, nacl' >/dev/null 2>&1; then
   echo "installing dkimpy and pynacl (DKIM verifier used by the tests)" >&2
   python3 -m pip install --quiet --disable-pip-version-check dkimpy pynacl
+fi
+if ! python3 -c 'import icalendar' >/dev/null 2>&1; then
+  echo "installing icalendar (iCalendar parser used by the tests)" >&2
+  python3 -m pip install --quiet --disable-pip-version-check icalendar
 fi
 if ! command -v moto_server >/dev/null 2>&1; then
   echo "installing moto[server] (the SES stand-in used by the tests)" >&2

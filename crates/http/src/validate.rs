@@ -176,6 +176,11 @@ pub fn prepare(
         ));
     }
 
+    let calendar = match req.calendar {
+        Some(c) => Some(calendar_event(c, &from, &to, &cc, now_ms)?),
+        None => None,
+    };
+
     let id = MessageId::generate();
     let unique = id.as_str().trim_start_matches("msg_").to_string();
     let date_ms = send_at.filter(|t| *t > now_ms).unwrap_or(now_ms);
@@ -189,6 +194,7 @@ pub fn prepare(
         html,
         headers,
         attachments,
+        calendar,
         date: date_ms / 1000,
         unique,
     };
@@ -237,4 +243,71 @@ pub fn idempotency_key(v: &str) -> Result<String, ApiError> {
         ));
     }
     Ok(v.to_string())
+}
+
+/// The `calendar` of a message, checked, with organizer and attendees
+/// defaulting to the message's sender and recipients.
+fn calendar_event(
+    c: crate::wire::CalendarIn,
+    from: &Mailbox,
+    to: &[Mailbox],
+    cc: &[Mailbox],
+    now_ms: i64,
+) -> Result<epistle_mail::calendar::Event, ApiError> {
+    use epistle_mail::calendar::{Event, Method, Person, parse_time};
+    let method = match c.method.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("request") => Method::Request,
+        Some("cancel") => Method::Cancel,
+        Some(m) => return Err(ApiError::invalid("calendar.method", format!("`{m}`: use `request` or `cancel`"))),
+    };
+    if c.uid.trim().is_empty() || c.uid.len() > 255 || c.uid.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "calendar.uid",
+            "`uid` names the event in every message about it: 1–255 characters, e.g. appointment-42@shop.example",
+        ));
+    }
+    let start = parse_time(&c.start, c.timezone.as_deref()).map_err(|e| ApiError::invalid("calendar.start", e))?;
+    let end = parse_time(&c.end, c.timezone.as_deref()).map_err(|e| ApiError::invalid("calendar.end", e))?;
+    if end <= start {
+        return Err(ApiError::invalid("calendar.end", "`end` must be after `start`"));
+    }
+    if c.summary.trim().is_empty() {
+        return Err(ApiError::invalid("calendar.summary", "`summary` (the event's title) is required"));
+    }
+    if let Some(u) = &c.url
+        && !(u.starts_with("https://") || u.starts_with("http://"))
+    {
+        return Err(ApiError::invalid("calendar.url", "`url` must be an http(s) link"));
+    }
+    let person = |field: &str, s: &str| {
+        Mailbox::parse(s)
+            .map(|m| Person { email: m.email.to_string(), name: m.name })
+            .map_err(|e| ApiError::invalid(field, format!("`{s}`: {e}")))
+    };
+    let organizer = match &c.organizer {
+        Some(o) => person("calendar.organizer", o)?,
+        None => Person { email: from.email.to_string(), name: from.name.clone() },
+    };
+    let attendees = match &c.attendees {
+        Some(list) => list
+            .iter()
+            .enumerate()
+            .map(|(i, a)| person(&format!("calendar.attendees[{i}]"), a))
+            .collect::<Result<Vec<_>, _>>()?,
+        None => to.iter().chain(cc).map(|m| Person { email: m.email.to_string(), name: m.name.clone() }).collect(),
+    };
+    Ok(Event {
+        method,
+        uid: c.uid,
+        sequence: c.sequence,
+        start,
+        end,
+        summary: c.summary,
+        description: c.description,
+        location: c.location,
+        url: c.url,
+        organizer,
+        attendees,
+        stamp: now_ms / 1000,
+    })
 }

@@ -42,6 +42,33 @@ pub struct SendRequest {
     /// A version other than the active one.
     pub template_version: Option<i64>,
     pub data: Option<serde_json::Map<String, serde_json::Value>>,
+    /// A calendar invitation to carry (text/calendar part and invite.ics).
+    pub calendar: Option<CalendarIn>,
+}
+
+/// `calendar` of `POST /v1/messages`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalendarIn {
+    /// `request` (default: invite or update) or `cancel`.
+    pub method: Option<String>,
+    /// The same for every message about one event.
+    pub uid: String,
+    /// Higher with each change of the event.
+    #[serde(default)]
+    pub sequence: u32,
+    pub start: String,
+    pub end: String,
+    /// IANA zone for `start`/`end` written without an offset.
+    pub timezone: Option<String>,
+    pub summary: String,
+    pub description: Option<String>,
+    pub location: Option<String>,
+    pub url: Option<String>,
+    /// Default: the message's `from`.
+    pub organizer: Option<String>,
+    /// Default: the message's `to` and `cc`.
+    pub attendees: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -3,7 +3,9 @@
 use epistle_core::Mailbox;
 use mail_builder::MessageBuilder;
 use mail_builder::headers::address::Address;
+use mail_builder::headers::content_type::ContentType;
 use mail_builder::headers::text::Text;
+use mail_builder::mime::MimePart;
 
 use crate::header::HeaderName;
 
@@ -28,6 +30,9 @@ pub struct Composition {
     pub html: Option<String>,
     pub headers: Vec<(HeaderName, String)>,
     pub attachments: Vec<Attachment>,
+    /// A calendar invitation: a `text/calendar` alternative (what mail
+    /// clients act on) and the same object as `invite.ics`.
+    pub calendar: Option<crate::calendar::Event>,
     /// Unix seconds for the Date header.
     pub date: i64,
     /// Unique part of the Message-ID; the domain is the sender's.
@@ -71,18 +76,50 @@ pub fn build_message(c: &Composition) -> Vec<u8> {
     for (name, value) in &c.headers {
         b = b.header(name.as_str().to_string(), Text::new(value.clone()));
     }
-    if let Some(t) = &c.text {
-        b = b.text_body(t.clone());
-    }
-    if let Some(h) = &c.html {
-        b = b.html_body(h.clone());
-    }
-    for a in &c.attachments {
-        b = b.attachment(a.content_type.clone(), a.filename.clone(), a.content.clone());
+    if let Some(event) = &c.calendar {
+        b = b.body(with_calendar(c, event));
+    } else {
+        if let Some(t) = &c.text {
+            b = b.text_body(t.clone());
+        }
+        if let Some(h) = &c.html {
+            b = b.html_body(h.clone());
+        }
+        for a in &c.attachments {
+            b = b.attachment(a.content_type.clone(), a.filename.clone(), a.content.clone());
+        }
     }
     let mut out = b.write_to_vec().unwrap_or_default();
     normalize_line_endings(&mut out);
     out
+}
+
+/// multipart/mixed [ multipart/alternative [ text, html, text/calendar ],
+/// invite.ics, attachments… ], the layout Gmail, Outlook and Apple Mail
+/// turn into an invitation.
+fn with_calendar(c: &Composition, event: &crate::calendar::Event) -> MimePart<'static> {
+    let ics = crate::calendar::ics(event);
+    let method = event.method.as_str();
+    let mut alternatives = Vec::new();
+    if let Some(t) = &c.text {
+        alternatives.push(MimePart::new("text/plain", t.clone()));
+    }
+    if let Some(h) = &c.html {
+        alternatives.push(MimePart::new("text/html", h.clone()));
+    }
+    alternatives.push(MimePart::new(
+        ContentType::new("text/calendar").attribute("charset", "utf-8").attribute("method", method),
+        ics.clone(),
+    ));
+    let mut mixed = vec![MimePart::new("multipart/alternative", alternatives)];
+    mixed.push(
+        MimePart::new(ContentType::new("application/ics").attribute("name", "invite.ics"), ics.into_bytes())
+            .attachment("invite.ics"),
+    );
+    for a in &c.attachments {
+        mixed.push(MimePart::new(a.content_type.clone(), a.content.clone()).attachment(a.filename.clone()));
+    }
+    MimePart::new("multipart/mixed", mixed)
 }
 
 /// mail-builder writes CRLF everywhere it writes line breaks itself, but a
@@ -125,9 +162,45 @@ mod tests {
             html: Some("<p>Thanks for your order.</p>".into()),
             headers: vec![(HeaderName::parse("X-Order").unwrap(), "1042".into())],
             attachments: vec![],
+            calendar: None,
             date: 1_795_000_000,
             unique: "01jabc".into(),
         }
+    }
+
+    #[test]
+    fn an_invitation_has_a_calendar_alternative_and_an_ics_attachment() {
+        use crate::calendar::{Event, Method, Person};
+        let mut c = sample();
+        c.attachments.push(Attachment {
+            filename: "map.pdf".into(),
+            content_type: "application/pdf".into(),
+            content: b"%PDF".to_vec(),
+        });
+        c.calendar = Some(Event {
+            method: Method::Request,
+            uid: "appt-1@shop.example".into(),
+            sequence: 0,
+            start: 1_800_000_000,
+            end: 1_800_001_800,
+            summary: "Fitting".into(),
+            description: None,
+            location: None,
+            url: None,
+            organizer: Person { email: "orders@shop.example".into(), name: None },
+            attendees: vec![Person { email: "jane@example.com".into(), name: None }],
+            stamp: 1_795_000_000,
+        });
+        let raw = build_message(&c);
+        lines_ok(&raw);
+        let m = MessageParser::default().parse(&raw).unwrap();
+        assert!(m.body_text(0).unwrap().contains("Thanks for your order."));
+        assert!(m.body_html(0).unwrap().contains("<p>Thanks"));
+        let text = String::from_utf8_lossy(&raw);
+        assert!(text.contains("Content-Type: text/calendar; charset=\"utf-8\"; method=\"REQUEST\""), "{text}");
+        use mail_parser::MimeHeaders;
+        let names: Vec<&str> = m.attachments().filter_map(|a| a.attachment_name()).collect();
+        assert!(names.contains(&"invite.ics") && names.contains(&"map.pdf"), "{names:?}");
     }
 
     fn lines_ok(raw: &[u8]) {

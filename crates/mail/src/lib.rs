@@ -7,6 +7,7 @@
 //! typed addresses (header names and values).
 
 pub mod bounce;
+pub mod calendar;
 pub mod compose;
 pub mod dkim;
 pub mod header;

@@ -5,6 +5,7 @@ mod helpers;
 
 mod accept;
 mod bad_input;
+mod calendar;
 mod delivery;
 mod domains;
 mod health;

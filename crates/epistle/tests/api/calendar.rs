@@ -14,11 +14,12 @@ fn calendar_part(raw: &[u8]) -> (String, String, Vec<String>) {
     let mut found = None;
     let mut names = Vec::new();
     for part in m.parts.iter() {
-        if let Some(ct) = part.content_type() {
-            if ct.ctype() == "text" && ct.subtype() == Some("calendar") {
-                let method = ct.attribute("method").unwrap_or_default().to_string();
-                found = Some((String::from_utf8_lossy(part.contents()).into_owned(), method));
-            }
+        if let Some(ct) = part.content_type()
+            && ct.ctype() == "text"
+            && ct.subtype() == Some("calendar")
+        {
+            let method = ct.attribute("method").unwrap_or_default().to_string();
+            found = Some((String::from_utf8_lossy(part.contents()).into_owned(), method));
         }
         if let Some(n) = part.attachment_name() {
             names.push(n.to_string());

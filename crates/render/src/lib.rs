@@ -16,6 +16,7 @@
 //! meant to be cached and shared: MiniJinja keeps the compiled form of each
 //! template it has loaded.
 
+pub mod builtin;
 mod filters;
 
 use std::collections::HashMap;
@@ -149,7 +150,7 @@ impl Library {
 
     /// Renders template `name` (its active version) with `data`.
     pub fn render(&self, name: &str, data: &serde_json::Value) -> Result<Rendered, RenderError> {
-        self.render_with(&self.env, name, data)
+        self.render_with(&self.env, name, data, None)
     }
 
     /// Renders `source` as if it were template `name` (an older version, or
@@ -166,7 +167,9 @@ impl Library {
                 env.add_template_owned(format!("{name}.{ext}"), src).map_err(|e| error(name, part, &e))?;
             }
         }
-        self.render_with(&env, name, data)
+        // Only the parts `source` has: not those of a saved or built-in
+        // template of the same name.
+        self.render_with(&env, name, data, Some(source))
     }
 
     fn render_with(
@@ -174,10 +177,14 @@ impl Library {
         env: &Environment<'static>,
         name: &str,
         data: &serde_json::Value,
+        only: Option<&Source>,
     ) -> Result<Rendered, RenderError> {
         let ctx = minijinja::Value::from_serialize(data);
         let mut parts: HashMap<&str, String> = HashMap::new();
         for (part, ext) in PARTS {
+            if only.is_some_and(|o| part_of(o, ext).is_none()) {
+                continue;
+            }
             // An MJML body wins over an HTML one.
             if part == "html" && parts.contains_key("mjml") {
                 continue;
@@ -250,10 +257,49 @@ fn with_preheader(html: &str, preheader: &str) -> String {
     }
 }
 
-/// A plain-text part from HTML: paragraphs and lists kept, links written
-/// out as numbered references, lines wrapped at 78.
+/// A plain-text part from HTML: layout tables flattened (mail HTML is
+/// tables all the way down), paragraphs and lists kept, links written out as
+/// numbered references, hidden preview text left out, lines wrapped at 78.
 pub fn html_to_text(html: &str) -> String {
-    html2text::from_read(html.as_bytes(), 78).unwrap_or_default().trim_end().to_string()
+    let visible = strip_hidden(html);
+    let raw = html2text::config::plain()
+        .raw_mode(true)
+        .no_table_borders()
+        .no_link_wrapping()
+        .string_from_read(visible.as_bytes(), 78)
+        .unwrap_or_default();
+    // Trailing spaces off, runs of blank lines down to one.
+    let mut out = String::with_capacity(raw.len());
+    let mut blank = 0;
+    for line in raw.lines().map(str::trim_end) {
+        let decorative = !line.is_empty() && line.chars().all(|c| matches!(c, '─' | '━' | '-' | '═' | '│' | '┼' | ' '));
+        if line.is_empty() || decorative {
+            blank += 1;
+            continue;
+        }
+        if blank > 0 && !out.is_empty() {
+            out.push('\n');
+        }
+        blank = 0;
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.trim_end().to_string()
+}
+
+/// Removes elements hidden with `display:none` (preheaders, MJML's preview
+/// text): they are for the inbox list, not for the text part.
+fn strip_hidden(html: &str) -> std::borrow::Cow<'_, str> {
+    let lower = html.to_ascii_lowercase();
+    let Some(style_at) = lower.find("display:none") else { return std::borrow::Cow::Borrowed(html) };
+    // The element whose style holds it: from the last `<div` before it to its `</div>`.
+    let Some(open) = lower[..style_at].rfind("<div") else { return std::borrow::Cow::Borrowed(html) };
+    let Some(close_rel) = lower[style_at..].find("</div>") else { return std::borrow::Cow::Borrowed(html) };
+    let close = style_at + close_rel + "</div>".len();
+    let mut s = String::with_capacity(html.len());
+    s.push_str(&html[..open]);
+    s.push_str(&html[close..]);
+    std::borrow::Cow::Owned(strip_hidden(&s).into_owned())
 }
 
 /// Checks a template before it is saved: sizes and syntax of each part.

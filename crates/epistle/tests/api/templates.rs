@@ -74,7 +74,8 @@ async fn versions_preview_and_usage() {
     assert!(parsed.body_html(0).unwrap().contains("Lamp &amp; shade"));
     assert!(parsed.body_text(0).unwrap().contains("1 x Lamp & shade"));
     let list = t.get_json("/v1/templates").await;
-    assert_eq!(list["data"][0]["uses"], 2, "{list}");
+    let mine = list["data"].as_array().unwrap().iter().find(|d| d["name"] == "order-confirmation").unwrap().clone();
+    assert_eq!((mine["uses"].as_i64(), mine["builtin"].as_bool()), (Some(2), Some(false)), "{list}");
     let one = t.get_json("/v1/templates/order-confirmation").await;
     let uses: Vec<(i64, i64)> = one["versions"]
         .as_array()
@@ -95,7 +96,9 @@ async fn versions_preview_and_usage() {
 
     // Delete.
     assert_eq!(t.delete("/v1/templates/order-confirmation").await.status(), 204);
-    assert_eq!(t.get("/v1/templates/order-confirmation").await.status(), 404);
+    // The tenant's own is gone; the built-in of that name shows again.
+    assert_eq!(t.get_json("/v1/templates/order-confirmation").await["builtin"], true);
+    assert_eq!(t.delete("/v1/templates/order-confirmation").await.status(), 409);
     t.stop().await;
 }
 
@@ -254,5 +257,79 @@ async fn mjml_templates_with_brand_and_preheader_arrive_with_both_parts() {
         assert_eq!(v["error"]["field"], field, "{v}");
     }
     assert_eq!(t.get_json("/v1/brand").await["company_name"], "Shop & Co");
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn the_builtin_library_is_there_and_can_be_replaced() {
+    let t = spawn_app().await;
+    let list = t.get_json("/v1/templates").await;
+    let builtin: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["builtin"] == true)
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    for name in [
+        "order-confirmation",
+        "shipping-notification",
+        "user-invitation",
+        "welcome",
+        "password-reset",
+        "appointment-confirmation",
+        "appointment-reminder",
+        "appointment-rescheduled",
+        "appointment-cancelled",
+        "lead-alert",
+        "conversation-summary",
+        "daily-digest",
+    ] {
+        assert!(builtin.contains(&name), "{name} missing from {builtin:?}");
+    }
+    let one = t.get_json("/v1/templates/password-reset").await;
+    assert_eq!((one["builtin"].as_bool(), one["category"].as_str()), (Some(true), Some("account")));
+    assert!(one["mjml"].as_str().unwrap().contains("<mj-button"));
+
+    // Preview with its sample data, and send with the tenant's brand.
+    let r = t
+        .client
+        .put(t.url("/v1/brand"))
+        .bearer_auth(KEY)
+        .json(&json!({"company_name": "Acme", "primary_color": "#0f766e"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (s, p) = json_of(t.post("/v1/templates/user-invitation/preview", &json!({})).await).await;
+    assert_eq!(s, 200, "{p}");
+    assert_eq!(p["subject"], "Sam Lee invited you to Acme Sales");
+    assert!(p["html"].as_str().unwrap().contains("#0f766e"));
+    let id = t.send(&json!({"from": "team@acme.example", "to": "new@customer.example", "template": "password-reset",
+        "data": {"user": {"email": "new@customer.example"}, "reset_url": "https://app.example/r/1", "expires_in": "1 hour"}})).await;
+    let v = t.wait_status(&id, "sent").await;
+    assert_eq!(v["subject"], "Reset your password");
+    let got = &t.sink.received()[0];
+    let parsed = mail_parser::MessageParser::default().parse(&got.data).unwrap();
+    assert!(parsed.body_html(0).unwrap().contains("https://app.example/r/1"));
+    assert!(parsed.body_text(0).unwrap().contains("https://app.example/r/1"));
+
+    // Built-ins cannot be deleted; PUT makes the tenant's own version.
+    assert_eq!(t.delete("/v1/templates/welcome").await.status(), 409);
+    let r = t
+        .client
+        .put(t.url("/v1/templates/welcome"))
+        .bearer_auth(KEY)
+        .json(&json!({"subject": "Hello from Acme", "text": "Welcome aboard."}))
+        .send()
+        .await
+        .unwrap();
+    let (s, v) = json_of(r).await;
+    assert_eq!((s, v["version"].as_i64(), v["replaces_builtin"].as_bool()), (200, Some(1), Some(true)), "{v}");
+    let (_, p) = json_of(t.post("/v1/templates/welcome/preview", &json!({"data": {}})).await).await;
+    assert_eq!(p["subject"], "Hello from Acme");
+    // Deleting the own version brings the built-in back.
+    assert_eq!(t.delete("/v1/templates/welcome").await.status(), 204);
+    assert_eq!(t.get_json("/v1/templates/welcome").await["builtin"], true);
     t.stop().await;
 }

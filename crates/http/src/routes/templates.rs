@@ -12,6 +12,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use epistle_core::timefmt::rfc3339;
+use epistle_render::builtin::{builtin, builtins};
 use epistle_render::{Library, RenderError, Rendered, Source};
 use epistle_store::{NewTemplateVersion, Store, TemplateVersion};
 use serde::Deserialize;
@@ -69,7 +70,8 @@ impl TemplateCache {
             return Ok(lib.clone());
         }
         let (versions, stamp) = store.active_templates(tenant_id).await?;
-        let lib = Arc::new(Library::new(versions.iter().map(|v| (v.name.clone(), source_of(v))).collect()));
+        let own = versions.iter().map(|v| (v.name.clone(), source_of(v))).collect();
+        let lib = Arc::new(Library::new(epistle_render::builtin::with_builtins(own)));
         self.libraries.lock().unwrap_or_else(|p| p.into_inner()).insert(tenant_id.to_string(), (stamp, lib.clone()));
         Ok(lib)
     }
@@ -89,18 +91,38 @@ pub async fn render_for_message(
     version: Option<i64>,
     data: &Value,
 ) -> Result<(Rendered, i64), ApiError> {
-    let v = st.store.template_version(tenant_id, name, version).await?.ok_or_else(|| match version {
-        Some(n) => ApiError::invalid("template_version", format!("template `{name}` has no version {n}")),
-        None => ApiError::invalid("template", format!("no template `{name}` in this tenant; see GET /v1/templates")),
-    })?;
+    let stored = st.store.template_version(tenant_id, name, version).await?;
+    let (source, used) = match (stored, version) {
+        (Some(v), _) => (source_of(&v), v.version),
+        // A built-in the tenant has not replaced: version 0, not counted.
+        (None, None) if builtin(name).is_some() => (Source::default(), 0),
+        (None, Some(n)) => {
+            return Err(ApiError::invalid("template_version", format!("template `{name}` has no version {n}")));
+        }
+        (None, None) => {
+            return Err(ApiError::invalid(
+                "template",
+                format!("no template `{name}` in this tenant; see GET /v1/templates"),
+            ));
+        }
+    };
     let lib = st.templates.library(&st.store, tenant_id).await?;
     let data = with_brand(st, tenant_id, data).await?;
     let rendered = match version {
         None => lib.render(name, &data),
-        Some(_) => lib.render_source(name, &source_of(&v), &data),
+        Some(_) => lib.render_source(name, &source, &data),
     }
     .map_err(|e| render_error("data", &e))?;
-    Ok((rendered, v.version))
+    Ok((rendered, used))
+}
+
+/// The sample data of a stored version, or of the built-in.
+async fn sample_of(st: &AppState, tenant_id: &str, name: &str, version: Option<i64>) -> Result<Value, ApiError> {
+    match st.store.template_version(tenant_id, name, version).await? {
+        Some(v) => Ok(serde_json::from_str(&v.sample_data).unwrap_or(json!({}))),
+        None if version.is_none() => builtin(name).map(|b| b.sample_data.clone()).ok_or_else(|| not_found(name)),
+        None => Err(not_found(name)),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -192,13 +214,35 @@ fn version_view(v: &TemplateVersion, active: i64, category: Option<&str>) -> Val
         "text": v.text,
         "sample_data": serde_json::from_str::<Value>(&v.sample_data).unwrap_or(json!({})),
         "uses": v.uses,
+        "builtin": false,
+        "replaces_builtin": builtin(&v.name).is_some(),
         "created_at": rfc3339(v.created_at),
+    })
+}
+
+fn builtin_view(b: &epistle_render::builtin::Builtin) -> Value {
+    json!({
+        "name": b.name,
+        "builtin": true,
+        "version": 0,
+        "active_version": 0,
+        "active": true,
+        "category": b.category,
+        "subject": b.source.subject,
+        "mjml": b.source.mjml,
+        "text": b.source.text,
+        "sample_data": b.sample_data,
     })
 }
 
 async fn view(st: &AppState, tenant_id: &str, name: &str, version: Option<i64>) -> Result<Value, ApiError> {
     let list = st.store.list_templates(tenant_id).await?;
-    let t = list.iter().find(|t| t.name == name).ok_or_else(|| not_found(name))?;
+    let Some(t) = list.iter().find(|t| t.name == name) else {
+        return match (builtin(name), version) {
+            (Some(b), None | Some(0)) => Ok(builtin_view(b)),
+            _ => Err(not_found(name)),
+        };
+    };
     let v = st.store.template_version(tenant_id, name, version).await?.ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -258,7 +302,13 @@ pub async fn update(
     }
     let v = version_in(TemplateIn { name: Some(name.clone()), ..body })?;
     try_sample(&st, &caller.tenant_id, &name, &v).await?;
-    match st.store.save_template(&caller.tenant_id, &name, &v, false, st.clock.now_ms()).await? {
+    let now = st.clock.now_ms();
+    let saved = match st.store.save_template(&caller.tenant_id, &name, &v, false, now).await? {
+        // The first version of the tenant's own copy of a built-in.
+        None if builtin(&name).is_some() => st.store.save_template(&caller.tenant_id, &name, &v, true, now).await?,
+        other => other,
+    };
+    match saved {
         Some(_) => Ok(axum::Json(view(&st, &caller.tenant_id, &name, None).await?).into_response()),
         None => Err(not_found(&name)),
     }
@@ -277,11 +327,21 @@ pub async fn list(State(st): State<AppState>, caller: Caller) -> Result<Response
                 "active_version": t.active_version,
                 "category": t.category,
                 "uses": t.uses,
+                "builtin": false,
                 "created_at": rfc3339(t.created_at),
                 "updated_at": rfc3339(t.updated_at),
             })
         })
         .collect();
+    let mut data = data;
+    for b in builtins() {
+        if !data.iter().any(|d| d["name"] == b.name) {
+            data.push(
+                json!({"name": b.name, "active_version": 0, "category": b.category, "uses": null, "builtin": true}),
+            );
+        }
+    }
+    data.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     Ok(axum::Json(json!({ "data": data })).into_response())
 }
 
@@ -308,6 +368,12 @@ pub async fn delete(
     caller.require("templates:write")?;
     if st.store.delete_template(&caller.tenant_id, &name).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
+    } else if builtin(&name).is_some() {
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("`{name}` is built in and cannot be deleted; PUT replaces it with your own version"),
+        ))
     } else {
         Err(not_found(&name))
     }
@@ -320,14 +386,6 @@ pub struct PreviewIn {
     version: Option<i64>,
 }
 
-/// The data to render with: the request's, or the version's sample data.
-fn data_or_sample(data: Option<serde_json::Map<String, Value>>, v: &TemplateVersion) -> Value {
-    match data {
-        Some(d) => Value::Object(d),
-        None => serde_json::from_str(&v.sample_data).unwrap_or(json!({})),
-    }
-}
-
 pub async fn preview(
     State(st): State<AppState>,
     caller: Caller,
@@ -335,8 +393,10 @@ pub async fn preview(
     ApiJson { value: body, .. }: ApiJson<PreviewIn>,
 ) -> Result<Response, ApiError> {
     caller.require("templates:read")?;
-    let v = st.store.template_version(&caller.tenant_id, &name, body.version).await?.ok_or_else(|| not_found(&name))?;
-    let data = data_or_sample(body.data, &v);
+    let data = match body.data {
+        Some(d) => Value::Object(d),
+        None => sample_of(&st, &caller.tenant_id, &name, body.version).await?,
+    };
     let (rendered, _) = render_for_message(&st, &caller.tenant_id, &name, body.version, &data).await?;
     Ok(axum::Json(rendered).into_response())
 }
@@ -359,8 +419,10 @@ pub async fn test_send(
     ApiJson { value: body, .. }: ApiJson<TestIn>,
 ) -> Result<Response, ApiError> {
     caller.require("messages:send")?;
-    let v = st.store.template_version(&caller.tenant_id, &name, body.version).await?.ok_or_else(|| not_found(&name))?;
-    let data = data_or_sample(body.data, &v);
+    let data = match body.data {
+        Some(d) => Value::Object(d),
+        None => sample_of(&st, &caller.tenant_id, &name, body.version).await?,
+    };
     let from = body.from.unwrap_or_else(|| "Epistle <epistle@localhost.localdomain>".into());
     let req = serde_json::from_value::<crate::wire::SendRequest>(json!({
         "from": from,

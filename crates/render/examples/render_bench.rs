@@ -1,7 +1,11 @@
 //! Renders a template file (`{"subject", "html", "text", "data"}`) N times
 //! and prints renders per second: the Rust side of bench/render.sh.
 //!
-//!     cargo run --release -p epistle-render --example render_bench -- FILE N
+//!     cargo run --release -p epistle-render --example render_bench -- FILE N [BUILTIN]
+//!
+//! With BUILTIN (e.g. `order-confirmation`), that built-in MJML template
+//! renders the file's data instead of the file's own template: the cost of
+//! the full MJML pipeline (Jinja, mrml, CSS inlining, text from HTML).
 
 use std::time::Instant;
 
@@ -18,18 +22,24 @@ fn main() {
         text: doc["text"].as_str().map(Into::into),
         ..Default::default()
     };
-    let lib = Library::new([("order-confirmation".to_string(), source)].into_iter().collect());
+    let builtin = args.next();
+    let lib = match &builtin {
+        Some(_) => Library::new(epistle_render::builtin::with_builtins(Default::default())),
+        None => Library::new([("order-confirmation".to_string(), source)].into_iter().collect()),
+    };
+    let name = builtin.as_deref().unwrap_or("order-confirmation");
     let data = &doc["data"];
-    let first = lib.render("order-confirmation", data).expect("renders");
+    let first = lib.render(name, data).expect("renders");
     let mut bytes = 0;
     let t0 = Instant::now();
     for _ in 0..n {
-        let r = lib.render("order-confirmation", data).expect("renders");
+        let r = lib.render(name, data).expect("renders");
         bytes += r.subject.len() + r.html.map_or(0, |h| h.len()) + r.text.map_or(0, |t| t.len());
     }
     let dt = t0.elapsed().as_secs_f64();
     println!(
-        "epistle-render (MiniJinja): {n} renders in {dt:.2} s = {:.0} renders/s ({} bytes each; subject: {})",
+        "epistle-render (MiniJinja{}): {n} renders in {dt:.2} s = {:.0} renders/s ({} bytes each; subject: {})",
+        if builtin.is_some() { ", built-in MJML" } else { "" },
         n as f64 / dt,
         bytes / n,
         first.subject

@@ -179,7 +179,15 @@ impl Library {
         data: &serde_json::Value,
         only: Option<&Source>,
     ) -> Result<Rendered, RenderError> {
-        let ctx = minijinja::Value::from_serialize(data);
+        // `brand` is always there (empty when the tenant has none), so
+        // templates can write `brand.company_name | default(…)`.
+        let ctx = match data.as_object() {
+            Some(obj) if !obj.contains_key("brand") => {
+                let brand = minijinja::Value::from_serialize(serde_json::Map::new());
+                minijinja::context! { brand => brand, ..minijinja::Value::from_serialize(data) }
+            }
+            _ => minijinja::Value::from_serialize(data),
+        };
         let mut parts: HashMap<&str, String> = HashMap::new();
         for (part, ext) in PARTS {
             if only.is_some_and(|o| part_of(o, ext).is_none()) {

@@ -86,6 +86,10 @@ fn details_that_matter_per_template() {
     lead["lead"]["name"] = json!("<script>x</script>");
     assert!(!render("lead-alert", lead).html.unwrap().contains("<script>x"));
 
+    // Without any brand (no tenant brand set), the layout still renders.
+    let plain = lib.render("password-reset", &b("password-reset")).unwrap();
+    assert!(plain.html.unwrap().contains("#2563eb"), "the default colour");
+
     // Without a logo, the company name heads the mail.
     let mut d = b("welcome");
     d["brand"] = json!({"company_name": "Plain Co"});

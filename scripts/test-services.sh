@@ -35,3 +35,11 @@ if ! command -v moto_server >/dev/null 2>&1; then
   echo "installing moto[server] (the SES stand-in used by the tests)" >&2
   python3 -m pip install --quiet --disable-pip-version-check 'moto[server]'
 fi
+
+# Headless Chromium renders the built-in templates at phone and desktop
+# widths in the render tests (Debian's package).
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "installing chromium (the template preview test loads mail in it)" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+fi

@@ -237,7 +237,13 @@ fn fail(template: &str, part: &str, message: String) -> RenderError {
 /// MJML (already through Jinja) to responsive HTML, with mrml.
 fn mjml_to_html(name: &str, mjml: &str) -> Result<String, RenderError> {
     let parsed = mrml::parse(mjml).map_err(|e| fail(name, "mjml", format!("not valid MJML: {e}")))?;
-    let opts = mrml::prelude::render::RenderOptions { disable_comments: true, ..Default::default() };
+    // No web-font links: system fonts only, so mail loads nothing from third
+    // parties (and renders the same offline).
+    let opts = mrml::prelude::render::RenderOptions {
+        disable_comments: true,
+        fonts: Default::default(),
+        ..Default::default()
+    };
     parsed.element.render(&opts).map_err(|e| fail(name, "mjml", format!("cannot render the MJML: {e}")))
 }
 

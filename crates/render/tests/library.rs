@@ -106,3 +106,88 @@ fn details_that_matter_per_template() {
     let mine = Library::new(with_builtins(own)).render("welcome", &json!({})).unwrap();
     assert_eq!((mine.subject.as_str(), mine.text.as_deref()), ("Hi", Some("Mine")));
 }
+
+/// Escapes HTML for a `srcdoc` attribute.
+fn attr(s: &str) -> String {
+    s.replace('&', "&amp;").replace('"', "&quot;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// Loads each page in frames `widths` wide in headless Chromium and
+/// returns, per page and width, how wide its content is.
+fn content_widths(pages: &[(String, String)], widths: &[u32]) -> Vec<(String, u32, u32)> {
+    let mut doc = String::from("<!doctype html><html><head><title>pending</title></head><body>");
+    for (name, html) in pages {
+        for w in widths {
+            doc.push_str(&format!(
+                "<iframe data-name=\"{name}\" style=\"width:{w}px;height:600px;border:0\" srcdoc=\"{}\"></iframe>",
+                attr(html)
+            ));
+        }
+    }
+    doc.push_str(
+        "<script>window.addEventListener('load', () => { document.title = 'W' + [...document.querySelectorAll('iframe')]\
+         .map(f => f.dataset.name + ':' + f.clientWidth + ':' + f.contentDocument.documentElement.scrollWidth).join(','); });</script>\
+         </body></html>",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("preview.html");
+    std::fs::write(&page, doc).unwrap();
+    let out = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1300,1000",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", dir.path().join("profile").display()))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("chromium runs (apt-get install chromium; scripts/test-services.sh does)");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let title = dom.split("<title>").nth(1).and_then(|t| t.split("</title>").next()).unwrap_or("");
+    let list = title.strip_prefix('W').unwrap_or_else(|| panic!("the preview did not load: {title}"));
+    list.split(',')
+        .map(|e| {
+            let mut p = e.rsplitn(3, ':');
+            let content: u32 = p.next().unwrap().parse().unwrap();
+            let frame: u32 = p.next().unwrap().parse().unwrap();
+            (p.next().unwrap().to_string(), frame, content)
+        })
+        .collect()
+}
+
+#[test]
+fn builtins_fit_phone_and_desktop_widths() {
+    let lib = Library::new(with_builtins(HashMap::new()));
+    let mut pages: Vec<(String, String)> = builtins()
+        .iter()
+        .filter(|b| b.name != "layout")
+        .map(|b| {
+            let mut d = b.sample_data.clone();
+            d["brand"] = brand();
+            // A logo that needs no network (a 1×1 PNG).
+            d["brand"]["logo_url"] = json!(
+                "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+            );
+            (b.name.to_string(), lib.render(b.name, &d).unwrap().html.unwrap())
+        })
+        .collect();
+    // A control that must fail the check: a fixed 700 px table.
+    pages.push(("control".into(), "<table width=\"700\"><tr><td>too wide</td></tr></table>".into()));
+    let measured = content_widths(&pages, &[375, 600]);
+    assert_eq!(measured.len(), pages.len() * 2, "{measured:?}");
+    for (name, frame, content) in &measured {
+        if name == "control" {
+            assert!(content > frame, "the check must see overflow: {name} {frame}px shows {content}px");
+        } else {
+            assert!(content <= frame, "{name} overflows a {frame}px screen: {content}px wide");
+        }
+    }
+}

@@ -133,3 +133,63 @@ async fn bad_calendars_are_refused_with_the_field() {
     }
     t.stop().await;
 }
+
+#[tokio::test]
+async fn appointment_templates_carry_their_invitation() {
+    let t = spawn_app().await;
+    let appointment = |sequence: u32, when: &str, start: &str| {
+        json!({"customer": {"first_name": "Jane"}, "appointment": {
+            "uid": "demo-7@acme.example", "sequence": sequence, "title": "Product demo", "with": "Alex",
+            "when": when, "start": start, "end": "2027-03-02T11:00", "timezone": "Europe/Berlin",
+            "previous_when": "Tue 1 Mar, 15:00", "join_url": "https://meet.example/demo-7"}})
+    };
+    let send = |template: &str, data: Value| json!({"from": "Acme <team@acme.example>", "to": "jane@customer.example", "template": template, "data": data});
+    let a = t.send(&send("appointment-confirmation", appointment(0, "Tue 2 Mar, 10:00", "2027-03-02T10:00"))).await;
+    let b = t.send(&send("appointment-rescheduled", appointment(1, "Tue 2 Mar, 10:30", "2027-03-02T10:30"))).await;
+    let c = t.send(&send("appointment-cancelled", appointment(2, "Tue 2 Mar, 10:30", "2027-03-02T10:30"))).await;
+    for id in [&a, &b, &c] {
+        t.wait_status(id, "sent").await;
+    }
+    let by_subject = |prefix: &str| {
+        t.sink.received().into_iter().find(|r| r.header("Subject").unwrap_or_default().starts_with(prefix)).unwrap()
+    };
+    let v = parse_ics(&calendar_part(&by_subject("Confirmed").data).0);
+    assert_eq!((v["method"].as_str(), v["events"][0]["sequence"].as_i64()), (Some("REQUEST"), Some(0)));
+    // March in Berlin is winter time: 10:00 is 09:00 UTC.
+    assert_eq!(v["events"][0]["start"], "2027-03-02T09:00:00+00:00");
+    assert_eq!(v["events"][0]["url"], "https://meet.example/demo-7");
+    let v = parse_ics(&calendar_part(&by_subject("New time").data).0);
+    assert_eq!(
+        (v["events"][0]["uid"].as_str(), v["events"][0]["sequence"].as_i64()),
+        (Some("demo-7@acme.example"), Some(1))
+    );
+    assert_eq!(v["events"][0]["start"], "2027-03-02T09:30:00+00:00");
+    let (ics, method, _) = calendar_part(&by_subject("Cancelled").data);
+    assert_eq!(method, "CANCEL");
+    assert_eq!(parse_ics(&ics)["events"][0]["status"], "CANCELLED");
+
+    // Without uid/start/end the mail goes without an invitation; bad data is a 422.
+    let plain = t
+        .send(&send(
+            "appointment-reminder",
+            json!({"customer": {"first_name": "Jo"}, "appointment": {"title": "Demo", "when": "soon"}}),
+        ))
+        .await;
+    t.wait_status(&plain, "sent").await;
+    let reminder = by_subject("Reminder");
+    assert!(!String::from_utf8_lossy(&reminder.data).contains("text/calendar"));
+    let bad = t
+        .post(
+            "/v1/messages",
+            &send("appointment-confirmation", {
+                let mut d = appointment(0, "x", "2027-03-02T10:00");
+                d["appointment"]["sequence"] = json!("first");
+                d
+            }),
+        )
+        .await;
+    assert_eq!(bad.status(), 422);
+    let v: Value = bad.json().await.unwrap();
+    assert_eq!(v["error"]["field"], "data.appointment.sequence");
+    t.stop().await;
+}

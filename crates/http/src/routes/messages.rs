@@ -85,7 +85,46 @@ pub async fn apply_template(
     req.subject = Some(rendered.subject);
     req.html = rendered.html;
     req.text = rendered.text;
+    if req.calendar.is_none() {
+        req.calendar = appointment_calendar(&name, &data)?;
+    }
     Ok(Some((name, version)))
+}
+
+/// The appointment templates carry their invitation: from `appointment`'s
+/// `uid`, `start` and `end` (and `sequence`, `timezone`, `title`,
+/// `location`, `join_url`, `description`, `organizer`), a request, or a
+/// cancellation for `appointment-cancelled`. Without `uid`, `start` and
+/// `end` the mail goes without one.
+fn appointment_calendar(template: &str, data: &serde_json::Value) -> Result<Option<crate::wire::CalendarIn>, ApiError> {
+    if !template.starts_with("appointment-") {
+        return Ok(None);
+    }
+    let a = &data["appointment"];
+    let (Some(uid), Some(start), Some(end)) = (a["uid"].as_str(), a["start"].as_str(), a["end"].as_str()) else {
+        return Ok(None);
+    };
+    let text = |k: &str| a[k].as_str().map(str::to_string);
+    let sequence = match &a["sequence"] {
+        serde_json::Value::Null => 0,
+        v => v.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(|| {
+            ApiError::invalid("data.appointment.sequence", "`sequence` is a whole number (0, 1, 2, … for each change)")
+        })?,
+    };
+    Ok(Some(crate::wire::CalendarIn {
+        method: Some(if template == "appointment-cancelled" { "cancel" } else { "request" }.into()),
+        uid: uid.to_string(),
+        sequence,
+        start: start.to_string(),
+        end: end.to_string(),
+        timezone: text("timezone"),
+        summary: text("title").unwrap_or_else(|| "Appointment".into()),
+        description: text("description"),
+        location: text("location"),
+        url: text("join_url"),
+        organizer: text("organizer"),
+        attendees: None,
+    }))
 }
 
 /// Validates, renders and commits one message; the 202 (or the replayed

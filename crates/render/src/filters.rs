@@ -1,9 +1,206 @@
-//! Filters for mail: `money`.
+//! Filters for mail: `money` and `datetime`.
 
 use minijinja::{Environment, Error, ErrorKind};
 
 pub fn register(env: &mut Environment<'static>) {
     env.add_filter("money", money);
+    env.add_filter("datetime", datetime);
+}
+
+const MONTHS: &[(&str, [&str; 12])] = &[
+    (
+        "en",
+        [
+            "January",
+            "February",
+            "March",
+            "April",
+            "May",
+            "June",
+            "July",
+            "August",
+            "September",
+            "October",
+            "November",
+            "December",
+        ],
+    ),
+    (
+        "de",
+        [
+            "Januar",
+            "Februar",
+            "März",
+            "April",
+            "Mai",
+            "Juni",
+            "Juli",
+            "August",
+            "September",
+            "Oktober",
+            "November",
+            "Dezember",
+        ],
+    ),
+    (
+        "fr",
+        [
+            "janvier",
+            "février",
+            "mars",
+            "avril",
+            "mai",
+            "juin",
+            "juillet",
+            "août",
+            "septembre",
+            "octobre",
+            "novembre",
+            "décembre",
+        ],
+    ),
+    (
+        "es",
+        [
+            "enero",
+            "febrero",
+            "marzo",
+            "abril",
+            "mayo",
+            "junio",
+            "julio",
+            "agosto",
+            "septiembre",
+            "octubre",
+            "noviembre",
+            "diciembre",
+        ],
+    ),
+    (
+        "it",
+        [
+            "gennaio",
+            "febbraio",
+            "marzo",
+            "aprile",
+            "maggio",
+            "giugno",
+            "luglio",
+            "agosto",
+            "settembre",
+            "ottobre",
+            "novembre",
+            "dicembre",
+        ],
+    ),
+    (
+        "nl",
+        [
+            "januari",
+            "februari",
+            "maart",
+            "april",
+            "mei",
+            "juni",
+            "juli",
+            "augustus",
+            "september",
+            "oktober",
+            "november",
+            "december",
+        ],
+    ),
+    (
+        "pt",
+        [
+            "janeiro",
+            "fevereiro",
+            "março",
+            "abril",
+            "maio",
+            "junho",
+            "julho",
+            "agosto",
+            "setembro",
+            "outubro",
+            "novembro",
+            "dezembro",
+        ],
+    ),
+];
+
+/// Monday first.
+const WEEKDAYS: &[(&str, [&str; 7])] = &[
+    ("en", ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]),
+    ("de", ["Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samstag", "Sonntag"]),
+    ("fr", ["lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche"]),
+    ("es", ["lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo"]),
+    ("it", ["lunedì", "martedì", "mercoledì", "giovedì", "venerdì", "sabato", "domenica"]),
+    ("nl", ["maandag", "dinsdag", "woensdag", "donderdag", "vrijdag", "zaterdag", "zondag"]),
+    ("pt", ["segunda-feira", "terça-feira", "quarta-feira", "quinta-feira", "sexta-feira", "sábado", "domingo"]),
+];
+
+fn invalid(msg: String) -> Error {
+    Error::new(ErrorKind::InvalidOperation, msg)
+}
+
+/// `{{ appointment.start | datetime("long", "Europe/Berlin", "de") }}` →
+/// `Dienstag, 2. März 2027, 10:00`. The value is RFC 3339 text or Unix
+/// seconds; the zone an IANA name (default UTC); the style `short`,
+/// `medium` (default), `long`, `date` or `time`; the locale `en` (default),
+/// `en-us` (12-hour clock), `de`, `fr`, `es`, `it`, `nl` or `pt`.
+fn datetime(
+    value: minijinja::Value,
+    style: Option<String>,
+    zone: Option<String>,
+    locale: Option<String>,
+) -> Result<String, Error> {
+    let ts = if let Some(secs) = value.as_i64() {
+        jiff::Timestamp::from_second(secs).map_err(|e| invalid(format!("datetime: {e}")))?
+    } else if let Some(s) = value.as_str() {
+        s.parse::<jiff::Timestamp>()
+            .map_err(|_| invalid(format!("datetime: `{s}` is not a time such as 2027-03-02T10:00:00Z")))?
+    } else {
+        return Err(invalid("datetime: give an RFC 3339 time or Unix seconds".into()));
+    };
+    let zone = zone.unwrap_or_else(|| "UTC".into());
+    let tz = jiff::tz::TimeZone::get(&zone).map_err(|_| invalid(format!("datetime: unknown time zone `{zone}`")))?;
+    let z = ts.to_zoned(tz);
+    let locale = locale.unwrap_or_else(|| "en".into()).to_ascii_lowercase();
+    let lang = locale.get(..2).unwrap_or("en");
+    let month_names = MONTHS.iter().find(|(l, _)| *l == lang).map(|(_, m)| m).unwrap_or(&MONTHS[0].1);
+    let day_names = WEEKDAYS.iter().find(|(l, _)| *l == lang).map(|(_, d)| d).unwrap_or(&WEEKDAYS[0].1);
+    let month = month_names[(z.month() - 1) as usize];
+    let weekday = day_names[z.weekday().to_monday_zero_offset() as usize];
+    let short = |s: &str| s.chars().take(3).collect::<String>();
+    let (d, y) = (z.day(), z.year());
+    let time = if locale == "en-us" {
+        let h = z.hour() % 12;
+        format!("{}:{:02} {}", if h == 0 { 12 } else { h }, z.minute(), if z.hour() < 12 { "AM" } else { "PM" })
+    } else {
+        format!("{:02}:{:02}", z.hour(), z.minute())
+    };
+    let day_month = match lang {
+        "de" => format!("{d}. {month}"),
+        "en" if locale == "en-us" => format!("{month} {d}"),
+        "en" => format!("{d} {month}"),
+        _ => format!("{d} {month}"),
+    };
+    let day_month_short = match lang {
+        "de" => format!("{d}. {}", short(month)),
+        "en" if locale == "en-us" => format!("{} {d}", short(month)),
+        _ => format!("{d} {}", short(month)),
+    };
+    Ok(match style.as_deref().unwrap_or("medium") {
+        "short" => format!("{day_month_short} {y}, {time}"),
+        "medium" => format!("{} {day_month_short} {y}, {time}", short(weekday)),
+        "long" => format!("{weekday}, {day_month} {y}, {time}"),
+        "date" => format!("{day_month} {y}"),
+        "time" => time,
+        other => {
+            return Err(invalid(format!("datetime: unknown style `{other}`: use short, medium, long, date or time")));
+        }
+    })
 }
 
 /// `{{ 1234.5 | money("EUR", "de") }}` → `1.234,50 €`; `{{ 1234.5 | money }}`
@@ -59,7 +256,25 @@ fn money(amount: f64, currency: Option<String>, locale: Option<String>) -> Resul
 
 #[cfg(test)]
 mod tests {
-    use super::money;
+    use super::{datetime, money};
+
+    #[test]
+    fn datetimes_in_zones_and_languages() {
+        let dt = |v: minijinja::Value, s: &str, z: &str, l: &str| {
+            datetime(v, Some(s.into()), Some(z.into()), Some(l.into())).unwrap()
+        };
+        let t = minijinja::Value::from("2027-03-02T09:00:00Z");
+        assert_eq!(dt(t.clone(), "long", "Europe/Berlin", "de"), "Dienstag, 2. März 2027, 10:00");
+        assert_eq!(dt(t.clone(), "medium", "America/New_York", "en-us"), "Tue Mar 2 2027, 4:00 AM");
+        assert_eq!(dt(t.clone(), "date", "Europe/Paris", "fr"), "2 mars 2027");
+        assert_eq!(dt(t.clone(), "time", "Asia/Tokyo", "en"), "18:00");
+        assert_eq!(dt(minijinja::Value::from(1_800_000_000), "short", "UTC", "en"), "15 Jan 2027, 08:00");
+        // Summer time: the same wall clock is another offset.
+        assert_eq!(dt(minijinja::Value::from("2027-07-02T09:00:00Z"), "time", "Europe/Berlin", "de"), "11:00");
+        assert!(datetime(minijinja::Value::from("soon"), None, None, None).is_err());
+        assert!(datetime(t.clone(), None, Some("Nowhere/Land".into()), None).is_err());
+        assert!(datetime(t, Some("fancy".into()), None, None).is_err());
+    }
 
     #[test]
     fn money_formats() {

@@ -160,6 +160,7 @@ nameservers = ["127.0.0.1:$DP"]
 batch_size = 500
 max_in_flight = 1000
 mx_port = $P
+mx_allow_private_addresses = true   # the "MX host" is smtp-sink on loopback
 
 [[transports]]
 name = "direct"

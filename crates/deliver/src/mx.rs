@@ -53,6 +53,32 @@ pub struct MxSettings {
     /// destination"), so a dead domain does not tie up sending slots in
     /// connect timeouts. Zero turns it off.
     pub dead_backoff: std::time::Duration,
+    /// Deliver to MX hosts on loopback, private (RFC 1918, ULA), link-local
+    /// or unspecified addresses. Off: a domain pointing its MX at such an
+    /// address cannot make us talk to ourselves or to internal services.
+    pub allow_private: bool,
+}
+
+/// Addresses direct delivery does not go to unless allowed.
+pub fn is_internal(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.octets()[0] == 0
+                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64) // 100.64/10, shared address space
+        }
+        std::net::IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00 // unique local
+                || (v6.segments()[0] & 0xffc0) == 0xfe80 // link local
+                || v6.to_ipv4_mapped().is_some_and(|v4| is_internal(std::net::IpAddr::V4(v4)))
+        }
+    }
 }
 
 pub struct MxTransport {
@@ -148,7 +174,7 @@ impl MxTransport {
             Ok(hosts) if hosts.is_empty() => {
                 Err(all(Delivery::Permanent(format!("556 5.1.10 {domain} accepts no mail (null MX, RFC 7505)"))))
             }
-            Ok(hosts) => Ok(hosts.into_iter().map(|(_, h)| h).collect()),
+            Ok(hosts) => Ok(shuffle_equal_preferences(hosts)),
             Err(DnsError::NotFound(_)) => match self.dns.ips(domain).await {
                 Ok(_) => Ok(vec![domain.to_string()]),
                 Err(DnsError::NotFound(_)) => Err(all(Delivery::Permanent(format!(
@@ -190,6 +216,13 @@ impl MxTransport {
                 }
             };
             for ip in ips {
+                if !self.settings.allow_private && is_internal(ip) {
+                    all_refused = false;
+                    failures.push(format!(
+                        "{host} [{ip}]: an internal address, not delivered to (delivery.mx_allow_private_addresses)"
+                    ));
+                    continue;
+                }
                 let addr = SocketAddr::new(ip, self.settings.port);
                 match self.try_host(host, addr, &policy, from, rcpts, raw).await {
                     Ok(deliveries) => return deliveries,
@@ -243,6 +276,21 @@ impl MxTransport {
     }
 }
 
+/// Hosts of equal preference in random order (RFC 5321 §5.1), so load
+/// spreads over them; lower preference values first.
+fn shuffle_equal_preferences(mut hosts: Vec<(u16, String)>) -> Vec<String> {
+    use rand::seq::SliceRandom;
+    let mut rng = rand::thread_rng();
+    hosts.sort_by_key(|(p, _)| *p);
+    let mut out = Vec::with_capacity(hosts.len());
+    for group in hosts.chunk_by(|a, b| a.0 == b.0) {
+        let mut names: Vec<String> = group.iter().map(|(_, h)| h.clone()).collect();
+        names.shuffle(&mut rng);
+        out.extend(names);
+    }
+    out
+}
+
 #[async_trait]
 impl Transport for MxTransport {
     fn name(&self) -> &str {
@@ -275,5 +323,44 @@ impl Transport for MxTransport {
             }
         }
         Ok(out.into_iter().map(|d| d.unwrap_or_else(|| Delivery::Transient("not attempted".into()))).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_addresses() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.0.5",
+            "172.16.0.1",
+            "169.254.1.1",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(is_internal(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["203.0.113.5", "8.8.8.8", "2001:db8::1", "100.128.0.1"] {
+            assert!(!is_internal(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn equal_preferences_are_shuffled_lower_first() {
+        let hosts = vec![(20, "c".to_string()), (10, "a".to_string()), (10, "b".to_string())];
+        let mut seen_first = std::collections::HashSet::new();
+        for _ in 0..64 {
+            let order = shuffle_equal_preferences(hosts.clone());
+            assert_eq!(order[2], "c");
+            seen_first.insert(order[0].clone());
+        }
+        assert_eq!(seen_first.len(), 2, "both preference-10 hosts come first sometimes");
     }
 }

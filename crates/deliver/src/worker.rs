@@ -328,9 +328,14 @@ async fn send_one(
 
 /// Reads a reply such as `550 5.1.1 <x@y>: user unknown` with the bounce
 /// classifier: true when the address itself is bad.
+///
+/// Only an SMTP 5xx reply about this recipient counts: a provider API's
+/// verdict on the whole message (HTTP 400, 422) suppresses nobody.
 fn is_hard_bounce(reply: &str) -> bool {
     let mut words = reply.trim().splitn(3, ' ');
-    let code = words.next().and_then(|c| c.parse::<u16>().ok()).unwrap_or(550);
+    let Some(code) = words.next().and_then(|c| c.parse::<u16>().ok()).filter(|c| (500..600).contains(c)) else {
+        return false;
+    };
     let rest: Vec<&str> = words.collect();
     let (enhanced, text) = match rest.first() {
         Some(w) if w.split('.').count() == 3 && w.split('.').all(|p| p.parse::<u16>().is_ok()) => {
@@ -406,5 +411,20 @@ async fn flush_loop(
             };
             metrics.delivered(label);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_hard_bounce;
+
+    #[test]
+    fn only_smtp_permanent_replies_about_the_address_suppress() {
+        assert!(is_hard_bounce("550 5.1.1 <x@y.example>: Recipient address rejected: User unknown"));
+        assert!(is_hard_bounce("550 no such user here"));
+        assert!(!is_hard_bounce("552 5.2.2 mailbox full"));
+        assert!(!is_hard_bounce("400 postmark: ErrorCode 300: Invalid 'To' address"));
+        assert!(!is_hard_bounce("422 sendgrid: Does not contain a valid address."));
+        assert!(!is_hard_bounce("no code at all: user unknown"));
     }
 }

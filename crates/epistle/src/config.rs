@@ -285,6 +285,9 @@ pub struct DeliveryConfig {
     /// connection attempts for this long (0s turns it off).
     #[serde(with = "humantime_serde")]
     pub dead_destination_backoff: Duration,
+    /// Let `mx` transports deliver to MX hosts on loopback, private or
+    /// link-local addresses (off: such MX records are not followed).
+    pub mx_allow_private_addresses: bool,
     /// Limits and TLS policy per destination domain for `mx` transports,
     /// e.g. `[[delivery.destinations]] domain = "gmail.com"
     /// connections = 5  rate = "600/m"  tls = "required"`.
@@ -320,6 +323,7 @@ impl Default for DeliveryConfig {
             node_name: None,
             mx_port: 25,
             dead_destination_backoff: Duration::from_secs(60),
+            mx_allow_private_addresses: false,
             destinations: Vec::new(),
         }
     }

@@ -186,6 +186,7 @@ fn mx_transport(cfg: &Config, t: &crate::config::TransportConfig) -> anyhow::Res
             defaults,
             destinations,
             dead_backoff: cfg.delivery.dead_destination_backoff,
+            allow_private: cfg.delivery.mx_allow_private_addresses,
         },
     ))
 }

@@ -275,9 +275,9 @@ fn calendar_event(
         return Err(ApiError::invalid("calendar.summary", "`summary` (the event's title) is required"));
     }
     if let Some(u) = &c.url
-        && !(u.starts_with("https://") || u.starts_with("http://"))
+        && !epistle_mail::calendar::is_uri(u)
     {
-        return Err(ApiError::invalid("calendar.url", "`url` must be an http(s) link"));
+        return Err(ApiError::invalid("calendar.url", "`url` must be an http(s) link without spaces or line breaks"));
     }
     let person = |field: &str, s: &str| {
         Mailbox::parse(s)

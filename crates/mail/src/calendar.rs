@@ -105,7 +105,9 @@ fn param(s: &str) -> String {
 /// UTF-8 sequence, and ends it with CRLF.
 fn line(out: &mut String, content: &str) {
     let mut width = 0;
-    for c in content.chars() {
+    // Control characters never reach the output: a value cannot start a
+    // line of its own (TEXT values are escaped before; this is the backstop).
+    for c in content.chars().filter(|c| !c.is_control()) {
         let len = c.len_utf8();
         if width + len > 75 {
             out.push_str("\r\n ");
@@ -115,6 +117,13 @@ fn line(out: &mut String, content: &str) {
         width += len;
     }
     out.push_str("\r\n");
+}
+
+/// A URI value: no spaces or control characters (RFC 3986).
+pub fn is_uri(u: &str) -> bool {
+    (u.starts_with("https://") || u.starts_with("http://"))
+        && u.len() <= 2000
+        && !u.chars().any(|c| c.is_control() || c.is_whitespace() || c == '"' || c == '<' || c == '>')
 }
 
 fn person(prop: &str, p: &Person, extra: &str) -> String {
@@ -146,7 +155,7 @@ pub fn ics(e: &Event) -> String {
     if let Some(l) = &e.location {
         line(&mut out, &format!("LOCATION:{}", text(l)));
     }
-    if let Some(u) = &e.url {
+    if let Some(u) = e.url.as_deref().filter(|u| is_uri(u)) {
         line(&mut out, &format!("URL:{u}"));
     }
     line(&mut out, &person("ORGANIZER", &e.organizer, ""));
@@ -210,6 +219,11 @@ mod tests {
             assert!(l.len() <= 75, "{l}");
         }
         assert!(s.contains("\r\n "), "long lines are folded");
+        let mut evil = event();
+        evil.url = Some("https://x\r\nATTENDEE:mailto:evil@x".into());
+        evil.summary = "a\r\nORGANIZER:mailto:ceo@x".into();
+        let s = ics(&evil);
+        assert!(!s.contains("\r\nATTENDEE:mailto:evil") && !s.contains("\r\nORGANIZER:mailto:ceo"), "{s}");
         let mut c = event();
         c.method = Method::Cancel;
         assert!(ics(&c).contains("STATUS:CANCELLED"));

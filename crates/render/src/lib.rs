@@ -203,19 +203,23 @@ impl Library {
                 Err(e) if e.kind() == ErrorKind::TemplateNotFound && part != "subject" => continue,
                 Err(e) => return Err(error(name, part, &e)),
             };
-            let rendered = tmpl.render(&ctx).map_err(|e| error(name, part, &e))?;
-            if rendered.len() > MAX_OUTPUT_BYTES {
+            // Written through a cap, so a template cannot build a huge
+            // string before the size is checked.
+            let mut out = Capped { buf: Vec::new(), over: false };
+            let result = tmpl.render_captured_to(&ctx, &mut out).map(|_| ());
+            if out.over {
                 return Err(fail(name, part, format!("the output is larger than {MAX_OUTPUT_BYTES} bytes")));
             }
-            parts.insert(part, rendered);
+            result.map_err(|e| error(name, part, &e))?;
+            parts.insert(part, String::from_utf8_lossy(&out.buf).into_owned());
         }
         let subject = parts.remove("subject").unwrap_or_default().split_whitespace().collect::<Vec<_>>().join(" ");
         let mut html = match parts.remove("mjml") {
-            Some(mjml) => Some(mjml_to_html(name, &mjml)?),
+            Some(mjml) => Some(capped(name, "mjml", mjml_to_html(name, &mjml)?)?),
             None => parts.remove("html"),
         };
         if let Some(h) = html.take() {
-            let inlined = inline_css(name, h)?;
+            let inlined = capped(name, "html", inline_css(name, h)?)?;
             let preheader = parts.get("preheader").map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "));
             html = Some(match preheader.filter(|p| !p.is_empty()) {
                 Some(p) => with_preheader(&inlined, &p),
@@ -228,6 +232,33 @@ impl Library {
         };
         Ok(Rendered { subject, html, text })
     }
+}
+
+/// A buffer that refuses to grow past [`MAX_OUTPUT_BYTES`].
+struct Capped {
+    buf: Vec<u8>,
+    over: bool,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + buf.len() > MAX_OUTPUT_BYTES {
+            self.over = true;
+            return Err(std::io::Error::other("output too large"));
+        }
+        self.buf.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capped(name: &str, part: &str, s: String) -> Result<String, RenderError> {
+    if s.len() > MAX_OUTPUT_BYTES {
+        return Err(fail(name, part, format!("the output is larger than {MAX_OUTPUT_BYTES} bytes")));
+    }
+    Ok(s)
 }
 
 fn fail(template: &str, part: &str, message: String) -> RenderError {
@@ -302,18 +333,35 @@ pub fn html_to_text(html: &str) -> String {
 }
 
 /// Removes elements hidden with `display:none` (preheaders, MJML's preview
-/// text): they are for the inbox list, not for the text part.
+/// text): they are for the inbox list, not for the text part. One pass,
+/// whatever the number of hidden elements.
 fn strip_hidden(html: &str) -> std::borrow::Cow<'_, str> {
     let lower = html.to_ascii_lowercase();
-    let Some(style_at) = lower.find("display:none") else { return std::borrow::Cow::Borrowed(html) };
-    // The element whose style holds it: from the last `<div` before it to its `</div>`.
-    let Some(open) = lower[..style_at].rfind("<div") else { return std::borrow::Cow::Borrowed(html) };
-    let Some(close_rel) = lower[style_at..].find("</div>") else { return std::borrow::Cow::Borrowed(html) };
-    let close = style_at + close_rel + "</div>".len();
-    let mut s = String::with_capacity(html.len());
-    s.push_str(&html[..open]);
-    s.push_str(&html[close..]);
-    std::borrow::Cow::Owned(strip_hidden(&s).into_owned())
+    if !lower.contains("display:none") {
+        return std::borrow::Cow::Borrowed(html);
+    }
+    let mut out = String::with_capacity(html.len());
+    let mut pos = 0;
+    while let Some(rel) = lower[pos..].find("display:none") {
+        let style_at = pos + rel;
+        // The element whose style holds it: from the last `<div` before it
+        // (not before what was already copied) to the next `</div>`.
+        let open = lower[pos..style_at].rfind("<div").map(|o| pos + o);
+        let close = lower[style_at..].find("</div>").map(|c| style_at + c + "</div>".len());
+        match (open, close) {
+            (Some(open), Some(close)) => {
+                out.push_str(&html[pos..open]);
+                pos = close;
+            }
+            _ => {
+                let next = style_at + "display:none".len();
+                out.push_str(&html[pos..next]);
+                pos = next;
+            }
+        }
+    }
+    out.push_str(&html[pos..]);
+    std::borrow::Cow::Owned(out)
 }
 
 /// Checks a template before it is saved: sizes and syntax of each part.
@@ -437,6 +485,25 @@ mod tests {
         assert_eq!(e.part, "subject");
         let bad = lib(&[("p", src("S", Some("{% include \"nope.html\" %}"), None))]);
         assert!(bad.render("p", &json!({})).unwrap_err().message.contains("name.html"));
+    }
+
+    #[test]
+    fn huge_output_and_many_hidden_elements_are_bounded() {
+        let l = lib(&[
+            ("big", src("x", None, Some("{% for i in range(30) %}{{ \"x\" * 100000 }}{% endfor %}"))),
+            (
+                "hidden",
+                src(
+                    "x",
+                    Some("{% for i in range(20000) %}<div style=\"display:none\">h</div>{% endfor %}<p>shown</p>"),
+                    None,
+                ),
+            ),
+        ]);
+        let e = l.render("big", &json!({})).unwrap_err();
+        assert!(e.message.contains("larger than"), "{e}");
+        let r = l.render("hidden", &json!({})).unwrap();
+        assert_eq!(r.text.unwrap(), "shown");
     }
 
     #[test]

@@ -78,10 +78,8 @@ pub fn split(envelope: &Envelope, raw: &[u8]) -> Result<Parts, String> {
             p.bcc.push(rcpt.clone());
         }
     }
-    if p.to.is_empty() {
-        // Every recipient is blind: the APIs need someone in To.
-        p.to = std::mem::take(&mut p.bcc);
-    }
+    // When every recipient is blind, the structured APIs (which need
+    // someone in To) get one copy per recipient: nobody sees the others.
     p.text = msg.body_text(0).map(|t| t.into_owned()).filter(|_| !msg.text_body.is_empty());
     p.html = msg.body_html(0).map(|h| h.into_owned()).filter(|_| !msg.html_body.is_empty());
     // mail-parser turns a lone HTML body into text and back; keep only the

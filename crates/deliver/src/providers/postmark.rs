@@ -95,16 +95,33 @@ impl Transport for Postmark {
     }
 
     async fn send(&self, envelope: &Envelope, raw: &[u8]) -> Result<Vec<Delivery>, SessionError> {
-        let parts = match split(envelope, raw) {
+        let mut parts = match split(envelope, raw) {
             Ok(p) => p,
             Err(e) => return deliveries("postmark", Verdict::Permanent, 554, &e, envelope.rcpts.len()),
         };
+        if parts.to.is_empty() {
+            // All blind: one message each (in envelope order), so nobody sees the others.
+            let mut out = Vec::with_capacity(envelope.rcpts.len());
+            for r in &envelope.rcpts {
+                parts.to = vec![r.clone()];
+                parts.cc.clear();
+                parts.bcc.clear();
+                out.extend(self.post(&parts, 1).await?);
+            }
+            return Ok(out);
+        }
+        self.post(&parts, envelope.rcpts.len()).await
+    }
+}
+
+impl Postmark {
+    async fn post(&self, parts: &Parts, n: usize) -> Result<Vec<Delivery>, SessionError> {
         let resp = self
             .client
             .post(format!("{}/email", self.endpoint))
             .header("X-Postmark-Server-Token", &self.settings.api_key)
             .header("Accept", "application/json")
-            .json(&body(&parts, self.settings.message_stream.as_deref()))
+            .json(&body(parts, self.settings.message_stream.as_deref()))
             .send()
             .await
             .map_err(|e| unreachable(&self.name, e))?;
@@ -117,7 +134,7 @@ impl Transport for Postmark {
         } else {
             format!("ErrorCode {code}: {}", json["Message"].as_str().unwrap_or(&text))
         };
-        deliveries("postmark", verdict(status, code), status, &detail, envelope.rcpts.len())
+        deliveries("postmark", verdict(status, code), status, &detail, n)
     }
 }
 

@@ -38,13 +38,19 @@ fn emails(list: &[String]) -> Value {
 
 /// The v3 request body for a message.
 pub fn body(p: &Parts) -> Value {
-    let mut personalization = json!({"to": emails(&p.to)});
-    if !p.cc.is_empty() {
-        personalization["cc"] = emails(&p.cc);
-    }
-    if !p.bcc.is_empty() {
-        personalization["bcc"] = emails(&p.bcc);
-    }
+    let personalizations = if p.to.is_empty() {
+        // All blind: one personalization each, so nobody sees the others.
+        p.cc.iter().chain(&p.bcc).map(|r| json!({"to": [{"email": r}]})).collect()
+    } else {
+        let mut one = json!({"to": emails(&p.to)});
+        if !p.cc.is_empty() {
+            one["cc"] = emails(&p.cc);
+        }
+        if !p.bcc.is_empty() {
+            one["bcc"] = emails(&p.bcc);
+        }
+        vec![one]
+    };
     let mut from = json!({"email": p.from_email});
     if let Some(n) = &p.from_name {
         from["name"] = json!(n);
@@ -60,7 +66,7 @@ pub fn body(p: &Parts) -> Value {
         content.push(json!({"type": "text/plain", "value": " "}));
     }
     let mut b = json!({
-        "personalizations": [personalization],
+        "personalizations": personalizations,
         "from": from,
         "subject": p.subject,
         "content": content,

@@ -116,6 +116,7 @@ async fn bad_calendars_are_refused_with_the_field() {
         (json!({"end": "2027-07-20T14:00"}), "calendar.end"),
         (json!({"summary": " "}), "calendar.summary"),
         (json!({"url": "javascript:alert(1)"}), "calendar.url"),
+        (json!({"url": "https://x\r\nATTENDEE:mailto:evil@x"}), "calendar.url"),
         (json!({"organizer": "not an address"}), "calendar.organizer"),
         (json!({"attendees": ["ok@example.com", "bad"]}), "calendar.attendees[1]"),
         (json!({"rrule": "FREQ=DAILY"}), "calendar.rrule"),

@@ -152,3 +152,15 @@ async fn starttls_is_used_when_offered_and_required_where_configured() {
     assert!(!t.sink.received()[0].tls);
     t.stop().await;
 }
+
+#[tokio::test]
+async fn internal_addresses_are_not_delivered_to_by_default() {
+    let t = mx_app(SinkConfig::default(), |c| c.delivery.mx_allow_private_addresses = false).await;
+    t.dns.mx("sneaky.example", 10, "mx.sneaky.example");
+    t.dns.a("mx.sneaky.example", LOCAL);
+    let id = t.send(&to("a@sneaky.example")).await;
+    let v = t.wait_status(&id, "deferred").await;
+    assert!(last_response(&v).contains("internal address"), "{v}");
+    assert_eq!(t.sink.count(), 0);
+    t.stop().await;
+}

@@ -234,6 +234,18 @@ async fn sendgrid_gets_structured_json_with_our_headers() {
     let refused = app.send(&message("refused@customer.example")).await;
     let v = app.wait_status(&refused, "bounced").await;
     assert!(response_of(&v).contains("valid address"), "{v}");
+
+    // Only blind recipients: one personalization each, nobody sees the other.
+    let mut blind = message("x@customer.example");
+    blind.as_object_mut().unwrap().remove("to");
+    blind["bcc"] = json!(["a@customer.example", "b@customer.example"]);
+    let id = app.send(&blind).await;
+    app.wait_status(&id, "sent").await;
+    let b = fake.requests().last().unwrap().json();
+    assert_eq!(
+        b["personalizations"],
+        json!([{"to": [{"email": "a@customer.example"}]}, {"to": [{"email": "b@customer.example"}]}])
+    );
     app.stop().await;
 }
 
@@ -280,6 +292,18 @@ async fn postmark_maps_its_error_codes() {
     let inactive = app.send(&message("inactive@customer.example")).await;
     let v = app.wait_status(&inactive, "bounced").await;
     assert!(response_of(&v).contains("406"), "{v}");
+
+    // Only blind recipients: one message each.
+    let before = fake.requests().len();
+    let mut blind = message("x@customer.example");
+    blind.as_object_mut().unwrap().remove("to");
+    blind["bcc"] = json!(["a@customer.example", "b@customer.example"]);
+    let id = app.send(&blind).await;
+    app.wait_status(&id, "sent").await;
+    let sent: Vec<Value> = fake.requests()[before..].iter().map(|r| r.json()).collect();
+    let to: Vec<&str> = sent.iter().map(|b| b["To"].as_str().unwrap()).collect();
+    assert_eq!(to, vec!["a@customer.example", "b@customer.example"]);
+    assert!(sent.iter().all(|b| b.get("Bcc").is_none()));
     app.stop().await;
 
     // A wrong token is not the message's fault: fail over.

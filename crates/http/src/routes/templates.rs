@@ -108,12 +108,21 @@ pub async fn render_for_message(
     };
     let lib = st.templates.library(&st.store, tenant_id).await?;
     let data = with_brand(st, tenant_id, data).await?;
-    let rendered = match version {
-        None => lib.render(name, &data),
-        Some(_) => lib.render_source(name, &source, &data),
-    }
+    let source = version.map(|_| source);
+    let name = name.to_string();
+    let rendered = off_runtime(move || match &source {
+        None => lib.render(&name, &data),
+        Some(src) => lib.render_source(&name, src, &data),
+    })
+    .await?
     .map_err(|e| render_error("data", &e))?;
     Ok((rendered, used))
+}
+
+/// Rendering is CPU work (MiniJinja, MJML, CSS inlining): it runs on the
+/// blocking pool, not on the threads that serve requests.
+async fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)
 }
 
 /// The sample data of a stored version, or of the built-in.
@@ -197,7 +206,11 @@ async fn try_sample(st: &AppState, tenant_id: &str, name: &str, v: &NewTemplateV
     }
     let lib = st.templates.library(&st.store, tenant_id).await?;
     let data = with_brand(st, tenant_id, &sample).await?;
-    lib.render_source(name, &source_new(v), &data).map(|_| ()).map_err(|e| render_error("sample_data", &e))
+    let (name, source) = (name.to_string(), source_new(v));
+    off_runtime(move || lib.render_source(&name, &source, &data))
+        .await?
+        .map(|_| ())
+        .map_err(|e| render_error("sample_data", &e))
 }
 
 fn version_view(v: &TemplateVersion, active: i64, category: Option<&str>) -> Value {

@@ -86,7 +86,10 @@ pub struct MxTransport {
     dns: Dns,
     settings: MxSettings,
     connector: tokio_rustls::TlsConnector,
-    pools: Mutex<HashMap<(String, SocketAddr), Arc<Pool>>>,
+    /// By (host, address, plain): `plain` pools skip STARTTLS, for hosts
+    /// whose TLS handshake fails (opportunistic TLS falls back, as
+    /// Postfix's `may` level does).
+    pools: Mutex<HashMap<(String, SocketAddr, bool), Arc<Pool>>>,
     limiters: Mutex<HashMap<String, Arc<RateLimiter>>>,
     /// Domains none of whose hosts answered: until when, and why.
     dead: Mutex<HashMap<String, (tokio::time::Instant, String)>>,
@@ -119,15 +122,20 @@ impl MxTransport {
         self.settings.destinations.get(domain).unwrap_or(&self.settings.defaults)
     }
 
-    fn pool(&self, host: &str, addr: SocketAddr, policy: &DestinationPolicy) -> Arc<Pool> {
+    fn pool(&self, host: &str, addr: SocketAddr, policy: &DestinationPolicy, plain: bool) -> Arc<Pool> {
         let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
         pools
-            .entry((host.to_string(), addr))
+            .entry((host.to_string(), addr, plain))
             .or_insert_with(|| {
+                let tls = match (policy.require_tls, plain) {
+                    (true, _) => TlsMode::StartTls,
+                    (false, false) => TlsMode::Opportunistic,
+                    (false, true) => TlsMode::None,
+                };
                 let settings = SmtpSettings {
                     host: host.to_string(),
                     port: addr.port(),
-                    tls: if policy.require_tls { TlsMode::StartTls } else { TlsMode::Opportunistic },
+                    tls,
                     username: None,
                     password: None,
                     helo_name: self.settings.helo_name.clone(),
@@ -253,13 +261,23 @@ impl MxTransport {
         rcpts: &[String],
         raw: &[u8],
     ) -> Result<Vec<Delivery>, HostFailure> {
-        let pool = self.pool(host, addr, policy);
         let describe = |e: &SmtpError| format!("{host} [{addr}]: {e}");
         let classify = |e: &SmtpError| match e {
             SmtpError::Refused(r) if r.is_permanent() => HostFailure::Refused(describe(e)),
             _ => HostFailure::Next(describe(e)),
         };
-        let mut lease = pool.get().await.map_err(|e| classify(&e))?;
+        let mut pool = self.pool(host, addr, policy, false);
+        let mut lease = match pool.get().await {
+            Ok(l) => l,
+            // Opportunistic TLS: a handshake that fails is retried in plain
+            // text rather than leaving the mail undelivered.
+            Err(e @ SmtpError::Tls(_)) if !policy.require_tls => {
+                tracing::info!(%host, %addr, error = %e, "STARTTLS failed; delivering without TLS");
+                pool = self.pool(host, addr, policy, true);
+                pool.get().await.map_err(|e| classify(&e))?
+            }
+            Err(e) => return Err(classify(&e)),
+        };
         let mut result = lease.conn.send(from, rcpts, raw).await;
         if result.is_err() && lease.reused {
             lease = pool.reconnect(lease).await.map_err(|e| classify(&e))?;

@@ -70,6 +70,7 @@ impl From<&epistle_store::StoreError> for ApiError {
         match e {
             epistle_store::StoreError::Db(sqlx_err) if is_unavailable(sqlx_err) => ApiError::unavailable(e),
             epistle_store::StoreError::Closed => ApiError::unavailable(e),
+            epistle_store::StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m.clone()),
             _ => ApiError::internal(e),
         }
     }

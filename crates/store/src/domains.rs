@@ -300,7 +300,8 @@ async fn insert_key(
     .bind(&k.public_key)
     .bind(now)
     .execute(&mut **tx)
-    .await?;
+    .await
+    .map_err(|e| crate::unique_to_conflict(e, "a key with that selector was made at the same moment; retry"))?;
     Ok(())
 }
 

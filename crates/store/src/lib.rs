@@ -49,6 +49,18 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the store is shutting down")]
     Closed,
+    /// A concurrent change won (a unique key was taken meanwhile); retrying
+    /// the request is safe.
+    #[error("{0}")]
+    Conflict(String),
+}
+
+/// Turns a unique-key violation into [`StoreError::Conflict`] with `what`.
+pub(crate) fn unique_to_conflict(e: sqlx::Error, what: &str) -> StoreError {
+    match e.as_database_error() {
+        Some(d) if d.is_unique_violation() => StoreError::Conflict(what.to_string()),
+        _ => StoreError::Db(e),
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -106,7 +106,8 @@ impl Store {
         .bind(&v.mjml)
         .bind(&v.preheader)
         .execute(&mut *tx)
-        .await?;
+        .await
+        .map_err(|e| crate::unique_to_conflict(e, "the template was changed at the same moment by another request; retry"))?;
         if exists {
             sqlx::query(
                 "UPDATE templates SET active_version = $1, category = COALESCE($2, category), updated_at = $3 \

@@ -433,6 +433,12 @@ async fn domains_and_keys(engine: Engine) {
     assert!(store.delete_domain("ten_a", "shop.example").await.unwrap());
     assert!(store.get_domain("ten_a", "shop.example").await.unwrap().is_none());
     assert_eq!(store.list_domains("ten_b").await.unwrap().len(), 1);
+    // A selector taken at the same moment is a conflict (409), not a 500,
+    // and nothing of the failed transaction stays.
+    let clash =
+        store.insert_domain("ten_c", "c.example", &[key("dk8", "same", "rsa"), key("dk9", "same", "rsa")], T0).await;
+    assert!(matches!(clash, Err(epistle_store::StoreError::Conflict(_))), "{clash:?}");
+    assert!(store.get_domain("ten_c", "c.example").await.unwrap().is_none());
     assert_eq!(store.setting_or_insert("k", "first").await.unwrap(), "first");
     assert_eq!(store.setting_or_insert("k", "second").await.unwrap(), "first");
 }

@@ -63,6 +63,9 @@ pub struct SinkConfig {
     /// Wait this long before answering every DATA (a busy server), so
     /// tests can catch messages in flight.
     pub delay: Duration,
+    /// Offer STARTTLS but break the handshake (hang up after `220`), as
+    /// MX hosts with broken TLS set-ups do.
+    pub broken_starttls: bool,
 }
 
 pub struct SmtpSink {
@@ -223,7 +226,7 @@ async fn session(io: Box<dyn Io>, shared: Arc<Shared>, tls: bool) -> std::io::Re
         let upper = cmd.to_ascii_uppercase();
         if upper.starts_with("EHLO") || upper.starts_with("HELO") {
             let mut caps = vec!["250-sink.test", "250-PIPELINING", "250-8BITMIME", "250-SIZE 52428800"];
-            if shared.acceptor.is_some() && !tls {
+            if (shared.acceptor.is_some() || shared.cfg.broken_starttls) && !tls {
                 caps.push("250-STARTTLS");
             }
             if shared.cfg.auth.is_some() {
@@ -231,6 +234,10 @@ async fn session(io: Box<dyn Io>, shared: Arc<Shared>, tls: bool) -> std::io::Re
             }
             caps.push("250 ENHANCEDSTATUSCODES");
             write(&mut io, &(caps.join("\r\n") + "\r\n")).await?;
+        } else if upper == "STARTTLS" && shared.cfg.broken_starttls {
+            // Agree, then hang up instead of a TLS server hello.
+            write(&mut io, "220 2.0.0 go ahead\r\n").await?;
+            return Ok(());
         } else if upper == "STARTTLS" {
             let Some(acc) = shared.acceptor.clone().filter(|_| !tls) else {
                 write(&mut io, "502 5.5.1 no STARTTLS here\r\n").await?;

@@ -164,3 +164,28 @@ async fn internal_addresses_are_not_delivered_to_by_default() {
     assert_eq!(t.sink.count(), 0);
     t.stop().await;
 }
+
+#[tokio::test]
+async fn a_broken_starttls_falls_back_to_plain_text_unless_tls_is_required() {
+    let t = mx_app(SinkConfig { broken_starttls: true, ..Default::default() }, |c| {
+        c.delivery.destinations.push(epistle::config::DestinationConfig {
+            domain: "strict.example".into(),
+            connections: None,
+            rate: None,
+            tls: Some("required".into()),
+        })
+    })
+    .await;
+    for d in ["dest.example", "strict.example"] {
+        t.dns.mx(d, 10, &format!("mx.{d}"));
+        t.dns.a(&format!("mx.{d}"), LOCAL);
+    }
+    let id = t.send(&to("a@dest.example")).await;
+    t.wait_status(&id, "sent").await;
+    assert!(!t.sink.received()[0].tls);
+    let strict = t.send(&to("a@strict.example")).await;
+    let v = t.wait_status(&strict, "deferred").await;
+    assert!(last_response(&v).contains("TLS"), "{v}");
+    assert_eq!(t.sink.count(), 1);
+    t.stop().await;
+}

@@ -85,6 +85,8 @@ pub struct KeyView {
     pub selector: String,
     pub algorithm: String,
     pub signing: bool,
+    /// `signing`, `pending` (waits for its DNS record) or `retired`.
+    pub state: &'static str,
     pub created_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retired_at: Option<String>,
@@ -195,11 +197,16 @@ impl Domains {
     /// A new key for `algorithm` (or for each algorithm that signs now)
     /// takes over signing; the old keys stop signing but their records are
     /// still listed, so mail in transit verifies until they are removed.
+    ///
+    /// Unless `immediate`, the new key is *pending*: it signs only once
+    /// `verify` sees its DNS record, and the old key goes on signing until
+    /// then, so no mail goes out with a signature receivers cannot check.
     pub async fn rotate(
         &self,
         tenant_id: &str,
         name: &str,
         algorithm: Option<Algorithm>,
+        immediate: bool,
         now: i64,
     ) -> Result<DomainView, DomainError> {
         let name = epistle_core::parse_domain(name).unwrap_or_else(|| name.to_string());
@@ -207,8 +214,12 @@ impl Domains {
         let algorithms: Vec<Algorithm> = match algorithm {
             Some(a) => vec![a],
             None => {
-                let signing: Vec<Algorithm> =
-                    d.keys.iter().filter(|k| k.retired_at.is_none()).filter_map(|k| k.algorithm.parse().ok()).collect();
+                let signing: Vec<Algorithm> = d
+                    .keys
+                    .iter()
+                    .filter(|k| k.retired_at.is_none() && !k.pending)
+                    .filter_map(|k| k.algorithm.parse().ok())
+                    .collect();
                 if signing.is_empty() { self.policy.algorithms.clone() } else { dedup(&signing) }
             }
         };
@@ -216,7 +227,8 @@ impl Domains {
         for alg in algorithms {
             let key = self.make_key(&name, alg, &taken, now).await?;
             taken.push(key.selector.clone());
-            self.store.add_dkim_key(tenant_id, &name, &key, Some(alg.as_str()), now).await?;
+            let retire = immediate.then_some(alg.as_str());
+            self.store.add_dkim_key(tenant_id, &name, &key, retire, !immediate, now).await?;
         }
         self.reload_keys().await;
         self.get(tenant_id, &name).await?.ok_or(DomainError::NotFound(name))
@@ -239,6 +251,19 @@ impl Domains {
             let looked = self.dns.txt(&r.name).await;
             check(r, looked);
         }
+        // A pending key whose record is now in DNS takes over signing.
+        let mut activated = false;
+        for k in d.keys.iter().filter(|k| k.pending && k.retired_at.is_none()) {
+            let record_name = format!("{}._domainkey.{}", k.selector, d.name);
+            if records.iter().any(|r| r.name == record_name && r.status == RecordStatus::Verified) {
+                self.store.activate_dkim_key(tenant_id, &name, &k.id, now).await?;
+                tracing::info!(domain = %name, selector = %k.selector, "DKIM record found; the new key signs now");
+                activated = true;
+            }
+        }
+        if activated {
+            self.reload_keys().await;
+        }
         let verified = records.iter().filter(|r| r.required).all(|r| r.status == RecordStatus::Verified);
         let json = serde_json::to_string(&records).map_err(|e| DomainError::Key(e.to_string()))?;
         self.store.record_domain_check(tenant_id, &name, verified, &json, now).await?;
@@ -256,14 +281,19 @@ impl Domains {
         let mut out = Vec::new();
         for k in &d.keys {
             let algorithm: Algorithm = k.algorithm.parse().unwrap_or(Algorithm::Rsa);
+            let detail = if k.retired_at.is_some() {
+                Some("retired key: keep the record until mail it signed has been delivered, then delete it".to_string())
+            } else if k.pending {
+                Some("new key from a rotation: publish this record; once verify sees it, this key signs and the old one retires".to_string())
+            } else {
+                None
+            };
             out.push(record(
                 format!("{}._domainkey.{}", k.selector, d.name),
                 dkim::record_value(algorithm, &k.public_key),
                 "dkim",
-                k.retired_at.is_none(),
-                k.retired_at.map(|_| {
-                    "retired key: keep the record until mail it signed has been delivered, then delete it".to_string()
-                }),
+                k.retired_at.is_none() && !k.pending,
+                detail,
             ));
         }
         out.push(record(d.name.clone(), self.policy.spf.clone(), "spf", true, None));
@@ -285,7 +315,7 @@ impl Domains {
                 }
             }
         }
-        let signing: Vec<&DkimKeyRecord> = d.keys.iter().filter(|k| k.retired_at.is_none()).collect();
+        let signing: Vec<&DkimKeyRecord> = d.keys.iter().filter(|k| k.retired_at.is_none() && !k.pending).collect();
         DomainView {
             name: d.name.clone(),
             status: if d.verified_at.is_some() { "verified" } else { "unverified" },
@@ -301,7 +331,12 @@ impl Domains {
                     .map(|k| KeyView {
                         selector: k.selector.clone(),
                         algorithm: k.algorithm.clone(),
-                        signing: k.retired_at.is_none(),
+                        signing: k.retired_at.is_none() && !k.pending,
+                        state: match (k.retired_at, k.pending) {
+                            (Some(_), _) => "retired",
+                            (None, true) => "pending",
+                            (None, false) => "signing",
+                        },
                         created_at: rfc3339(k.created_at),
                         retired_at: k.retired_at.map(rfc3339),
                     })

@@ -102,9 +102,12 @@ pub enum DomainsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Make a new DKIM key that signs from now on; the old record stays listed until removed.
+    /// Make a new DKIM key; it signs once `verify` sees its DNS record (or at once with --now).
     Rotate {
         name: String,
+        /// Sign with the new key at once, before its record is in DNS.
+        #[arg(long)]
+        now: bool,
         /// Rotate only this algorithm's key (default: every signing key).
         #[arg(long, value_parser = ["rsa", "ed25519"])]
         algorithm: Option<String>,
@@ -268,9 +271,9 @@ async fn domains(cfg: Config, command: DomainsCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        DomainsCommand::Rotate { name, algorithm, tenant, json } => {
+        DomainsCommand::Rotate { name, algorithm, tenant, json, now: immediate } => {
             let alg = algorithm.as_deref().and_then(|a| a.parse().ok());
-            let d = service.rotate(&tenant_id(tenant).await?, &name, alg, now).await?;
+            let d = service.rotate(&tenant_id(tenant).await?, &name, alg, immediate, now).await?;
             print_domain(&d, json);
             Ok(())
         }

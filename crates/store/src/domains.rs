@@ -29,6 +29,9 @@ pub struct DkimKeyRecord {
     /// until mail signed with it has been delivered.
     pub retired_at: Option<i64>,
     pub private_sealed: Vec<u8>,
+    /// Made by a rotation, not signing yet: it takes over once its DNS
+    /// record is seen.
+    pub pending: bool,
 }
 
 impl std::fmt::Debug for DkimKeyRecord {
@@ -56,7 +59,8 @@ pub struct DomainRecord {
     pub keys: Vec<DkimKeyRecord>,
 }
 
-const KEY_COLUMNS: &str = "id, tenant_id, domain, selector, algorithm, public_key, created_at, retired_at, private_key";
+const KEY_COLUMNS: &str =
+    "id, tenant_id, domain, selector, algorithm, public_key, created_at, retired_at, private_key, pending";
 
 fn key_from_row(r: &AnyRow) -> DkimKeyRecord {
     DkimKeyRecord {
@@ -69,6 +73,7 @@ fn key_from_row(r: &AnyRow) -> DkimKeyRecord {
         created_at: r.get(6),
         retired_at: r.get(7),
         private_sealed: r.get(8),
+        pending: r.get::<i64, _>(9) != 0,
     }
 }
 
@@ -100,12 +105,14 @@ impl Store {
     /// Adds a key that signs from now on. With `retire_algorithm`, the
     /// domain's signing keys of that algorithm stop signing (rotation);
     /// their rows stay so their DNS records can be listed until removed.
+    /// A `pending` key does not sign until [`Store::activate_dkim_key`].
     pub async fn add_dkim_key(
         &self,
         tenant_id: &str,
         domain: &str,
         key: &NewDkimKey,
         retire_algorithm: Option<&str>,
+        pending: bool,
         now: i64,
     ) -> Result<()> {
         let mut conn = self.writer(Durability::Durable).await?;
@@ -122,6 +129,33 @@ impl Store {
             .await?;
         }
         insert_key(&mut tx, tenant_id, domain, key, now).await?;
+        if pending {
+            sqlx::query("UPDATE dkim_keys SET pending = 1 WHERE id = $1").bind(&key.id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A pending key starts signing; the domain's other signing keys of its
+    /// algorithm retire, in the same transaction.
+    pub async fn activate_dkim_key(&self, tenant_id: &str, domain: &str, key_id: &str, now: i64) -> Result<()> {
+        let mut conn = self.writer(Durability::Durable).await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        sqlx::query(
+            "UPDATE dkim_keys SET retired_at = $1 WHERE tenant_id = $2 AND domain = $3 AND retired_at IS NULL \
+             AND pending = 0 AND id <> $4 AND algorithm = (SELECT algorithm FROM dkim_keys WHERE id = $4)",
+        )
+        .bind(now)
+        .bind(tenant_id)
+        .bind(domain)
+        .bind(key_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE dkim_keys SET pending = 0 WHERE id = $1 AND tenant_id = $2")
+            .bind(key_id)
+            .bind(tenant_id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -130,7 +164,8 @@ impl Store {
     /// that still signs is not removed; returns whether a row went.
     pub async fn delete_retired_key(&self, tenant_id: &str, domain: &str, selector: &str) -> Result<bool> {
         let n = sqlx::query(
-            "DELETE FROM dkim_keys WHERE tenant_id = $1 AND domain = $2 AND selector = $3 AND retired_at IS NOT NULL",
+            "DELETE FROM dkim_keys WHERE tenant_id = $1 AND domain = $2 AND selector = $3 \
+             AND (retired_at IS NOT NULL OR pending = 1)",
         )
         .bind(tenant_id)
         .bind(domain)
@@ -193,7 +228,7 @@ impl Store {
     /// Every key that signs, across tenants: what the delivery worker loads.
     pub async fn signing_keys(&self) -> Result<Vec<DkimKeyRecord>> {
         let rows = sqlx::query(&format!(
-            "SELECT {KEY_COLUMNS} FROM dkim_keys WHERE retired_at IS NULL ORDER BY created_at, selector"
+            "SELECT {KEY_COLUMNS} FROM dkim_keys WHERE retired_at IS NULL AND pending = 0 ORDER BY created_at, selector"
         ))
         .fetch_all(&self.read)
         .await?;

@@ -205,6 +205,13 @@ CREATE TABLE brands (
 );
 "#,
     },
+    Migration {
+        version: 7,
+        name: "DKIM keys that wait for their DNS record before signing",
+        sql: r#"
+ALTER TABLE dkim_keys ADD COLUMN pending BIGINT NOT NULL DEFAULT 0;
+"#,
+    },
 ];
 
 impl Dialect {

@@ -414,7 +414,7 @@ async fn domains_and_keys(engine: Engine) {
     assert!(store.insert_domain("ten_a", "shop.example", &[key("dk1", "s1", "rsa")], T0).await.unwrap());
     assert!(!store.insert_domain("ten_a", "shop.example", &[key("dk2", "s2", "rsa")], T0).await.unwrap());
     assert!(store.insert_domain("ten_b", "shop.example", &[key("dk3", "s1", "rsa")], T0).await.unwrap());
-    store.add_dkim_key("ten_a", "shop.example", &key("dk4", "s4", "rsa"), Some("rsa"), T0 + 1).await.unwrap();
+    store.add_dkim_key("ten_a", "shop.example", &key("dk4", "s4", "rsa"), Some("rsa"), false, T0 + 1).await.unwrap();
     let d = store.get_domain("ten_a", "shop.example").await.unwrap().unwrap();
     assert_eq!(d.keys.len(), 2);
     assert_eq!(d.keys[0].selector, "s4", "newest first");
@@ -422,6 +422,14 @@ async fn domains_and_keys(engine: Engine) {
     assert_eq!(d.keys[1].private_sealed, vec![1, 2, 3]);
     let signing: Vec<String> = store.signing_keys().await.unwrap().into_iter().map(|k| k.id).collect();
     assert_eq!(signing, vec!["dk3".to_string(), "dk4".to_string()]);
+    // A pending key does not sign until activated; then it retires the other.
+    store.add_dkim_key("ten_b", "shop.example", &key("dk5", "s5", "rsa"), None, true, T0 + 2).await.unwrap();
+    let ids = |v: Vec<epistle_store::DkimKeyRecord>| v.into_iter().map(|k| k.id).collect::<Vec<_>>();
+    assert_eq!(ids(store.signing_keys().await.unwrap()), vec!["dk3".to_string(), "dk4".to_string()]);
+    store.activate_dkim_key("ten_b", "shop.example", "dk5", T0 + 3).await.unwrap();
+    assert_eq!(ids(store.signing_keys().await.unwrap()), vec!["dk4".to_string(), "dk5".to_string()]);
+    let b = store.get_domain("ten_b", "shop.example").await.unwrap().unwrap();
+    assert_eq!(b.keys.iter().find(|k| k.id == "dk3").unwrap().retired_at, Some(T0 + 3));
     store.record_domain_check("ten_a", "shop.example", true, "[]", T0 + 5).await.unwrap();
     store.record_domain_check("ten_a", "shop.example", true, "[]", T0 + 9).await.unwrap();
     let d = store.get_domain("ten_a", "shop.example").await.unwrap().unwrap();

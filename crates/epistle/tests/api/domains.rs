@@ -272,7 +272,7 @@ async fn smtp_send(addr: std::net::SocketAddr, from: &str, to: &str, data: &str)
 }
 
 #[tokio::test]
-async fn rotation_signs_with_the_new_key_and_keeps_the_old_record() {
+async fn rotation_waits_for_the_new_record_then_switches_and_keeps_the_old_one_listed() {
     let t = spawn_app().await;
     let d = add(&t, json!({"name": "shop.example"})).await;
     let old = d["dkim"]["selector"].as_str().unwrap().to_string();
@@ -280,14 +280,31 @@ async fn rotation_signs_with_the_new_key_and_keeps_the_old_record() {
     let r = t.post("/v1/domains/shop.example/rotate", &json!({})).await;
     assert_eq!(r.status(), 200);
     let d: Value = r.json().await.unwrap();
-    let new = d["dkim"]["selector"].as_str().unwrap().to_string();
+    let keys = d["dkim"]["keys"].as_array().unwrap().clone();
+    let new = keys.iter().find(|k| k["state"] == "pending").unwrap()["selector"].as_str().unwrap().to_string();
     assert_ne!(new, old);
-    let keys = d["dkim"]["keys"].as_array().unwrap();
-    assert_eq!(keys.len(), 2);
-    let old_key = keys.iter().find(|k| k["selector"] == old.as_str()).unwrap();
-    assert_eq!(old_key["signing"], false);
+    assert_eq!(d["dkim"]["selector"], old.as_str(), "the old key signs until the new record is seen");
+    let pending_rec =
+        dkim_records(&d).into_iter().find(|r| r["name"].as_str().unwrap().starts_with(&new)).unwrap().clone();
+    assert_eq!(pending_rec["required"], false);
+    assert!(pending_rec["detail"].as_str().unwrap().contains("once verify sees it"));
+
+    // Meanwhile mail is signed with the old key.
+    let id = t.send(&message("jane@customer.example")).await;
+    t.wait_status(&id, "sent").await;
+    let sigs = dkimpy(&relayed(&t, 1).await, &[&d]);
+    assert_eq!((sigs[0]["s"].as_str(), sigs[0]["ok"].as_bool()), (Some(old.as_str()), Some(true)));
+
+    // Verify without the new record: still pending. With it: the new key signs.
+    let v: Value = t.post("/v1/domains/shop.example/verify", &json!({})).await.json().await.unwrap();
+    assert_eq!(v["dkim"]["selector"], old.as_str());
+    t.dns.txt(pending_rec["name"].as_str().unwrap(), pending_rec["value"].as_str().unwrap());
+    let v: Value = t.post("/v1/domains/shop.example/verify", &json!({})).await.json().await.unwrap();
+    assert_eq!(v["dkim"]["selector"], new.as_str(), "{v}");
+    let old_key = v["dkim"]["keys"].as_array().unwrap().iter().find(|k| k["selector"] == old.as_str()).unwrap().clone();
+    assert_eq!((old_key["state"].as_str(), old_key["signing"].as_bool()), (Some("retired"), Some(false)));
     assert!(old_key["retired_at"].is_string());
-    let recs = dkim_records(&d);
+    let recs = dkim_records(&v);
     assert_eq!(recs.len(), 2, "the old record stays listed");
     let old_rec = recs.iter().find(|r| r["name"].as_str().unwrap().starts_with(&old)).unwrap();
     assert_eq!(old_rec["required"], false);
@@ -295,11 +312,9 @@ async fn rotation_signs_with_the_new_key_and_keeps_the_old_record() {
 
     let id = t.send(&message("jane@customer.example")).await;
     t.wait_status(&id, "sent").await;
-    let raw = relayed(&t, 1).await;
-    let sigs = dkimpy(&raw, &[&d]);
+    let sigs = dkimpy(&relayed(&t, 2).await, &[&v]);
     assert_eq!(sigs.len(), 1);
-    assert_eq!(sigs[0]["s"], new.as_str());
-    assert_eq!(sigs[0]["ok"], true);
+    assert_eq!((sigs[0]["s"].as_str(), sigs[0]["ok"].as_bool()), (Some(new.as_str()), Some(true)));
 
     // The retired key can then be removed; a signing key cannot.
     let r = t.delete(&format!("/v1/domains/shop.example/keys/{new}")).await;
@@ -308,12 +323,18 @@ async fn rotation_signs_with_the_new_key_and_keeps_the_old_record() {
     assert_eq!(r.status(), 204);
     assert_eq!(dkim_records(&t.get_json("/v1/domains/shop.example").await).len(), 1);
 
+    // An immediate rotation switches at once.
+    t.advance(std::time::Duration::from_secs(86_400));
+    let v: Value = t.post("/v1/domains/shop.example/rotate", &json!({"immediate": true})).await.json().await.unwrap();
+    assert_ne!(v["dkim"]["selector"], new.as_str());
+    assert!(v["dkim"]["keys"].as_array().unwrap().iter().all(|k| k["state"] != "pending"), "{v}");
+
     // Deleting the domain stops signing.
     assert_eq!(t.delete("/v1/domains/shop.example").await.status(), 204);
     assert_eq!(t.get("/v1/domains/shop.example").await.status(), 404);
     let id = t.send(&message("jane@customer.example")).await;
     t.wait_status(&id, "sent").await;
-    assert!(!String::from_utf8_lossy(&relayed(&t, 2).await).contains("DKIM-Signature"));
+    assert!(!String::from_utf8_lossy(&relayed(&t, 3).await).contains("DKIM-Signature"));
     t.stop().await;
 }
 

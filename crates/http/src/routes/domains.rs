@@ -36,6 +36,9 @@ pub struct CreateDomain {
 struct Rotate {
     #[serde(default)]
     algorithm: Option<String>,
+    /// Sign with the new key at once instead of when verify sees its record.
+    #[serde(default)]
+    immediate: bool,
 }
 
 fn domains(st: &AppState) -> Result<&Domains, ApiError> {
@@ -122,7 +125,7 @@ pub async fn rotate(
     let bytes = read_body(req, &st).await?;
     let body: Rotate = if bytes.iter().all(u8::is_ascii_whitespace) { Rotate::default() } else { parse(&bytes)? };
     let alg = body.algorithm.as_deref().map(|a| algorithm("algorithm", a)).transpose()?;
-    let view = domains(&st)?.rotate(&caller.tenant_id, &name, alg, st.clock.now_ms()).await?;
+    let view = domains(&st)?.rotate(&caller.tenant_id, &name, alg, body.immediate, st.clock.now_ms()).await?;
     Ok(axum::Json(view).into_response())
 }
 

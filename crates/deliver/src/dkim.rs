@@ -20,6 +20,9 @@ pub struct Keyring {
     store: Store,
     master: MasterKey,
     signers: RwLock<Arc<Signers>>,
+    /// Opened keys by row id, so a reload opens (decrypts, parses) only the
+    /// keys that are new since the last one.
+    opened: std::sync::Mutex<HashMap<String, Arc<Signer>>>,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -37,31 +40,45 @@ pub fn open_key(master: &MasterKey, k: &DkimKeyRecord) -> Result<Signer, String>
 
 impl Keyring {
     pub fn new(store: Store, master: MasterKey) -> Self {
-        Self { store, master, signers: RwLock::new(Arc::new(HashMap::new())) }
+        Self {
+            store,
+            master,
+            signers: RwLock::new(Arc::new(HashMap::new())),
+            opened: std::sync::Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn master(&self) -> &MasterKey {
         &self.master
     }
 
-    /// Loads the signing keys from the store. A key that cannot be opened
-    /// is left out with an error in the log (mail from its domain goes
-    /// unsigned by it, rather than not at all).
+    /// Loads the signing keys from the store. Keys opened by an earlier
+    /// reload are reused, so the periodic reload decrypts and parses only
+    /// new keys. A key that cannot be opened is left out with an error in
+    /// the log (mail from its domain goes unsigned by it, rather than not at
+    /// all).
     pub async fn reload(&self) -> Result<usize, epistle_store::StoreError> {
         let keys = self.store.signing_keys().await?;
         let mut map: Signers = HashMap::new();
         let mut loaded = 0;
+        let mut opened = self.opened.lock().unwrap_or_else(|p| p.into_inner());
+        let previous = std::mem::take(&mut *opened);
         for k in &keys {
-            match open_key(&self.master, k) {
-                Ok(s) => {
-                    map.entry((k.tenant_id.clone(), k.domain.clone())).or_default().push(Arc::new(s));
-                    loaded += 1;
-                }
-                Err(e) => {
-                    tracing::error!(domain = %k.domain, selector = %k.selector, error = %e, "cannot load DKIM key")
-                }
-            }
+            let signer = match previous.get(&k.id) {
+                Some(s) => s.clone(),
+                None => match open_key(&self.master, k) {
+                    Ok(s) => Arc::new(s),
+                    Err(e) => {
+                        tracing::error!(domain = %k.domain, selector = %k.selector, error = %e, "cannot load DKIM key");
+                        continue;
+                    }
+                },
+            };
+            opened.insert(k.id.clone(), signer.clone());
+            map.entry((k.tenant_id.clone(), k.domain.clone())).or_default().push(signer);
+            loaded += 1;
         }
+        drop(opened);
         *self.signers.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(map);
         Ok(loaded)
     }

@@ -181,10 +181,14 @@ impl Library {
     ) -> Result<Rendered, RenderError> {
         // `brand` is always there (empty when the tenant has none), so
         // templates can write `brand.company_name | default(…)`.
+        // (A plain map with `brand` added: a merged context would make every
+        // lookup try two maps.)
         let ctx = match data.as_object() {
             Some(obj) if !obj.contains_key("brand") => {
-                let brand = minijinja::Value::from_serialize(serde_json::Map::new());
-                minijinja::context! { brand => brand, ..minijinja::Value::from_serialize(data) }
+                let mut top: std::collections::BTreeMap<&str, minijinja::Value> =
+                    obj.iter().map(|(k, v)| (k.as_str(), minijinja::Value::from_serialize(v))).collect();
+                top.insert("brand", minijinja::Value::from_serialize(serde_json::Map::new()));
+                minijinja::Value::from_serialize(&top)
             }
             _ => minijinja::Value::from_serialize(data),
         };

@@ -714,6 +714,60 @@ mod tests {
     }
 
     #[test]
+    fn bad_dns_domains_destinations_and_provider_settings_are_named() {
+        let check = |f: fn(&mut Config), want: &str| {
+            let mut c = Config::default();
+            f(&mut c);
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains(want), "{want}: {err}");
+        };
+        check(
+            |c| c.dns.nameservers = StringList::One("127.0.0.1:5353, dns.example".into()),
+            "dns.nameservers: `dns.example`",
+        );
+        check(|c| c.domains.spf = "include:x".into(), "domains.spf must be an SPF record");
+        check(|c| c.domains.dmarc = "p=none".into(), "domains.dmarc must be a DMARC record");
+        check(|c| c.domains.rsa_bits = 512, "domains.rsa_bits");
+        check(|c| c.domains.dkim_algorithms = StringList::One("rsa,dsa".into()), "unknown DKIM algorithm `dsa`");
+        let dest = |tls: Option<&str>, rate: Option<&str>| DestinationConfig {
+            domain: "gmail.com".into(),
+            connections: None,
+            rate: rate.map(Into::into),
+            tls: tls.map(Into::into),
+        };
+        let mut c = Config::default();
+        c.delivery.destinations.push(dest(Some("always"), None));
+        assert!(c.validate().unwrap_err().to_string().contains("use `opportunistic` or `required`"));
+        c.delivery.destinations = vec![dest(None, Some("fast"))];
+        assert!(c.validate().unwrap_err().to_string().contains("delivery.destinations `gmail.com`"));
+        c.delivery.destinations = vec![dest(Some("required"), Some("600/m"))];
+        c.validate().unwrap();
+
+        let provider = |kind: TransportKind| {
+            let mut t = TransportConfig::smtp("p", "");
+            t.kind = kind;
+            t.host = None;
+            t
+        };
+        for (kind, want) in [
+            (TransportKind::Ses, "needs `region`"),
+            (TransportKind::Mailgun, "needs `api_key`"),
+            (TransportKind::Sendgrid, "needs `api_key`"),
+            (TransportKind::Postmark, "needs `api_key`"),
+        ] {
+            let c = Config { transports: vec![provider(kind)], ..Config::default() };
+            assert!(c.validate().unwrap_err().to_string().contains(want), "{kind:?}");
+        }
+        let mut t = provider(TransportKind::Postmark);
+        t.api_key = Some(Secret("k".into()));
+        t.endpoint = Some("api.postmarkapp.com".into());
+        let c = Config { transports: vec![t], ..Config::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("must be an http(s) URL"));
+        let c = Config { transports: vec![provider(TransportKind::Mx)], ..Config::default() };
+        c.validate().unwrap();
+    }
+
+    #[test]
     fn the_shipped_example_configuration_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/epistle.toml");
         let c: Config =

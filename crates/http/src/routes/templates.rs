@@ -36,12 +36,22 @@ impl std::fmt::Debug for TemplateCache {
 }
 
 fn source_of(v: &TemplateVersion) -> Source {
+    source(&v.subject, &v.html, &v.text, &v.mjml, &v.preheader)
+}
+
+fn source(
+    subject: &str,
+    html: &Option<String>,
+    text: &Option<String>,
+    mjml: &Option<String>,
+    preheader: &Option<String>,
+) -> Source {
     Source {
-        subject: v.subject.clone(),
-        html: v.html.clone(),
-        text: v.text.clone(),
-        mjml: v.mjml.clone(),
-        preheader: v.preheader.clone(),
+        subject: subject.to_string(),
+        html: html.clone(),
+        text: text.clone(),
+        mjml: mjml.clone(),
+        preheader: preheader.clone(),
     }
 }
 
@@ -125,8 +135,18 @@ async fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) 
     tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)
 }
 
-/// The sample data of a stored version, or of the built-in.
-async fn sample_of(st: &AppState, tenant_id: &str, name: &str, version: Option<i64>) -> Result<Value, ApiError> {
+/// The data to render with: the request's, else the sample data of the
+/// stored version or of the built-in.
+async fn data_or_sample(
+    st: &AppState,
+    tenant_id: &str,
+    name: &str,
+    version: Option<i64>,
+    data: Option<serde_json::Map<String, Value>>,
+) -> Result<Value, ApiError> {
+    if let Some(d) = data {
+        return Ok(Value::Object(d));
+    }
     match st.store.template_version(tenant_id, name, version).await? {
         Some(v) => Ok(serde_json::from_str(&v.sample_data).unwrap_or(json!({}))),
         None if version.is_none() => builtin(name).map(|b| b.sample_data.clone()).ok_or_else(|| not_found(name)),
@@ -189,13 +209,7 @@ fn version_in(t: TemplateIn) -> Result<NewTemplateVersion, ApiError> {
 }
 
 fn source_new(v: &NewTemplateVersion) -> Source {
-    Source {
-        subject: v.subject.clone(),
-        html: v.html.clone(),
-        text: v.text.clone(),
-        mjml: v.mjml.clone(),
-        preheader: v.preheader.clone(),
-    }
+    source(&v.subject, &v.html, &v.text, &v.mjml, &v.preheader)
 }
 
 /// A template that cannot render its own sample data is refused when saved.
@@ -406,10 +420,7 @@ pub async fn preview(
     ApiJson { value: body, .. }: ApiJson<PreviewIn>,
 ) -> Result<Response, ApiError> {
     caller.require("templates:read")?;
-    let data = match body.data {
-        Some(d) => Value::Object(d),
-        None => sample_of(&st, &caller.tenant_id, &name, body.version).await?,
-    };
+    let data = data_or_sample(&st, &caller.tenant_id, &name, body.version, body.data).await?;
     let (rendered, _) = render_for_message(&st, &caller.tenant_id, &name, body.version, &data).await?;
     Ok(axum::Json(rendered).into_response())
 }
@@ -432,10 +443,7 @@ pub async fn test_send(
     ApiJson { value: body, .. }: ApiJson<TestIn>,
 ) -> Result<Response, ApiError> {
     caller.require("messages:send")?;
-    let data = match body.data {
-        Some(d) => Value::Object(d),
-        None => sample_of(&st, &caller.tenant_id, &name, body.version).await?,
-    };
+    let data = data_or_sample(&st, &caller.tenant_id, &name, body.version, body.data).await?;
     let from = body.from.unwrap_or_else(|| "Epistle <epistle@localhost.localdomain>".into());
     let req = serde_json::from_value::<crate::wire::SendRequest>(json!({
         "from": from,

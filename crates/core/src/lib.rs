@@ -10,7 +10,9 @@ pub mod clock;
 pub mod ids;
 pub mod secret;
 pub mod status;
+pub mod suppression;
 pub mod timefmt;
+pub mod token;
 
 pub use address::{AddressError, EmailAddress, Mailbox, parse_domain};
 pub use clock::{Clock, SystemClock};

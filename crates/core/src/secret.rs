@@ -31,7 +31,7 @@ pub enum SecretError {
 
 /// The key every secret is sealed with. Its `Debug` never shows the key.
 #[derive(Clone)]
-pub struct MasterKey(Aes256Gcm);
+pub struct MasterKey(Aes256Gcm, [u8; 32]);
 
 impl fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -42,7 +42,8 @@ impl fmt::Debug for MasterKey {
 impl MasterKey {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, SecretError> {
         let cipher = Aes256Gcm::new_from_slice(bytes).map_err(|_| SecretError::BadMasterKey)?;
-        Ok(Self(cipher))
+        let raw: [u8; 32] = bytes.try_into().map_err(|_| SecretError::BadMasterKey)?;
+        Ok(Self(cipher, raw))
     }
 
     /// Reads 64 hex digits or base64 of 32 bytes (surrounding whitespace is
@@ -65,6 +66,16 @@ impl MasterKey {
         let mut bytes = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut bytes);
         base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+
+    /// A key for one purpose (`"tracking"`, `"verp"`), derived so that the
+    /// master key itself never signs anything that leaves the machine.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.1).expect("HMAC takes any key length");
+        mac.update(b"epistle key derivation v1\0");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
     }
 
     pub fn seal(&self, label: &str, plaintext: &[u8]) -> Vec<u8> {

@@ -11,6 +11,7 @@ pub mod circuit;
 pub mod dkim;
 pub mod dns;
 pub mod domains;
+pub mod events;
 pub mod metrics;
 pub mod mx;
 pub mod providers;
@@ -19,6 +20,7 @@ pub mod route;
 pub mod shaping;
 pub mod smtp;
 pub mod transport;
+pub mod webhooks;
 pub mod worker;
 
 pub use dkim::Keyring;

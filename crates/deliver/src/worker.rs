@@ -70,6 +70,24 @@ pub struct Worker {
     cfg: WorkerConfig,
     wake: Arc<Notify>,
     keyring: Option<Arc<Keyring>>,
+    verp: Option<Verp>,
+}
+
+/// VERP return paths: each recipient's mail goes out with its own
+/// envelope sender `bounce+<signed token>@domain`, so a bounce names the
+/// recipient it is about whatever the receiving server writes in it.
+#[derive(Debug, Clone)]
+pub struct Verp {
+    pub domain: String,
+    pub key: epistle_core::token::TokenKey,
+}
+
+impl Verp {
+    /// The return path for one recipient of a message.
+    pub fn address(&self, message_id: &str, recipient_id: &str) -> Option<String> {
+        let index: u16 = recipient_id.rsplit('_').next()?.parse().ok()?;
+        Some(format!("{}@{}", self.key.verp_local(message_id, index)?, self.domain))
+    }
 }
 
 impl Worker {
@@ -81,12 +99,18 @@ impl Worker {
         metrics: Arc<Metrics>,
         cfg: WorkerConfig,
     ) -> Self {
-        Self { store, route, retry, clock, metrics, cfg, wake: Arc::new(Notify::new()), keyring: None }
+        Self { store, route, retry, clock, metrics, cfg, wake: Arc::new(Notify::new()), keyring: None, verp: None }
     }
 
     /// Signs outgoing mail with the tenant's DKIM keys for its From domain.
     pub fn with_keyring(mut self, keyring: Arc<Keyring>) -> Self {
         self.keyring = Some(keyring);
+        self
+    }
+
+    /// Sends every recipient in its own transaction with a VERP return path.
+    pub fn with_verp(mut self, verp: Verp) -> Self {
+        self.verp = Some(verp);
         self
     }
 
@@ -216,7 +240,13 @@ impl Worker {
         let mut by_message: HashMap<String, Vec<Claimed>> = HashMap::new();
         let mut skipped = Vec::new();
         for c in claimed {
-            if suppressed.iter().any(|(t, e)| *t == c.tenant_id && e.eq_ignore_ascii_case(&c.email)) {
+            let msg = messages.iter().find(|m| m.id == c.message_id);
+            let (stream, category) = msg.map(|m| (m.stream.as_str(), m.category.as_deref())).unwrap_or(("", None));
+            if suppressed.iter().any(|(t, e, scope)| {
+                *t == c.tenant_id
+                    && e.eq_ignore_ascii_case(&c.email)
+                    && epistle_core::suppression::applies(scope, stream, category)
+            }) {
                 let why = "not sent: the address is on this tenant's suppression list".to_string();
                 skipped.push(outcome(&c, OutcomeKind::Suppressed, why, "none", self.clock.now_ms(), 0));
                 continue;
@@ -226,7 +256,26 @@ impl Worker {
         if !skipped.is_empty() {
             let _ = tx.send(Done { outcomes: skipped, _permit: None }).await;
         }
+        // Personalised mail: each recipient after the first has its own body.
+        let personal: Vec<String> = by_message
+            .iter()
+            .filter(|(mid, _)| messages.iter().any(|m| m.id == **mid && m.personalized))
+            .flat_map(|(_, rcpts)| rcpts.iter().map(|c| c.id.clone()))
+            .collect();
+        let mut bodies = if personal.is_empty() {
+            HashMap::new()
+        } else {
+            match self.store.recipient_bodies(&personal).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot load personalised bodies; putting the work back");
+                    let all: Vec<Claimed> = by_message.into_values().flatten().collect();
+                    return self.put_back(&all, &e, tx).await;
+                }
+            }
+        };
         let mut messages: HashMap<String, DeliveryMessage> = messages.into_iter().map(|m| (m.id.clone(), m)).collect();
+        let mut groups: Vec<(DeliveryMessage, Vec<Claimed>, Option<String>)> = Vec::new();
         for (mid, rcpts) in by_message {
             let Some(message) = messages.remove(&mid) else {
                 let why = "message body missing from the store";
@@ -235,6 +284,21 @@ impl Worker {
                 let _ = tx.send(Done { outcomes, _permit: None }).await;
                 continue;
             };
+            if !message.personalized && self.verp.is_none() {
+                groups.push((message, rcpts, None));
+                continue;
+            }
+            // One transaction per recipient, with its own body and return path.
+            for c in rcpts {
+                let mut m = message.clone();
+                if let Some(body) = bodies.remove(&c.id) {
+                    m.raw = body;
+                }
+                let return_path = self.verp.as_ref().and_then(|v| v.address(&m.id, &c.id));
+                groups.push((m, vec![c], return_path));
+            }
+        }
+        for (message, rcpts, return_path) in groups {
             let Ok(permit) = permits.clone().acquire_many_owned(rcpts.len() as u32).await else { return };
             let route = self.route.clone();
             let retry = self.retry.clone();
@@ -242,7 +306,7 @@ impl Worker {
             let metrics = self.metrics.clone();
             let tx = tx.clone();
             let keyring = self.keyring.clone();
-            tasks.spawn(send_one(message, rcpts, permit, route, retry, clock, metrics, tx, keyring));
+            tasks.spawn(send_one(message, rcpts, return_path, permit, route, retry, clock, metrics, tx, keyring));
         }
     }
 }
@@ -274,6 +338,7 @@ fn outcome(
 async fn send_one(
     message: DeliveryMessage,
     rcpts: Vec<Claimed>,
+    return_path: Option<String>,
     permit: OwnedSemaphorePermit,
     route: Arc<Router>,
     retry: RetryPolicy,
@@ -286,8 +351,10 @@ async fn send_one(
     // queued mail and `GET …/raw` shows what the sender gave us.
     let signed = keyring.and_then(|k| k.sign(&message.tenant_id, &message.raw));
     let raw = signed.as_deref().unwrap_or(&message.raw);
-    let envelope =
-        Envelope { from: message.envelope_from.clone(), rcpts: rcpts.iter().map(|c| c.email.clone()).collect() };
+    let envelope = Envelope {
+        from: return_path.unwrap_or_else(|| message.envelope_from.clone()),
+        rcpts: rcpts.iter().map(|c| c.email.clone()).collect(),
+    };
     let started_at = clock.now_ms();
     let t0 = Instant::now();
     let sender_domain = message.envelope_from.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();

@@ -221,7 +221,7 @@ fn bounce_classify(files: &[PathBuf]) -> anyhow::Result<()> {
 
 async fn domains(cfg: Config, command: DomainsCommand) -> anyhow::Result<()> {
     let store = startup::connect_store(&cfg).await?;
-    let (_keyring, service) = crate::secrets::domain_service(&cfg, &store).await?;
+    let (_keyring, service, _) = crate::secrets::domain_service(&cfg, &store).await?;
     let now = epistle_core::Clock::now_ms(&SystemClock);
     let tenant_id = |name: String| {
         let store = store.clone();

@@ -65,6 +65,80 @@ pub struct Config {
     pub master_key_file: Option<PathBuf>,
     pub dns: DnsConfig,
     pub domains: DomainsConfig,
+    pub feedback: FeedbackConfig,
+    pub hooks: HooksConfig,
+    pub webhooks: WebhooksConfig,
+}
+
+/// Bounces and unsubscribes by mail.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeedbackConfig {
+    /// A domain whose MX points at this server's SMTP listener: mail goes
+    /// out with VERP return paths `bounce+…@` it (one SMTP transaction per
+    /// recipient), and List-Unsubscribe gets a `mailto:unsubscribe+…@` it.
+    /// Unset: the sender's own address is the return path.
+    pub bounce_domain: Option<String>,
+}
+
+/// Credentials of provider webhooks (`/hooks/…`). A hook without its
+/// credentials refuses everything.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HooksConfig {
+    /// Mailgun's "HTTP webhook signing key".
+    pub mailgun_signing_key: Option<Secret>,
+    /// SendGrid's signed event webhook verification key (base64 or PEM).
+    pub sendgrid_public_key: Option<String>,
+    /// The basic-auth user and password put in Postmark's webhook URL.
+    pub postmark_username: Option<String>,
+    pub postmark_password: Option<Secret>,
+    /// SNS topic ARNs whose SES notifications are taken.
+    pub ses_topic_arns: StringList,
+    /// Extra places SNS certificates and subscription URLs may come from
+    /// (tests, private endpoints); Amazon's own hosts are always allowed
+    /// when this is empty.
+    pub sns_cert_prefixes: StringList,
+    /// Confirm SNS subscriptions by itself.
+    pub sns_auto_confirm: bool,
+}
+
+impl Default for HooksConfig {
+    fn default() -> Self {
+        Self {
+            mailgun_signing_key: None,
+            sendgrid_public_key: None,
+            postmark_username: None,
+            postmark_password: None,
+            ses_topic_arns: StringList::Empty,
+            sns_cert_prefixes: StringList::Empty,
+            sns_auto_confirm: true,
+        }
+    }
+}
+
+/// Outgoing webhooks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Let tenants point webhooks at loopback and private addresses.
+    pub allow_private_addresses: bool,
+    /// How long one POST may take.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// An endpoint that fails this long is disabled.
+    #[serde(with = "humantime_serde")]
+    pub disable_after: Duration,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            allow_private_addresses: false,
+            timeout: Duration::from_secs(10),
+            disable_after: Duration::from_secs(24 * 3600),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -156,6 +230,9 @@ impl Default for Config {
             master_key_file: None,
             dns: DnsConfig::default(),
             domains: DomainsConfig::default(),
+            feedback: FeedbackConfig::default(),
+            hooks: HooksConfig::default(),
+            webhooks: WebhooksConfig::default(),
         }
     }
 }

@@ -88,10 +88,13 @@ pub async fn check_master_key(store: &Store, key: &MasterKey) -> anyhow::Result<
 }
 
 /// The keyring (loaded) and the domain service.
-pub async fn domain_service(cfg: &Config, store: &Store) -> anyhow::Result<(Arc<Keyring>, Arc<Domains>)> {
+pub async fn domain_service(
+    cfg: &Config,
+    store: &Store,
+) -> anyhow::Result<(Arc<Keyring>, Arc<Domains>, epistle_core::secret::MasterKey)> {
     let master = load_master_key(cfg)?;
     check_master_key(store, &master).await?;
-    let keyring = Arc::new(Keyring::new(store.clone(), master));
+    let keyring = Arc::new(Keyring::new(store.clone(), master.clone()));
     keyring.reload().await.context("cannot load the DKIM keys")?;
     // No cache: a record just published must be seen by the next verify.
     let dns = Dns::new(&cfg.dns.servers()?, cfg.dns.timeout, false).map_err(|e| anyhow::anyhow!(e))?;
@@ -103,7 +106,7 @@ pub async fn domain_service(cfg: &Config, store: &Store) -> anyhow::Result<(Arc<
         rsa_bits: cfg.domains.rsa_bits,
     };
     let domains = Arc::new(Domains::new(store.clone(), keyring.clone(), dns, policy));
-    Ok((keyring, domains))
+    Ok((keyring, domains, master))
 }
 
 #[cfg(test)]

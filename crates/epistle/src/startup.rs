@@ -320,8 +320,20 @@ pub async fn build(cfg: Config, clock: SharedClock) -> anyhow::Result<App> {
             shutdown_grace: cfg.delivery.shutdown_grace,
         },
     );
-    let (keyring, domains) = crate::secrets::domain_service(&cfg, &store).await?;
-    let worker = worker.with_keyring(keyring.clone());
+    let (keyring, domains, master) = crate::secrets::domain_service(&cfg, &store).await?;
+    let mut worker = worker.with_keyring(keyring.clone());
+    let bounce_domain = match cfg.feedback.bounce_domain.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
+        Some(d) => Some(
+            epistle_core::parse_domain(d)
+                .ok_or_else(|| anyhow::anyhow!("feedback.bounce_domain `{d}` is not a domain name"))?
+                .to_string(),
+        ),
+        None => None,
+    };
+    let token_key = epistle_core::token::TokenKey::new(master.derive("tracking"));
+    if let Some(d) = &bounce_domain {
+        worker = worker.with_verp(epistle_deliver::worker::Verp { domain: d.clone(), key: token_key.clone() });
+    }
     let wake = worker.waker();
     let committer = Committer::start(store.clone());
 
@@ -329,6 +341,59 @@ pub async fn build(cfg: Config, clock: SharedClock) -> anyhow::Result<App> {
         format!("cannot listen on {} (http_addr / EPISTLE_HTTP_ADDR); is another server using it?", cfg.http_addr)
     })?;
     let http_addr = listener.local_addr()?;
+    let (shutdown, rx) = watch::channel(false);
+    let mut http_rx = rx.clone();
+    let hub = epistle_deliver::events::EventHub::new();
+    tokio::spawn(hub.clone().run(store.clone(), std::time::Duration::from_millis(500), rx.clone()));
+    let hooks = &cfg.hooks;
+    let feedback = Arc::new(epistle_http::feedback::Feedback::new(
+        store.clone(),
+        master.clone(),
+        bounce_domain.clone(),
+        hub.clone(),
+        epistle_http::feedback::HookSettings {
+            mailgun_signing_key: hooks.mailgun_signing_key.as_ref().map(|s| s.expose().to_string()),
+            sendgrid_public_key: hooks.sendgrid_public_key.clone(),
+            postmark_username: hooks.postmark_username.clone(),
+            postmark_password: hooks.postmark_password.as_ref().map(|s| s.expose().to_string()),
+            ses_topic_arns: hooks.ses_topic_arns.items(),
+            sns_cert_prefixes: hooks.sns_cert_prefixes.items(),
+            sns_auto_confirm: hooks.sns_auto_confirm,
+        },
+        cfg.webhooks.allow_private_addresses,
+    ));
+    // Outgoing webhooks follow the event log; the hub's pokes wake them.
+    let hook_wake = Arc::new(tokio::sync::Notify::new());
+    {
+        let hub = hub.clone();
+        let hook_wake = hook_wake.clone();
+        let mut rx2 = rx.clone();
+        tokio::spawn(async move {
+            let mut live = hub.subscribe();
+            loop {
+                tokio::select! {
+                    r = live.recv() => match r {
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => hook_wake.notify_one(),
+                        Err(_) => return,
+                    },
+                    _ = rx2.changed() => return,
+                }
+            }
+        });
+    }
+    let webhooks = epistle_deliver::webhooks::Webhooks::new(
+        store.clone(),
+        master.clone(),
+        clock.clone(),
+        epistle_deliver::webhooks::WebhookConfig {
+            node: node.clone(),
+            allow_private: cfg.webhooks.allow_private_addresses,
+            timeout: cfg.webhooks.timeout,
+            disable_after: cfg.webhooks.disable_after,
+            ..Default::default()
+        },
+    );
+    tokio::spawn(webhooks.run(hook_wake, rx.clone()));
     let state = AppState {
         store: store.clone(),
         committer: committer.clone(),
@@ -344,12 +409,11 @@ pub async fn build(cfg: Config, clock: SharedClock) -> anyhow::Result<App> {
             public_url: cfg.public_url(&http_addr.to_string()),
             delivery_mode: delivery_mode.clone(),
         }),
+        feedback: Some(feedback),
     };
-    let (shutdown, rx) = watch::channel(false);
-    let mut http_rx = rx.clone();
     let app = epistle_http::router(state);
     let http = tokio::spawn(async move {
-        axum::serve(listener, app)
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
                 let _ = http_rx.wait_for(|s| *s).await;
             })

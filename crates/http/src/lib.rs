@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod feedback;
 pub mod json;
 pub mod routes;
 pub mod state;

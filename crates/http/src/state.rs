@@ -34,4 +34,7 @@ pub struct AppState {
     /// Sending domains and DKIM keys.
     pub domains: Option<Arc<epistle_deliver::domains::Domains>>,
     pub settings: Arc<HttpSettings>,
+    /// Tracking, unsubscribe, hooks and events; `None` in a server built
+    /// without a master key.
+    pub feedback: Option<Arc<crate::feedback::Feedback>>,
 }

@@ -44,6 +44,22 @@ fn no_control(field: &str, value: &str) -> Result<(), ApiError> {
     check_header_value(value).map_err(|e| ApiError::invalid(field, format!("`{field}`: {e}")))
 }
 
+/// Per-recipient links to put in a message: tracking and unsubscribe.
+#[derive(Debug, Clone, Default)]
+pub struct Personalize {
+    /// Signs the links; `None` makes none.
+    pub key: Option<epistle_core::token::TokenKey>,
+    /// `https://mail.example.com`, no trailing slash.
+    pub public_url: String,
+    pub track_opens: bool,
+    pub track_clicks: bool,
+    /// Add `List-Unsubscribe` and `List-Unsubscribe-Post`.
+    pub unsubscribe: bool,
+    /// For the `mailto:` form of List-Unsubscribe.
+    pub mailto_domain: Option<String>,
+    pub store_ip: bool,
+}
+
 /// A checked message, ready for the store, and the reply to give.
 pub struct Prepared {
     pub message: NewMessage,
@@ -57,6 +73,7 @@ pub fn prepare(
     now_ms: i64,
     settings: &HttpSettings,
     idempotency: Option<(String, String)>,
+    personal: &Personalize,
 ) -> Result<Prepared, ApiError> {
     let from = Mailbox::parse(&req.from).map_err(|e| ApiError::invalid("from", format!("`from`: {e}")))?;
     let to = address_list("to", req.to)?;
@@ -114,6 +131,15 @@ pub fn prepare(
         ));
     }
 
+    let category = match req.category {
+        None => None,
+        Some(c) => {
+            epistle_core::suppression::parse_scope(&format!("category:{c}")).map_err(|_| {
+                ApiError::invalid("category", "`category` is 1–64 letters, digits, - and _, e.g. marketing")
+            })?;
+            Some(c)
+        }
+    };
     let stream = match req.stream.as_deref() {
         None => Stream::Transactional,
         Some(s) => s.parse::<Stream>().map_err(|e| ApiError::invalid("stream", e))?,
@@ -161,7 +187,7 @@ pub fn prepare(
     for (list, kind) in [(&to, "to"), (&cc, "cc"), (&bcc, "bcc")] {
         for m in list {
             if seen.insert(m.email.as_str().to_ascii_lowercase()) {
-                recipients.push(NewRecipient { email: m.email.to_string(), kind });
+                recipients.push(NewRecipient { email: m.email.to_string(), kind, suppressed: None });
             }
         }
     }
@@ -198,7 +224,7 @@ pub fn prepare(
         date: date_ms / 1000,
         unique,
     };
-    let raw = build_message(&composition);
+    let (raw, variants, personalized) = personalize(&composition, id.as_str(), recipients.len(), personal, now_ms);
     let status = match send_at {
         Some(t) if t > now_ms => RecipientStatus::Scheduled,
         _ => RecipientStatus::Queued,
@@ -229,8 +255,94 @@ pub fn prepare(
         idempotency,
         response: serde_json::to_string(&reply).unwrap_or_default(),
         template: None,
+        category,
+        variants,
+        personalized,
     };
     Ok(Prepared { message, reply })
+}
+
+/// Builds the message once, or once per recipient when it carries
+/// per-recipient links: `(body of the first, bodies of the others, per
+/// recipient?)`.
+fn personalize(
+    c: &Composition,
+    message_id: &str,
+    n: usize,
+    p: &Personalize,
+    now_ms: i64,
+) -> (Vec<u8>, Vec<Vec<u8>>, bool) {
+    use crate::feedback::UNSUBSCRIBE_PLACEHOLDER;
+    use epistle_core::token::{Token, TokenKind, flags};
+    let has_placeholder = |s: &Option<String>| s.as_deref().is_some_and(|t| t.contains(UNSUBSCRIBE_PLACEHOLDER));
+    let own_header = c.headers.iter().any(|(h, _)| h.as_str().eq_ignore_ascii_case("list-unsubscribe"));
+    let unsubscribe = p.unsubscribe && !own_header;
+    let track = c.html.is_some() && (p.track_opens || p.track_clicks);
+    let Some(key) =
+        p.key.as_ref().filter(|_| track || unsubscribe || has_placeholder(&c.html) || has_placeholder(&c.text))
+    else {
+        return (build_message(c), Vec::new(), false);
+    };
+    let base = p.public_url.trim_end_matches('/');
+    let issued = (now_ms / 1000).clamp(0, u32::MAX as i64) as u32;
+    let flags = if p.store_ip { flags::STORE_IP } else { 0 };
+    let mut bodies = Vec::with_capacity(n);
+    for i in 0..n.max(1) {
+        let index = i as u16;
+        let token = |kind, url: Option<&str>| {
+            key.seal(&Token {
+                kind,
+                flags,
+                message_id: message_id.to_string(),
+                recipient: index,
+                issued,
+                url: url.map(str::to_string),
+            })
+        };
+        let mut m = c.clone();
+        let unsub_url = token(TokenKind::Unsubscribe, None).map(|t| format!("{base}/u/{t}"));
+        if let Some(u) = &unsub_url {
+            let placeholder = format!("{base}/u/{UNSUBSCRIBE_PLACEHOLDER}");
+            for body in [&mut m.html, &mut m.text].into_iter().flatten() {
+                if body.contains(UNSUBSCRIBE_PLACEHOLDER) {
+                    *body = body.replace(&placeholder, u).replace(UNSUBSCRIBE_PLACEHOLDER, u);
+                }
+            }
+        }
+        if track && let Some(html) = &m.html {
+            let pixel =
+                p.track_opens.then(|| token(TokenKind::Open, None).map(|t| format!("{base}/t/o/{t}"))).flatten();
+            let own = format!("{base}/u/");
+            let rewritten = epistle_render::tracking::rewrite(
+                html,
+                |url| {
+                    if !p.track_clicks || url.starts_with(&own) {
+                        return None;
+                    }
+                    token(TokenKind::Click, Some(url)).map(|t| format!("{base}/t/c/{t}"))
+                },
+                pixel.as_deref(),
+            );
+            m.html = Some(rewritten);
+        }
+        if unsubscribe && let Some(u) = &unsub_url {
+            let mut value = format!("<{u}>");
+            if let Some(domain) = &p.mailto_domain
+                && let Some(local) = key.address_local("unsubscribe", message_id, index)
+            {
+                value.push_str(&format!(", <mailto:{local}@{domain}?subject=unsubscribe>"));
+            }
+            if let (Ok(a), Ok(b)) = (HeaderName::parse("List-Unsubscribe"), HeaderName::parse("List-Unsubscribe-Post"))
+            {
+                m.headers.push((a, value));
+                m.headers.push((b, "List-Unsubscribe=One-Click".into()));
+            }
+        }
+        bodies.push(build_message(&m));
+    }
+    let mut it = bodies.into_iter();
+    let first = it.next().unwrap_or_default();
+    (first, it.collect(), true)
 }
 
 /// Checks an `Idempotency-Key`: 1 to 255 printable ASCII characters.

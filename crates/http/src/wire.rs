@@ -44,6 +44,15 @@ pub struct SendRequest {
     pub data: Option<serde_json::Map<String, serde_json::Value>>,
     /// A calendar invitation to carry (text/calendar part and invite.ics).
     pub calendar: Option<CalendarIn>,
+    /// Override the tenant's tracking settings for this message.
+    pub track_opens: Option<bool>,
+    pub track_clicks: Option<bool>,
+    /// Add List-Unsubscribe headers (default: broadcast mail yes,
+    /// transactional mail as the tenant's settings say).
+    pub unsubscribe: Option<bool>,
+    /// What kind of mail this is, for preferences and suppressions
+    /// (`marketing`, `appointment-reminders`, …).
+    pub category: Option<String>,
 }
 
 /// `calendar` of `POST /v1/messages`.
@@ -96,6 +105,7 @@ pub struct RecipientView {
     pub updated_at: String,
     /// What handing it over cost, in US dollars.
     pub cost: f64,
+    pub engagement: Engagement,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -106,6 +116,24 @@ pub struct EventView {
     pub at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// What else is known: the URL of a click, the user agent, whether a
+    /// machine did it (`machine`, `machine_reason`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+}
+
+/// Opens and clicks of one recipient, summed up.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Engagement {
+    pub opens: i64,
+    pub clicks: i64,
+    /// Opens and clicks not flagged as made by a machine.
+    pub human_opens: i64,
+    pub human_clicks: i64,
+    pub first_opened_at: Option<String>,
+    pub last_opened_at: Option<String>,
+    pub first_clicked_at: Option<String>,
+    pub last_clicked_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -134,6 +162,8 @@ pub struct MessageView {
     pub size: i64,
     pub send_at: Option<String>,
     pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recipients: Option<Vec<RecipientView>>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -2,6 +2,7 @@
 //! listener ([`smtp`]), which takes mail from applications and relays it
 //! through the same durable path as `POST /v1/messages`.
 
+pub mod hooks;
 pub mod smtp;
 pub mod submission;
 

@@ -114,6 +114,7 @@ pub fn new_message(r: Received<'_>) -> NewMessage {
             } else {
                 "bcc"
             },
+            suppressed: None,
         })
         .collect();
     NewMessage {
@@ -134,6 +135,9 @@ pub fn new_message(r: Received<'_>) -> NewMessage {
         idempotency: None,
         response: String::new(),
         template: None,
+        category: None,
+        variants: vec![],
+        personalized: false,
     }
 }
 

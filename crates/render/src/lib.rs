@@ -18,6 +18,7 @@
 
 pub mod builtin;
 mod filters;
+pub mod tracking;
 
 use std::collections::HashMap;
 use std::sync::Arc;

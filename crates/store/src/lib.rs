@@ -10,6 +10,7 @@
 //! instead of spinning on `SQLITE_BUSY`, while WAL lets reads go on.
 
 mod domains;
+mod feedback;
 mod group_commit;
 mod messages;
 mod migrate;
@@ -18,6 +19,7 @@ mod records;
 mod sql;
 mod templates;
 mod tenants;
+mod webhooks;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -28,11 +30,13 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use domains::{DkimKeyRecord, DomainRecord, NewDkimKey};
+pub use feedback::{Engagement, EventRow, FeedbackUpdate, RecipientRef, SuppressionFilter};
 pub use group_commit::Committer;
 pub use messages::{InsertResult, ListFilter, NewMessage, NewRecipient};
 pub use queue::{Claimed, CostStats, DeliveryMessage, Outcome, OutcomeKind, Suppression};
 pub use records::*;
 pub use templates::{NewTemplateVersion, TemplateRecord, TemplateVersion};
+pub use webhooks::{WebhookDeliveryRecord, WebhookJob, WebhookRecord, WebhookResult};
 pub mod sqlx_error {
     pub use sqlx::Error;
 }

@@ -13,6 +13,8 @@ pub struct NewRecipient {
     pub email: String,
     /// `to`, `cc` or `bcc`.
     pub kind: &'static str,
+    /// Not to be sent: on the suppression list (this says which entry).
+    pub suppressed: Option<String>,
 }
 
 /// A message ready to be committed: already built and validated.
@@ -38,6 +40,15 @@ pub struct NewMessage {
     pub response: String,
     /// The template (name, version) it was rendered from, to count uses.
     pub template: Option<(String, i64)>,
+    /// What kind of mail this is for preferences (`marketing`, …).
+    pub category: Option<String>,
+    /// One body per recipient after the first (whose body is `raw`): mail
+    /// with tracking or unsubscribe links made for each recipient. Empty
+    /// when every recipient gets `raw`.
+    pub variants: Vec<Vec<u8>>,
+    /// Each recipient gets its own body (`raw` for the first, `variants`
+    /// for the others) and its own SMTP transaction.
+    pub personalized: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,13 +73,15 @@ pub struct ListFilter {
     pub tag: Option<String>,
     pub recipient: Option<String>,
     pub since: Option<i64>,
+    /// Messages with at least one event of this type (`opened`, …).
+    pub event: Option<String>,
     /// Keyset cursor: strictly older than `(created_at, id)`.
     pub before: Option<(i64, String)>,
     pub limit: i64,
 }
 
 const MESSAGE_COLS: &str = "id, tenant_id, from_addr, subject, to_json, cc_json, tags_json, metadata_json, stream, \
-                            header_message_id, size, send_at, created_at";
+                            header_message_id, size, send_at, created_at, category";
 
 fn message_from_row(r: &AnyRow) -> Result<MessageRecord> {
     let json_list = |i: usize| -> Result<Vec<String>> {
@@ -88,6 +101,7 @@ fn message_from_row(r: &AnyRow) -> Result<MessageRecord> {
         size: r.get(10),
         send_at: r.get(11),
         created_at: r.get(12),
+        category: r.get(13),
     })
 }
 
@@ -144,6 +158,7 @@ impl Store {
         let mut rcpt_rows = Vec::new();
         let mut tag_rows = Vec::new();
         let mut event_rows = Vec::new();
+        let mut body_rows = Vec::new();
         let mut template_uses: Vec<(String, String, i64, i64)> = Vec::new();
         for m in accepted {
             if let Some((name, version)) = &m.template {
@@ -157,16 +172,26 @@ impl Store {
                 _ => (RecipientStatus::Queued, now),
             };
             for (i, r) in m.recipients.iter().enumerate() {
-                // Ids that sort in the order recipients were given.
-                let rcpt_id = format!("rcp_{}_{i:05}", m.id.trim_start_matches("msg_"));
+                // Ids that sort in the order recipients were given (tokens
+                // in mail name recipients by this index).
+                let rcpt_id = epistle_core::token::recipient_id(&m.id, i as u16);
+                let (st, due, detail) = match &r.suppressed {
+                    Some(why) => (RecipientStatus::Suppressed, Val::OI(None), Val::OS(Some(why.clone()))),
+                    None => (status, Val::I(due), Val::OS(None)),
+                };
+                if i > 0
+                    && let Some(body) = m.variants.get(i - 1)
+                {
+                    body_rows.push(vec![Val::S(rcpt_id.clone()), Val::B(body.clone())]);
+                }
                 rcpt_rows.push(vec![
                     Val::S(rcpt_id),
                     m.tenant_id.as_str().into(),
                     m.id.as_str().into(),
                     r.email.as_str().into(),
                     r.kind.into(),
-                    status.as_str().into(),
-                    Val::I(due),
+                    st.as_str().into(),
+                    due,
                     Val::I(now),
                     Val::I(now),
                 ]);
@@ -174,8 +199,8 @@ impl Store {
                     m.tenant_id.as_str().into(),
                     m.id.as_str().into(),
                     r.email.as_str().into(),
-                    status.as_str().into(),
-                    Val::OS(None),
+                    st.as_str().into(),
+                    detail,
                     Val::I(now),
                 ]);
             }
@@ -199,6 +224,8 @@ impl Store {
                 Val::I(size),
                 Val::OI(m.send_at),
                 Val::I(now),
+                Val::OS(m.category),
+                Val::I(i64::from(m.personalized)),
             ]);
         }
         let statements = [
@@ -221,6 +248,8 @@ impl Store {
                     "size",
                     "send_at",
                     "created_at",
+                    "category",
+                    "personalized",
                 ],
                 msg_rows,
                 "",
@@ -240,6 +269,7 @@ impl Store {
                 " ON CONFLICT DO NOTHING",
             ),
             multi_insert(self.dialect, "events", EVENT_COLS, event_rows, ""),
+            multi_insert(self.dialect, "recipient_bodies", &["recipient_id", "raw"], body_rows, ""),
         ];
         for (sql, vals) in statements.into_iter().flatten() {
             bind_all(sqlx::query(&sql), vals).execute(&mut *tx).await?;
@@ -371,6 +401,12 @@ impl Store {
             let p = next(&mut vals, st.as_str().into());
             sql.push_str(&format!(
                 " AND EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND r.status = {p})"
+            ));
+        }
+        if let Some(ev) = &f.event {
+            let p = next(&mut vals, ev.as_str().into());
+            sql.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM events e WHERE e.tenant_id = m.tenant_id AND e.type = {p} AND e.message_id = m.id)"
             ));
         }
         if let Some(tag) = &f.tag {

@@ -212,6 +212,66 @@ CREATE TABLE brands (
 ALTER TABLE dkim_keys ADD COLUMN pending BIGINT NOT NULL DEFAULT 0;
 "#,
     },
+    Migration {
+        version: 8,
+        name: "feedback: event data, per-recipient bodies, tenant settings, webhooks and their deliveries",
+        sql: r#"
+ALTER TABLE events ADD COLUMN data TEXT;
+CREATE INDEX events_tenant_id ON events (tenant_id, id);
+CREATE INDEX events_tenant_type ON events (tenant_id, type, message_id);
+ALTER TABLE messages ADD COLUMN category TEXT;
+ALTER TABLE messages ADD COLUMN personalized BIGINT NOT NULL DEFAULT 0;
+CREATE TABLE recipient_bodies (
+    recipient_id TEXT PRIMARY KEY,
+    raw {blob} NOT NULL
+);
+CREATE INDEX suppressions_tenant_created ON suppressions (tenant_id, created_at);
+CREATE TABLE tenant_settings (
+    tenant_id TEXT PRIMARY KEY,
+    settings_json TEXT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE TABLE webhooks (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    url TEXT NOT NULL,
+    events_json TEXT NOT NULL,
+    description TEXT,
+    secret {blob} NOT NULL,
+    created_at BIGINT NOT NULL,
+    failing_since BIGINT,
+    disabled_at BIGINT,
+    disabled_reason TEXT
+);
+CREATE INDEX webhooks_tenant ON webhooks (tenant_id);
+CREATE TABLE webhook_deliveries (
+    id TEXT PRIMARY KEY,
+    webhook_id TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    event_id BIGINT NOT NULL,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    due_at BIGINT,
+    claimed_by TEXT,
+    last_code BIGINT,
+    last_error TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    UNIQUE (webhook_id, event_id)
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (due_at) WHERE due_at IS NOT NULL;
+CREATE INDEX webhook_deliveries_hook ON webhook_deliveries (webhook_id, created_at);
+CREATE TABLE webhook_attempts (
+    delivery_id TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    code BIGINT,
+    error TEXT,
+    duration_ms BIGINT NOT NULL
+);
+CREATE INDEX webhook_attempts_delivery ON webhook_attempts (delivery_id);
+"#,
+    },
 ];
 
 impl Dialect {

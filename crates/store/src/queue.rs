@@ -35,6 +35,10 @@ pub struct DeliveryMessage {
     pub send_at: Option<i64>,
     /// For route matching.
     pub tags: Vec<String>,
+    /// For suppressions by category.
+    pub category: Option<String>,
+    /// Each recipient has its own body: see [`Store::recipient_bodies`].
+    pub personalized: bool,
 }
 
 impl DeliveryMessage {
@@ -153,7 +157,8 @@ impl Store {
         let mut out = Vec::with_capacity(message_ids.len());
         for chunk in message_ids.chunks(500) {
             let sql = format!(
-                "SELECT id, tenant_id, envelope_from, stream, raw, created_at, send_at, tags_json FROM messages WHERE id IN ({})",
+                "SELECT id, tenant_id, envelope_from, stream, raw, created_at, send_at, tags_json, category, personalized \
+                 FROM messages WHERE id IN ({})",
                 placeholders(self.dialect, 1, chunk.len())
             );
             let vals = chunk.iter().map(|s| Val::S(s.clone())).collect();
@@ -167,6 +172,8 @@ impl Store {
                 created_at: r.get(5),
                 send_at: r.get(6),
                 tags: serde_json::from_str(&r.get::<String, _>(7)).unwrap_or_default(),
+                category: r.get(8),
+                personalized: r.get::<i64, _>(9) != 0,
             }));
         }
         Ok(out)
@@ -286,23 +293,23 @@ impl Store {
         Ok(())
     }
 
-    /// Which of these (tenant, address) pairs are suppressed; addresses
-    /// are compared without case.
-    pub async fn suppressed_among(&self, pairs: &[(String, String)]) -> Result<Vec<(String, String)>> {
+    /// Which of these (tenant, address) pairs are suppressed, as (tenant,
+    /// address, scope); addresses are compared without case.
+    pub async fn suppressed_among(&self, pairs: &[(String, String)]) -> Result<Vec<(String, String, String)>> {
         let mut out = Vec::new();
         let mut emails: Vec<String> = pairs.iter().map(|(_, e)| e.to_ascii_lowercase()).collect();
         emails.sort();
         emails.dedup();
         for chunk in emails.chunks(500) {
             let sql = format!(
-                "SELECT tenant_id, email FROM suppressions WHERE email IN ({})",
+                "SELECT tenant_id, email, scope FROM suppressions WHERE email IN ({})",
                 placeholders(self.dialect, 1, chunk.len())
             );
             let vals = chunk.iter().map(|s| Val::S(s.clone())).collect();
             for r in bind_all(sqlx::query(&sql), vals).fetch_all(&self.read).await? {
-                let (t, e): (String, String) = (r.get(0), r.get(1));
+                let (t, e, s): (String, String, String) = (r.get(0), r.get(1), r.get(2));
                 if pairs.iter().any(|(pt, pe)| *pt == t && pe.eq_ignore_ascii_case(&e)) {
-                    out.push((t, e));
+                    out.push((t, e, s));
                 }
             }
         }

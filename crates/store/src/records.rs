@@ -31,6 +31,7 @@ pub struct MessageRecord {
     pub size: i64,
     pub send_at: Option<i64>,
     pub created_at: i64,
+    pub category: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -61,10 +61,16 @@ fn message(tenant: &str, emails: &[&str]) -> NewMessage {
         header_message_id: format!("{id}@shop.example"),
         raw: b"Subject: hi\r\n\r\nbody\r\n".to_vec(),
         send_at: None,
-        recipients: emails.iter().map(|e| NewRecipient { email: e.to_string(), kind: "to" }).collect(),
+        recipients: emails
+            .iter()
+            .map(|e| NewRecipient { email: e.to_string(), kind: "to", suppressed: None })
+            .collect(),
         idempotency: None,
         response: "{}".into(),
         template: None,
+        category: None,
+        variants: vec![],
+        personalized: false,
     }
 }
 
@@ -396,7 +402,10 @@ async fn hard_bounces_are_suppressed(engine: Engine) {
         ("ten_b".to_string(), "gone@example.com".to_string()),
         ("ten_a".to_string(), "full@example.com".to_string()),
     ];
-    assert_eq!(store.suppressed_among(&pairs).await.unwrap(), vec![("ten_a".into(), "gone@example.com".into())]);
+    assert_eq!(
+        store.suppressed_among(&pairs).await.unwrap(),
+        vec![("ten_a".into(), "gone@example.com".into(), "".into())]
+    );
     let rcpts = store.message_recipients("ten_a", &outcomes[2].message_id).await.unwrap();
     let later = rcpts.iter().find(|r| r.email == "later@example.com").unwrap();
     assert_eq!(later.status, RecipientStatus::Suppressed);

@@ -79,7 +79,13 @@ pub async fn apply_template(
             "give either `template` (with `data`) or `subject` / `text` / `html`, not both",
         ));
     }
-    let data = serde_json::Value::Object(req.data.take().unwrap_or_default());
+    let mut data = req.data.take().unwrap_or_default();
+    // Each recipient's own link replaces these after rendering.
+    let unsub =
+        format!("{}/u/{}", st.settings.public_url.trim_end_matches('/'), crate::feedback::UNSUBSCRIBE_PLACEHOLDER);
+    data.entry("unsubscribe_url").or_insert_with(|| serde_json::Value::String(unsub.clone()));
+    data.entry("preferences_url").or_insert_with(|| serde_json::Value::String(format!("{unsub}#preferences")));
+    let data = serde_json::Value::Object(data);
     let (rendered, version) =
         super::templates::render_for_message(st, tenant_id, &name, req.template_version, &data).await?;
     req.subject = Some(rendered.subject);
@@ -127,6 +133,55 @@ fn appointment_calendar(template: &str, data: &serde_json::Value) -> Result<Opti
     }))
 }
 
+/// The links this message gets, from the request and the tenant's settings.
+pub async fn personalize_for(
+    st: &AppState,
+    tenant_id: &str,
+    req: &SendRequest,
+) -> Result<validate::Personalize, ApiError> {
+    let Some(fb) = &st.feedback else { return Ok(validate::Personalize::default()) };
+    let s = fb.settings(&st.store, tenant_id).await?;
+    let broadcast = req.stream.as_deref() == Some("broadcast");
+    let track = if broadcast { s.tracking.broadcast } else { s.tracking.transactional };
+    Ok(validate::Personalize {
+        key: Some(fb.key.clone()),
+        public_url: st.settings.public_url.clone(),
+        track_opens: req.track_opens.unwrap_or(track.opens),
+        track_clicks: req.track_clicks.unwrap_or(track.clicks),
+        unsubscribe: req.unsubscribe.unwrap_or(broadcast || s.unsubscribe.transactional),
+        mailto_domain: fb.bounce_domain.clone(),
+        store_ip: s.tracking.store_ip,
+    })
+}
+
+/// Marks recipients on the tenant's suppression list as `suppressed`
+/// (they are not sent), in the message and in the reply.
+pub async fn mark_suppressed(st: &AppState, p: &mut Prepared) -> Result<(), ApiError> {
+    let emails: Vec<String> = p.message.recipients.iter().map(|r| r.email.to_ascii_lowercase()).collect();
+    let found = st.store.suppressions_of(&p.message.tenant_id, &emails).await?;
+    if found.is_empty() {
+        return Ok(());
+    }
+    let (stream, category) = (p.message.stream.clone(), p.message.category.clone());
+    for (r, shown) in p.message.recipients.iter_mut().zip(p.reply.recipients.iter_mut()) {
+        let hit = found.iter().find(|(e, scope)| {
+            e.eq_ignore_ascii_case(&r.email) && epistle_core::suppression::applies(scope, &stream, category.as_deref())
+        });
+        if let Some((_, scope)) = hit {
+            r.suppressed = Some(format!(
+                "not sent: the address is on this tenant's suppression list (scope {})",
+                epistle_core::suppression::show_scope(scope)
+            ));
+            shown.status = "suppressed".into();
+        }
+    }
+    if p.reply.recipients.iter().all(|r| r.status == "suppressed") {
+        p.reply.status = "suppressed".into();
+    }
+    p.message.response = serde_json::to_string(&p.reply).unwrap_or_default();
+    Ok(())
+}
+
 /// Validates, renders and commits one message; the 202 (or the replayed
 /// answer of an earlier request with the same key).
 pub async fn accept_one(
@@ -137,7 +192,10 @@ pub async fn accept_one(
 ) -> Result<Response, ApiError> {
     let now = st.clock.now_ms();
     let template = apply_template(st, &caller.tenant_id, &mut req).await?;
-    let Prepared { mut message, reply } = validate::prepare(req, &caller.tenant_id, now, &st.settings, idempotency)?;
+    let personal = personalize_for(st, &caller.tenant_id, &req).await?;
+    let mut prepared = validate::prepare(req, &caller.tenant_id, now, &st.settings, idempotency, &personal)?;
+    mark_suppressed(st, &mut prepared).await?;
+    let Prepared { mut message, reply } = prepared;
     message.template = template;
     let n_rcpts = message.recipients.len() as u64;
     let result = st.committer.insert(vec![message], now).await?;
@@ -195,7 +253,9 @@ pub async fn send_batch(State(st): State<AppState>, caller: Caller, req: Request
             let idem = key.map(|k| (k, body_hash(item.to_string().as_bytes())));
             let mut req: SendRequest = json::from_value(item)?;
             let template = apply_template(&st, &caller.tenant_id, &mut req).await?;
-            let mut p = validate::prepare(req, &caller.tenant_id, now, &st.settings, idem)?;
+            let personal = personalize_for(&st, &caller.tenant_id, &req).await?;
+            let mut p = validate::prepare(req, &caller.tenant_id, now, &st.settings, idem, &personal)?;
+            mark_suppressed(&st, &mut p).await?;
             p.message.template = template;
             Ok(p)
         }
@@ -259,6 +319,7 @@ fn view(m: MessageRecord, status: RecipientStatus) -> MessageView {
         size: m.size,
         send_at: m.send_at.map(timefmt::rfc3339),
         created_at: timefmt::rfc3339(m.created_at),
+        category: m.category,
         recipients: None,
         events: None,
         attempts: None,
@@ -268,13 +329,14 @@ fn view(m: MessageRecord, status: RecipientStatus) -> MessageView {
 async fn full_view(st: &AppState, tenant: &str, id: &str) -> Result<MessageView, ApiError> {
     let m = st.store.get_message(tenant, id).await?.ok_or_else(|| ApiError::not_found("message"))?;
     let rcpts = st.store.message_recipients(tenant, id).await?;
-    let events = st.store.message_events(tenant, id).await?;
+    let events = st.store.message_event_rows(tenant, id).await?;
     let attempts = st.store.message_attempts(tenant, id).await?;
     let mut v = view(m, summarize(rcpts.iter().map(|r| r.status)));
     v.recipients = Some(
         rcpts
             .into_iter()
             .map(|r| RecipientView {
+                engagement: engagement_of(&events, &r.email),
                 email: r.email,
                 kind: r.kind,
                 status: r.status.as_str().into(),
@@ -288,7 +350,13 @@ async fn full_view(st: &AppState, tenant: &str, id: &str) -> Result<MessageView,
     v.events = Some(
         events
             .into_iter()
-            .map(|e| EventView { kind: e.kind, recipient: e.recipient, at: timefmt::rfc3339(e.at), detail: e.detail })
+            .map(|e| EventView {
+                kind: e.kind,
+                recipient: e.recipient,
+                at: timefmt::rfc3339(e.at),
+                detail: e.detail,
+                data: e.data.and_then(|d| serde_json::from_str(&d).ok()),
+            })
             .collect(),
     );
     v.attempts = Some(
@@ -306,6 +374,35 @@ async fn full_view(st: &AppState, tenant: &str, id: &str) -> Result<MessageView,
             .collect(),
     );
     Ok(v)
+}
+
+/// Opens and clicks of one recipient, from the message's events.
+fn engagement_of(events: &[epistle_store::EventRow], email: &str) -> crate::wire::Engagement {
+    let mut e = crate::wire::Engagement::default();
+    for ev in events.iter().filter(|ev| ev.recipient.as_deref() == Some(email)) {
+        let machine = ev
+            .data
+            .as_deref()
+            .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+            .is_some_and(|d| d["machine"] == serde_json::Value::Bool(true));
+        let at = Some(timefmt::rfc3339(ev.at));
+        match ev.kind.as_str() {
+            "opened" => {
+                e.opens += 1;
+                e.human_opens += i64::from(!machine);
+                e.first_opened_at = e.first_opened_at.or(at.clone());
+                e.last_opened_at = at;
+            }
+            "clicked" => {
+                e.clicks += 1;
+                e.human_clicks += i64::from(!machine);
+                e.first_clicked_at = e.first_clicked_at.or(at.clone());
+                e.last_clicked_at = at;
+            }
+            _ => {}
+        }
+    }
+    e
 }
 
 /// `GET /v1/messages/{id}`
@@ -361,7 +458,7 @@ pub async fn list(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     caller.require("messages:read")?;
-    const KNOWN: [&str; 6] = ["status", "tag", "recipient", "since", "limit", "cursor"];
+    const KNOWN: [&str; 7] = ["status", "tag", "recipient", "since", "limit", "cursor", "event"];
     if let Some(k) = q.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return Err(ApiError::invalid(k.clone(), format!("unknown query parameter `{k}`; use {}", KNOWN.join(", "))));
     }
@@ -375,6 +472,14 @@ pub async fn list(
     }
     if let Some(s) = q.get("status") {
         f.status = Some(s.parse().map_err(|e: String| ApiError::invalid("status", e))?);
+    }
+    if let Some(ev) = q.get("event") {
+        const EVENTS: [&str; 8] =
+            ["opened", "clicked", "delivered", "bounced", "complained", "deferred", "unsubscribed", "suppressed"];
+        if !EVENTS.contains(&ev.as_str()) {
+            return Err(ApiError::invalid("event", format!("unknown event `{ev}`; use one of {}", EVENTS.join(", "))));
+        }
+        f.event = Some(ev.clone());
     }
     if let Some(t) = q.get("tag") {
         f.tag = Some(t.clone());

@@ -2,11 +2,16 @@
 
 pub mod domains;
 pub mod health;
+pub mod hooks;
 pub mod messages;
 pub mod stats;
+pub mod suppressions;
 pub mod templates;
+pub mod tracking;
 pub mod transports;
 pub mod ui;
+pub mod unsubscribe;
+pub mod webhooks;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -36,6 +41,21 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/templates/{name}/test", post(templates::test_send))
         .route("/v1/brand", get(templates::get_brand).put(templates::put_brand))
         .route("/v1/transports", get(transports::list))
+        .route("/v1/suppressions", get(suppressions::list).post(suppressions::create))
+        .route("/v1/suppressions/{email}", axum::routing::delete(suppressions::delete))
+        .route("/v1/settings", get(suppressions::get_settings).put(suppressions::put_settings))
+        .route("/v1/webhooks", post(webhooks::create).get(webhooks::list))
+        .route("/v1/webhooks/{id}", get(webhooks::get).delete(webhooks::delete))
+        .route("/v1/webhooks/{id}/enable", post(webhooks::enable))
+        .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route("/v1/events/stream", get(webhooks::stream))
+        .route("/t/o/{token}", get(tracking::open))
+        .route("/t/c/{token}", get(tracking::click))
+        .route("/u/{token}", get(unsubscribe::show).post(unsubscribe::post))
+        .route("/hooks/ses", post(hooks::ses))
+        .route("/hooks/mailgun", post(hooks::mailgun))
+        .route("/hooks/sendgrid", post(hooks::sendgrid))
+        .route("/hooks/postmark", post(hooks::postmark))
         .route("/v1/stats/costs", get(stats::costs))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -192,6 +192,7 @@ impl Store {
                     r.kind.into(),
                     st.as_str().into(),
                     due,
+                    detail.clone(),
                     Val::I(now),
                     Val::I(now),
                 ]);
@@ -257,7 +258,18 @@ impl Store {
             multi_insert(
                 self.dialect,
                 "recipients",
-                &["id", "tenant_id", "message_id", "email", "kind", "status", "due_at", "created_at", "updated_at"],
+                &[
+                    "id",
+                    "tenant_id",
+                    "message_id",
+                    "email",
+                    "kind",
+                    "status",
+                    "due_at",
+                    "last_response",
+                    "created_at",
+                    "updated_at",
+                ],
                 rcpt_rows,
                 "",
             ),

@@ -34,6 +34,7 @@ both_engines!(
     hard_bounces_are_suppressed,
     domains_and_keys,
     template_versions_and_uses,
+    engagement_feedback_and_webhook_deliveries,
 );
 
 async fn store(engine: Engine) -> (Store, TestDb) {
@@ -501,4 +502,87 @@ async fn template_versions_and_uses(engine: Engine) {
     store.set_brand("ten_a", r#"{"company_name":"A"}"#, T0).await.unwrap();
     store.set_brand("ten_a", r#"{"company_name":"B"}"#, T0 + 1).await.unwrap();
     assert_eq!(store.brand("ten_a").await.unwrap().as_deref(), Some(r#"{"company_name":"B"}"#));
+}
+
+async fn engagement_feedback_and_webhook_deliveries(engine: Engine) {
+    use epistle_store::{Engagement, FeedbackUpdate, RecipientRef, WebhookRecord, WebhookResult};
+    let (store, _db) = store(engine).await;
+    let m = message("ten_a", &["a@example.com", "b@example.com"]);
+    let id = m.id.clone();
+    store.insert_messages(vec![m], T0).await.unwrap();
+    let rid = |i: u16| epistle_core::token::recipient_id(&id, i);
+    let start = store.last_event_id().await.unwrap();
+
+    // Opens and clicks go in by recipient id; unknown recipients are dropped.
+    let e = |r: String, kind: &'static str| Engagement {
+        recipient_id: r,
+        kind,
+        detail: None,
+        data: Some(r#"{"machine":false}"#.into()),
+        at: T0 + 5,
+    };
+    let n = store
+        .insert_engagement(&[e(rid(0), "opened"), e(rid(1), "clicked"), e("rcp_nope_00000".into(), "opened")])
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    let rows = store.events_after(start, 100).await.unwrap();
+    let kinds: Vec<(&str, Option<&str>)> = rows.iter().map(|r| (r.kind.as_str(), r.recipient.as_deref())).collect();
+    assert_eq!(kinds, vec![("opened", Some("a@example.com")), ("clicked", Some("b@example.com"))]);
+    assert_eq!(rows[0].tenant_id, "ten_a");
+    assert!(rows[0].id < rows[1].id);
+
+    // A complaint moves the recipient and suppresses; a later delivery report does not undo it.
+    let upd = |event: &str, status, suppress: Option<&str>| FeedbackUpdate {
+        recipient: RecipientRef::Address { message_id: id.clone(), email: "A@example.com".into() },
+        status: Some(status),
+        event: event.into(),
+        detail: None,
+        data: None,
+        suppress: suppress.map(str::to_string),
+        source: "test".into(),
+        at: T0,
+    };
+    assert_eq!(
+        store.apply_feedback(&[upd("complained", RecipientStatus::Complained, Some("complaint"))], T0).await.unwrap(),
+        1
+    );
+    assert_eq!(store.apply_feedback(&[upd("delivered", RecipientStatus::Delivered, None)], T0).await.unwrap(), 1);
+    let rcpts = store.message_recipients("ten_a", &id).await.unwrap();
+    assert_eq!(rcpts[0].status, RecipientStatus::Complained);
+    assert_eq!(
+        store.suppressions_of("ten_a", &["a@example.com".into()]).await.unwrap(),
+        vec![("a@example.com".into(), "".into())]
+    );
+
+    // Webhook deliveries: queued once per (hook, event), claimed, retried, delivered.
+    let hook = WebhookRecord {
+        id: "whk_1".into(),
+        tenant_id: "ten_a".into(),
+        url: "http://x.example/h".into(),
+        events: vec!["*".into()],
+        description: None,
+        secret: vec![1, 2, 3],
+        created_at: T0,
+        failing_since: None,
+        disabled_at: None,
+        disabled_reason: None,
+    };
+    store.create_webhook(&hook).await.unwrap();
+    let rows = vec![("whk_1".to_string(), "ten_a".to_string(), 7, "{}".to_string())];
+    store.enqueue_webhook_deliveries(rows.clone(), 7, T0).await.unwrap();
+    store.enqueue_webhook_deliveries(rows, 7, T0).await.unwrap();
+    assert_eq!(store.webhook_cursor().await.unwrap(), Some(7));
+    let jobs = store.claim_webhook_jobs("n", T0, 60_000, 10).await.unwrap();
+    assert_eq!(jobs.len(), 1, "a repeat is not queued twice");
+    assert!(store.claim_webhook_jobs("n2", T0, 60_000, 10).await.unwrap().is_empty(), "leased");
+    let retry = WebhookResult::Retry { code: Some(503), error: "busy".into(), retry_at: T0 + 10_000 };
+    store.record_webhook_attempt(&jobs[0], &retry, T0, 3).await.unwrap();
+    assert!(store.get_webhook("ten_a", "whk_1").await.unwrap().unwrap().failing_since.is_some());
+    let jobs = store.claim_webhook_jobs("n", T0 + 10_000, 60_000, 10).await.unwrap();
+    assert_eq!(jobs[0].attempts, 1);
+    store.record_webhook_attempt(&jobs[0], &WebhookResult::Delivered { code: 200 }, T0 + 10_000, 2).await.unwrap();
+    let d = store.webhook_deliveries("whk_1", None, 10).await.unwrap();
+    assert_eq!((d[0].status.as_str(), d[0].attempts, d[0].tries.len()), ("delivered", 2, 2));
+    assert!(store.get_webhook("ten_a", "whk_1").await.unwrap().unwrap().failing_since.is_none());
 }

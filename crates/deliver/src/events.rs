@@ -64,7 +64,7 @@ impl Tail {
 }
 
 /// Loads the tags of the messages of `rows`.
-async fn with_tags(store: &Store, rows: Vec<EventRow>) -> Vec<Published> {
+pub async fn with_tags(store: &Store, rows: Vec<EventRow>) -> Vec<Published> {
     let mut ids: Vec<String> = rows.iter().map(|r| r.message_id.clone()).collect();
     ids.sort();
     ids.dedup();

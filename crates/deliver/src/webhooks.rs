@@ -22,7 +22,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio::sync::{Notify, watch};
 
-use crate::events::{Published, Tail};
+use crate::events::{EventHub, Published, Tail, with_tags};
 
 /// When to try again after the `n`th failed attempt (1-based).
 const BACKOFF: [Duration; 10] = [
@@ -149,16 +149,17 @@ impl Webhooks {
         Self { store, key, clock, cfg, http, wake: Arc::new(Notify::new()) }
     }
 
-    /// Runs fan-out and sending until shutdown. `events` wakes fan-out
-    /// when something was written.
-    pub async fn run(self, events: Arc<Notify>, shutdown: watch::Receiver<bool>) {
+    /// Runs fan-out and sending until shutdown. New events on `hub` wake
+    /// fan-out; events of other nodes are found by polling.
+    pub async fn run(self, hub: Arc<EventHub>, shutdown: watch::Receiver<bool>) {
         let me = Arc::new(self);
-        let fan = tokio::spawn(me.clone().fan_out(events, shutdown.clone()));
+        let fan = tokio::spawn(me.clone().fan_out(hub, shutdown.clone()));
         me.send_loop(shutdown).await;
         fan.abort();
     }
 
-    async fn fan_out(self: Arc<Self>, events: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+    async fn fan_out(self: Arc<Self>, hub: Arc<EventHub>, mut shutdown: watch::Receiver<bool>) {
+        let mut live = hub.subscribe();
         let start = loop {
             let r = match self.store.webhook_cursor().await {
                 Ok(Some(c)) => Ok(c),
@@ -192,18 +193,13 @@ impl Webhooks {
                         }
                     };
                     let cursor = tail.position;
-                    let mut ids: Vec<String> = rows.iter().map(|r| r.message_id.clone()).collect();
-                    ids.sort();
-                    ids.dedup();
-                    let tags = self.store.tags_of(&ids).await.unwrap_or_default();
                     let mut out = Vec::new();
-                    for row in rows {
+                    for p in with_tags(&self.store, rows).await {
                         let matching: Vec<&WebhookRecord> =
-                            hooks.iter().filter(|h| h.tenant_id == row.tenant_id && wants(h, &row.kind)).collect();
+                            hooks.iter().filter(|h| h.tenant_id == p.row.tenant_id && wants(h, &p.row.kind)).collect();
                         if matching.is_empty() {
                             continue;
                         }
-                        let p = Published { tags: tags.get(&row.message_id).cloned().unwrap_or_default(), row };
                         let body = payload(&p);
                         for h in matching {
                             out.push((h.id.clone(), h.tenant_id.clone(), p.row.id, body.clone()));
@@ -224,7 +220,7 @@ impl Webhooks {
                 Err(e) => tracing::warn!(error = %e, "webhooks: cannot read the event log"),
             }
             tokio::select! {
-                _ = events.notified() => {}
+                r = live.recv() => if matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)) { return },
                 _ = tokio::time::sleep(self.cfg.poll) => {}
                 _ = shutdown.changed() => return,
             }

@@ -348,6 +348,7 @@ pub async fn build(cfg: Config, clock: SharedClock) -> anyhow::Result<App> {
     let hooks = &cfg.hooks;
     let feedback = Arc::new(epistle_http::feedback::Feedback::new(
         store.clone(),
+        token_key,
         master.clone(),
         bounce_domain.clone(),
         hub.clone(),
@@ -362,25 +363,6 @@ pub async fn build(cfg: Config, clock: SharedClock) -> anyhow::Result<App> {
         },
         cfg.webhooks.allow_private_addresses,
     ));
-    // Outgoing webhooks follow the event log; the hub's pokes wake them.
-    let hook_wake = Arc::new(tokio::sync::Notify::new());
-    {
-        let hub = hub.clone();
-        let hook_wake = hook_wake.clone();
-        let mut rx2 = rx.clone();
-        tokio::spawn(async move {
-            let mut live = hub.subscribe();
-            loop {
-                tokio::select! {
-                    r = live.recv() => match r {
-                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => hook_wake.notify_one(),
-                        Err(_) => return,
-                    },
-                    _ = rx2.changed() => return,
-                }
-            }
-        });
-    }
     let webhooks = epistle_deliver::webhooks::Webhooks::new(
         store.clone(),
         master.clone(),
@@ -393,7 +375,7 @@ pub async fn build(cfg: Config, clock: SharedClock) -> anyhow::Result<App> {
             ..Default::default()
         },
     );
-    tokio::spawn(webhooks.run(hook_wake, rx.clone()));
+    tokio::spawn(webhooks.run(hub.clone(), rx.clone()));
     let state = AppState {
         store: store.clone(),
         committer: committer.clone(),

@@ -117,6 +117,7 @@ impl Feedback {
     /// Starts the recorder task that writes opens and clicks.
     pub fn new(
         store: Store,
+        key: TokenKey,
         master: MasterKey,
         bounce_domain: Option<String>,
         events: Arc<EventHub>,
@@ -126,7 +127,7 @@ impl Feedback {
         let (tx, rx) = mpsc::channel(65_536);
         tokio::spawn(record_loop(store, rx, events.clone()));
         Self {
-            key: TokenKey::new(master.derive("tracking")),
+            key,
             master,
             bounce_domain,
             events,

@@ -5,7 +5,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::sql::{EVENT_COLS, Val, bind_all, multi_insert, placeholders};
-use crate::{Durability, EventRecord, MessageRecord, MessageSummary, RecipientRecord, Result, Store, StoreError};
+use crate::{Durability, MessageRecord, MessageSummary, RecipientRecord, Result, Store, StoreError};
 
 /// One envelope recipient to insert.
 #[derive(Debug, Clone)]
@@ -335,27 +335,6 @@ impl Store {
                 })
             })
             .collect()
-    }
-
-    pub async fn message_events(&self, tenant_id: &str, message_id: &str) -> Result<Vec<EventRecord>> {
-        let rows = sqlx::query(
-            "SELECT id, message_id, recipient, type, detail, at FROM events WHERE tenant_id = $1 AND message_id = $2 ORDER BY id",
-        )
-        .bind(tenant_id)
-        .bind(message_id)
-        .fetch_all(&self.read)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| EventRecord {
-                id: r.get(0),
-                message_id: r.get(1),
-                recipient: r.get(2),
-                kind: r.get(3),
-                detail: r.get(4),
-                at: r.get(5),
-            })
-            .collect())
     }
 
     pub async fn message_attempts(&self, tenant_id: &str, message_id: &str) -> Result<Vec<crate::AttemptRecord>> {

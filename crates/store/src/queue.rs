@@ -316,28 +316,6 @@ impl Store {
         Ok(out)
     }
 
-    /// The tenant's suppression list, newest first.
-    pub async fn list_suppressions(&self, tenant_id: &str) -> Result<Vec<Suppression>> {
-        let rows = sqlx::query(
-            "SELECT email, scope, reason, source, detail, created_at FROM suppressions WHERE tenant_id = $1 \
-             ORDER BY created_at DESC, email",
-        )
-        .bind(tenant_id)
-        .fetch_all(&self.read)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Suppression {
-                email: r.get(0),
-                scope: r.get(1),
-                reason: r.get(2),
-                source: r.get(3),
-                detail: r.get(4),
-                created_at: r.get(5),
-            })
-            .collect())
-    }
-
     /// Counts of pending recipients by status (for `/metrics`).
     pub async fn queue_depth(&self) -> Result<Vec<(RecipientStatus, i64)>> {
         let rows = sqlx::query("SELECT status, COUNT(*) FROM recipients WHERE due_at IS NOT NULL GROUP BY status")

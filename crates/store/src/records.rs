@@ -49,16 +49,6 @@ pub struct RecipientRecord {
 }
 
 #[derive(Debug, Clone)]
-pub struct EventRecord {
-    pub id: i64,
-    pub message_id: String,
-    pub recipient: Option<String>,
-    pub kind: String,
-    pub detail: Option<String>,
-    pub at: i64,
-}
-
-#[derive(Debug, Clone)]
 pub struct AttemptRecord {
     pub recipient: String,
     pub transport: String,

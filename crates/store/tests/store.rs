@@ -3,6 +3,7 @@
 use epistle_core::RecipientStatus;
 use epistle_store::{
     Claimed, Committer, InsertResult, ListFilter, NewMessage, NewRecipient, Outcome, OutcomeKind, Store, StoreOptions,
+    SuppressionFilter,
 };
 use epistle_testkit::{Engine, TestDb};
 
@@ -108,7 +109,7 @@ async fn messages_round_trip(engine: Engine) {
     let rcpts = store.message_recipients("ten_a", &id).await.unwrap();
     assert_eq!(rcpts.len(), 2);
     assert!(rcpts.iter().all(|r| r.status == RecipientStatus::Queued));
-    let events = store.message_events("ten_a", &id).await.unwrap();
+    let events = store.message_event_rows("ten_a", &id).await.unwrap();
     assert_eq!(events.len(), 2);
     assert!(events.iter().all(|e| e.kind == "queued"));
     // Another tenant sees nothing.
@@ -281,7 +282,7 @@ async fn cancel_stops_pending_recipients(engine: Engine) {
     assert_eq!(cancelled.len(), 1, "the one in flight cannot be cancelled");
     assert!(store.cancel_message("ten_b", &id, T0 + 1).await.unwrap().is_empty(), "other tenants cannot cancel");
     assert!(store.claim_due("n2", T0 + 10, 60_000, 10).await.unwrap().is_empty());
-    let events = store.message_events("ten_a", &id).await.unwrap();
+    let events = store.message_event_rows("ten_a", &id).await.unwrap();
     assert_eq!(events.iter().filter(|e| e.kind == "cancelled").count(), 1);
 }
 
@@ -391,12 +392,19 @@ async fn hard_bounces_are_suppressed(engine: Engine) {
         outcome(&by("later@example.com"), OutcomeKind::Suppressed, None),
     ];
     store.record_outcomes("n", &outcomes, T0).await.unwrap();
-    let list = store.list_suppressions("ten_a").await.unwrap();
+    let list = store.suppression_page("ten_a", &SuppressionFilter { limit: 50, ..Default::default() }).await.unwrap();
     assert_eq!(list.len(), 1, "{list:?}");
     assert_eq!(list[0].email, "gone@example.com");
     assert_eq!(list[0].reason, "hard_bounce");
     assert_eq!(list[0].detail.as_deref(), Some("550 5.1.1 no such user"));
-    assert!(store.list_suppressions("ten_b").await.unwrap().is_empty(), "per tenant");
+    assert!(
+        store
+            .suppression_page("ten_b", &SuppressionFilter { limit: 50, ..Default::default() })
+            .await
+            .unwrap()
+            .is_empty(),
+        "per tenant"
+    );
     // Found whatever the case, only for its tenant.
     let pairs = vec![
         ("ten_a".to_string(), "GONE@example.com".to_string()),

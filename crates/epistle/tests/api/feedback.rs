@@ -159,6 +159,23 @@ async fn transactional_mail_is_untracked_by_default_and_settings_turn_tracking_o
         .await
         .unwrap();
     assert_eq!(bad.status(), 422, "unknown keys are refused");
+    for (cats, field) in [
+        (json!([{"name": "news letters", "label": "News"}]), "categories[0].name"),
+        (json!([{"name": "news", "label": ""}]), "categories[0].label"),
+        (json!([{"name": "news", "label": "A"}, {"name": "news", "label": "B"}]), "categories[1].name"),
+    ] {
+        let r = t
+            .client
+            .put(t.url("/v1/settings"))
+            .bearer_auth(KEY)
+            .json(&json!({"categories": cats}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422);
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["error"]["field"], field, "{e}");
+    }
     let id = t.send(&m).await;
     t.wait_status(&id, "sent").await;
     let got = t.sink.wait_count(2, WAIT).await;
@@ -279,6 +296,10 @@ async fn the_suppression_list_api() {
     m["category"] = json!("orders");
     let v: Value = t.post("/v1/messages", &m).await.json().await.unwrap();
     assert_eq!(v["recipients"][0]["status"], "queued");
+    m["category"] = json!("not a name!");
+    let r = t.post("/v1/messages", &m).await;
+    assert_eq!(r.status(), 422);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["field"], "category");
 
     assert_eq!(t.delete("/v1/suppressions/gone@example.com").await.status(), 200);
     assert_eq!(t.delete("/v1/suppressions/gone@example.com").await.status(), 404);
@@ -401,7 +422,14 @@ async fn webhooks_are_signed_retried_and_their_deliveries_listed() {
 
     let id = t.send(&message("jane@customer.example")).await;
     t.wait_status(&id, "sent").await;
-    wait_for("the first (failed) delivery", WAIT, || async { (!receiver.requests().is_empty()).then_some(()) }).await;
+    let deliveries = format!("/v1/webhooks/{}/deliveries", hook["id"].as_str().unwrap());
+    // The failed attempt is recorded with its retry time before the clock moves.
+    wait_for("the first (failed) delivery to be recorded", WAIT, || async {
+        let d = t.get_json(&deliveries).await;
+        (d["data"][0]["attempts"] == 1 && d["data"][0]["status"] == "pending").then_some(())
+    })
+    .await;
+    assert_eq!(receiver.requests().len(), 1);
     // The retry comes after the backoff.
     t.advance(Duration::from_secs(11));
     let reqs = wait_for("the retry", WAIT, || async {
@@ -420,7 +448,7 @@ async fn webhooks_are_signed_retried_and_their_deliveries_listed() {
     assert_eq!(reqs.len(), 2, "queued events are not subscribed: only `sent` comes");
 
     let d = wait_for("the delivery to be recorded", WAIT, || async {
-        let d = t.get_json(&format!("/v1/webhooks/{}/deliveries", hook["id"].as_str().unwrap())).await;
+        let d = t.get_json(&deliveries).await;
         (d["data"][0]["status"] == "delivered").then_some(d)
     })
     .await;
@@ -456,7 +484,11 @@ async fn read_sse(mut resp: reqwest::Response, n: usize) -> Vec<(i64, String, Va
     let mut buf = String::new();
     let deadline = tokio::time::Instant::now() + WAIT;
     while out.len() < n {
-        let chunk = tokio::time::timeout_at(deadline, resp.chunk()).await.expect("events in time").unwrap().unwrap();
+        let chunk = tokio::time::timeout_at(deadline, resp.chunk())
+            .await
+            .expect("events in time")
+            .expect("the stream reads")
+            .unwrap_or_else(|| panic!("the stream ended after {} events: {out:?}; unparsed: {buf:?}", out.len()));
         buf.push_str(&String::from_utf8_lossy(&chunk));
         while let Some(end) = buf.find("\n\n") {
             let block: String = buf.drain(..end + 2).collect();
@@ -508,6 +540,7 @@ async fn the_event_stream_delivers_in_order_filters_and_resumes() {
         .send()
         .await
         .unwrap();
+    assert_eq!(resumed.status(), 200);
     let again = read_sse(resumed, 5).await;
     assert_eq!(again.iter().map(|g| g.0).collect::<Vec<_>>(), seq[1..].to_vec());
 

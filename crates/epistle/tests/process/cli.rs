@@ -147,6 +147,21 @@ async fn bad_configuration_stops_with_the_reason() {
     let out = epistle(&["serve", "--config", "/nonexistent/epistle.toml"], &[]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("does not exist"));
+
+    let out = epistle(&["serve"], &[("EPISTLE_WEBHOOKS__TIMEOUT", "soon"), ("EPISTLE_HTTP_ADDR", "127.0.0.1:0")]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("soon"), "{}", text(&out.stderr));
+
+    let db = TestDb::new(Engine::Sqlite).await;
+    let env = [
+        ("EPISTLE_DATABASE_URL", db.url.as_str()),
+        ("EPISTLE_HTTP_ADDR", "127.0.0.1:0"),
+        ("EPISTLE_SMTP_ADDR", ""),
+        ("EPISTLE_FEEDBACK__BOUNCE_DOMAIN", "not a domain"),
+    ];
+    let out = epistle(&["serve"], &env).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("feedback.bounce_domain `not a domain`"), "{}", text(&out.stderr));
 }
 
 #[tokio::test]

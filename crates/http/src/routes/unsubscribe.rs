@@ -215,21 +215,17 @@ pub async fn post(State(st): State<AppState>, Path(token): Path<String>, req: Re
     }
 }
 
+/// Lifts the person's own unsubscribe of `scope`; a bounce, complaint or
+/// manual entry of the same scope stays.
 async fn remove_unsubscribe(st: &AppState, s: &Subject, scope: &str) -> Result<(), ApiError> {
-    let current = st.store.suppressions_of(&s.tenant, std::slice::from_ref(&s.email)).await?;
-    let mine = st
-        .store
-        .suppression_page(
-            &s.tenant,
-            &epistle_store::SuppressionFilter {
-                email: Some(s.email.clone()),
-                scope: Some(scope.to_string()),
-                limit: 10,
-                ..Default::default()
-            },
-        )
-        .await?;
-    if current.iter().any(|(_, sc)| sc == scope) && mine.iter().all(|x| x.reason == "unsubscribe") {
+    let filter = epistle_store::SuppressionFilter {
+        email: Some(s.email.clone()),
+        scope: Some(scope.to_string()),
+        limit: 1,
+        ..Default::default()
+    };
+    let entry = st.store.suppression_page(&s.tenant, &filter).await?;
+    if entry.first().is_some_and(|x| x.reason == "unsubscribe") {
         st.store.delete_suppression(&s.tenant, &s.email, Some(scope)).await?;
     }
     Ok(())

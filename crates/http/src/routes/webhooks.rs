@@ -276,14 +276,18 @@ async fn backfill(
     tx: &mpsc::Sender<Event>,
 ) -> Result<i64, ()> {
     while from < to {
-        let rows = st.store.tenant_events_after(&f.tenant, from, to, 500).await.map_err(|_| ())?;
+        let rows = st.store.tenant_events_after(&f.tenant, from, to, 500).await.map_err(|e| {
+            tracing::warn!(error = %e, "event stream: cannot read the log; closing the stream (the client resumes)");
+        })?;
         if rows.is_empty() {
             break;
         }
         let mut ids: Vec<String> = rows.iter().map(|r| r.message_id.clone()).collect();
         ids.sort();
         ids.dedup();
-        let tags = st.store.tags_of(&ids).await.map_err(|_| ())?;
+        let tags = st.store.tags_of(&ids).await.map_err(|e| {
+            tracing::warn!(error = %e, "event stream: cannot read tags; closing the stream (the client resumes)");
+        })?;
         for row in rows {
             from = row.id;
             let p = Published { tags: tags.get(&row.message_id).cloned().unwrap_or_default(), row };

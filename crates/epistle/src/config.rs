@@ -556,6 +556,9 @@ const ENV_KEYS: &[&str] = &[
     "master_key_file",
     "dns",
     "domains",
+    "feedback",
+    "hooks",
+    "webhooks",
 ];
 
 impl Config {

@@ -30,11 +30,18 @@ async fn two_nodes_share_work_and_deliver_each_recipient_once() {
     .await;
     assert!(receipts.values().all(|n| *n == 1), "each recipient exactly once");
 
-    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
-    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT node, COUNT(*) FROM attempts GROUP BY node ORDER BY node")
-        .fetch_all(&mut conn)
-        .await
-        .unwrap();
+    // The sink's 250 comes before the node commits the outcome: wait for
+    // the commits, then count.
+    let rows: Vec<(String, i64)> = wait_for("400 attempts recorded", Duration::from_secs(30), || async {
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT node, COUNT(*) FROM attempts GROUP BY node ORDER BY node")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        (rows.iter().map(|(_, n)| n).sum::<i64>() >= 400).then_some(rows)
+    })
+    .await;
     println!("attempts per node: {rows:?}");
     assert_eq!(rows.len(), 2, "both nodes delivered: {rows:?}");
     assert_eq!(rows.iter().map(|(_, n)| n).sum::<i64>(), 400, "one attempt per recipient, no more");

@@ -30,6 +30,7 @@ pub struct Metrics {
     pub attempt_seconds: Family<TransportLabels, Histogram>,
     pub queue_depth: Family<StatusLabels, Gauge>,
     pub circuit_open: Family<TransportLabels, Gauge>,
+    pub returned_mail: Family<OutcomeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -71,6 +72,13 @@ impl Metrics {
             "1 while a transport's circuit breaker is open",
             circuit_open.clone(),
         );
+        let returned_mail = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "returned_mail",
+            "Mail received for the bounce domain, by what it said (bounced, deferred, delivered, complained, \
+             auto_replied, unsubscribed, unreadable)",
+            returned_mail.clone(),
+        );
         Self {
             registry,
             messages_accepted,
@@ -79,6 +87,7 @@ impl Metrics {
             attempt_seconds,
             queue_depth,
             circuit_open,
+            returned_mail,
         }
     }
 

@@ -346,6 +346,7 @@ pub async fn build(cfg: Config, clock: SharedClock) -> anyhow::Result<App> {
     let hub = epistle_deliver::events::EventHub::new();
     tokio::spawn(hub.clone().run(store.clone(), std::time::Duration::from_millis(500), rx.clone()));
     let hooks = &cfg.hooks;
+    let inbound = bounce_domain.as_deref().map(|d| epistle_ingest::inbound::Inbound::new(d, token_key.clone()));
     let feedback = Arc::new(epistle_http::feedback::Feedback::new(
         store.clone(),
         token_key,
@@ -417,7 +418,8 @@ pub async fn build(cfg: Config, clock: SharedClock) -> anyhow::Result<App> {
             metrics,
             wake,
             default_tenant_id: default_tenant.id.clone(),
-            cfg: smtp_listener_config(&cfg)?,
+            cfg: SmtpListenerConfig { inbound, ..smtp_listener_config(&cfg)? },
+            events: Some(hub.clone()),
         });
         (Some(addr), Some(tokio::spawn(smtp.serve(listener, rx.clone()))))
     };

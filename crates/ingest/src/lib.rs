@@ -3,6 +3,7 @@
 //! through the same durable path as `POST /v1/messages`.
 
 pub mod hooks;
+pub mod inbound;
 pub mod smtp;
 pub mod submission;
 

@@ -9,6 +9,11 @@
 //!
 //! `250` after DATA is sent only once the message is committed, through the
 //! same group commit as the HTTP API.
+//!
+//! With a bounce domain configured, the listener also takes mail for it
+//! from anyone, as that domain's MX: bounces, complaints, auto-replies and
+//! `mailto:` unsubscribes ([`crate::inbound`]). Such mail goes in a
+//! transaction of its own; `250` follows once what it says is stored.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -18,7 +23,8 @@ use base64::Engine as _;
 use epistle_core::clock::SharedClock;
 use epistle_core::{EmailAddress, apikey};
 use epistle_deliver::Metrics;
-use epistle_store::{Committer, InsertResult, Store};
+use epistle_deliver::events::EventHub;
+use epistle_store::{Committer, FeedbackUpdate, InsertResult, RecipientRef, Store};
 use ipnet::IpNet;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -26,6 +32,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
 
+use crate::inbound::{self, Inbound, Target};
 use crate::submission::{self, Received};
 
 #[derive(Clone)]
@@ -42,6 +49,8 @@ pub struct SmtpListenerConfig {
     pub allow_plain_auth: bool,
     pub command_timeout: Duration,
     pub data_timeout: Duration,
+    /// Take mail for the bounce domain (`feedback.bounce_domain`).
+    pub inbound: Option<Inbound>,
 }
 
 impl Default for SmtpListenerConfig {
@@ -55,6 +64,7 @@ impl Default for SmtpListenerConfig {
             allow_plain_auth: false,
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(600),
+            inbound: None,
         }
     }
 }
@@ -89,6 +99,9 @@ pub struct SmtpListener {
     pub wake: Arc<Notify>,
     pub default_tenant_id: String,
     pub cfg: SmtpListenerConfig,
+    /// Told when returned mail wrote events, so streams and webhooks see
+    /// them at once.
+    pub events: Option<Arc<EventHub>>,
 }
 
 impl SmtpListener {
@@ -365,6 +378,37 @@ impl SmtpListener {
             c.reply("501 5.5.4 syntax: RCPT TO:<address>");
             return;
         };
+        let parsed = EmailAddress::parse(path);
+        if let (Some(ib), Ok(a)) = (&self.cfg.inbound, &parsed)
+            && ib.is_ours(a)
+        {
+            if !s.rcpts.is_empty() {
+                c.reply(
+                    "452 4.5.3 mail for the bounce domain goes in a transaction of its own; send it after this one",
+                );
+                return;
+            }
+            if s.inbound.len() >= self.cfg.max_recipients {
+                c.reply(&format!("452 4.5.3 too many recipients: at most {} per message", self.cfg.max_recipients));
+                return;
+            }
+            match ib.target(a) {
+                Some(t) => {
+                    if !s.inbound.contains(&t) {
+                        s.inbound.push(t);
+                    }
+                    c.reply("250 2.1.5 recipient ok");
+                }
+                None => c.reply("550 5.1.1 no such recipient here"),
+            }
+            return;
+        }
+        if !s.inbound.is_empty() {
+            c.reply(
+                "452 4.5.3 mail for the bounce domain goes in a transaction of its own; send this recipient after it",
+            );
+            return;
+        }
         if s.tenant.is_none() && !s.trusted {
             c.reply(
                 "554 5.7.1 relay access denied: authenticate (AUTH, with an API key as the password) \
@@ -376,7 +420,7 @@ impl SmtpListener {
             c.reply(&format!("452 4.5.3 too many recipients: at most {} per message", self.cfg.max_recipients));
             return;
         }
-        match EmailAddress::parse(path) {
+        match parsed {
             Ok(a) => {
                 if !s.rcpts.contains(&a) {
                     s.rcpts.push(a);
@@ -392,7 +436,7 @@ impl SmtpListener {
             c.reply("503 5.5.1 MAIL FROM first");
             return Ok(());
         }
-        if s.rcpts.is_empty() {
+        if s.rcpts.is_empty() && s.inbound.is_empty() {
             c.reply("554 5.5.1 no valid recipients");
             return Ok(());
         }
@@ -406,6 +450,13 @@ impl SmtpListener {
             c.reply(&format!("552 5.3.4 message too big: at most {} bytes", self.cfg.max_message_bytes));
             return Ok(());
         };
+        if !s.inbound.is_empty() {
+            let targets = std::mem::take(&mut s.inbound);
+            s.reset();
+            let reply = self.returned(&targets, &data).await;
+            c.reply(&reply);
+            return Ok(());
+        }
         let tenant_id = s.tenant.clone().unwrap_or_else(|| self.default_tenant_id.clone());
         let now = self.clock.now_ms();
         let trace = format!(
@@ -452,6 +503,67 @@ impl SmtpListener {
     }
 }
 
+impl SmtpListener {
+    /// Stores what a mail for the bounce domain says; the reply to give.
+    async fn returned(&self, targets: &[Target], data: &[u8]) -> String {
+        let Some(ib) = &self.cfg.inbound else { return "554 5.5.1 no valid recipients".into() };
+        let found = epistle_mail::bounce::classify_mail(data);
+        let now = self.clock.now_ms();
+        let auto_reply = found.iter().any(|r| r.reason == epistle_mail::bounce::Reason::Vacation);
+        let mut updates: Vec<FeedbackUpdate> = vec![];
+        let mut unsubscribes = vec![];
+        for t in targets {
+            match t {
+                Target::Bounce(id) => updates.extend(inbound::update_of(RecipientRef::Id(id.clone()), &found, now)),
+                Target::Role => updates.extend(inbound::role_updates(ib, data, &found, now)),
+                // An out-of-office answer to the unsubscribe address is not
+                // the person asking to leave.
+                Target::Unsubscribe(id) if !auto_reply => unsubscribes.push(id.clone()),
+                Target::Unsubscribe(_) => {}
+            }
+        }
+        let stored: Result<u64, epistle_store::StoreError> = async {
+            let mut n = if updates.is_empty() { 0 } else { self.store.apply_feedback(&updates, now).await? };
+            for id in &unsubscribes {
+                if let Some(subject) = self.store.unsubscribe_subject(id).await? {
+                    self.store.unsubscribe(&subject, &subject.default_scope(), "mailto", now).await?;
+                    n += 1;
+                }
+            }
+            Ok(n)
+        }
+        .await;
+        match stored {
+            Ok(n) => {
+                if let Some(hub) = &self.events {
+                    hub.poke();
+                }
+                let mut kinds: Vec<&str> = updates.iter().map(|u| u.event.as_str()).collect();
+                kinds.extend(unsubscribes.iter().map(|_| "unsubscribed"));
+                if kinds.is_empty() {
+                    kinds.push("unreadable");
+                }
+                for k in &kinds {
+                    self.metrics
+                        .returned_mail
+                        .get_or_create(&epistle_deliver::metrics::OutcomeLabels { outcome: k.to_string() })
+                        .inc();
+                }
+                tracing::info!(recipients = n, what = ?kinds, "returned mail");
+                if n == 0 {
+                    "250 2.0.0 Ok: received; it names no recipient of ours".into()
+                } else {
+                    format!("250 2.0.0 Ok: recorded for {n} recipient(s)")
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot store what returned mail says");
+                "451 4.3.0 storage unavailable, nothing was accepted; try again".into()
+            }
+        }
+    }
+}
+
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
@@ -463,15 +575,18 @@ struct Session {
     tenant: Option<String>,
     from: Option<String>,
     rcpts: Vec<EmailAddress>,
+    /// Recipients on the bounce domain (then `rcpts` stays empty).
+    inbound: Vec<Target>,
 }
 
 impl Session {
     fn new(peer: SocketAddr, trusted: bool) -> Self {
-        Self { peer, trusted, tls: false, helo: None, tenant: None, from: None, rcpts: vec![] }
+        Self { peer, trusted, tls: false, helo: None, tenant: None, from: None, rcpts: vec![], inbound: vec![] }
     }
     fn reset(&mut self) {
         self.from = None;
         self.rcpts.clear();
+        self.inbound.clear();
     }
 }
 

@@ -4,6 +4,7 @@ use epistle_core::Mailbox;
 use mail_builder::MessageBuilder;
 use mail_builder::headers::address::Address;
 use mail_builder::headers::content_type::ContentType;
+use mail_builder::headers::raw::Raw;
 use mail_builder::headers::text::Text;
 use mail_builder::mime::MimePart;
 
@@ -74,7 +75,15 @@ pub fn build_message(c: &Composition) -> Vec<u8> {
         b = b.reply_to(address(r));
     }
     for (name, value) in &c.headers {
-        b = b.header(name.as_str().to_string(), Text::new(value.clone()));
+        // Printable ASCII goes as it is (folded at white space only): an
+        // encoded word would hide structured values such as
+        // List-Unsubscribe's URLs from the receiver. Anything else is
+        // encoded (RFC 2047).
+        if value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            b = b.header(name.as_str().to_string(), Raw::new(value.clone()));
+        } else {
+            b = b.header(name.as_str().to_string(), Text::new(value.clone()));
+        }
     }
     if let Some(event) = &c.calendar {
         b = b.body(with_calendar(c, event));
@@ -245,6 +254,26 @@ mod tests {
         let m = MessageParser::default().parse(&raw).unwrap();
         assert_eq!(m.subject(), Some("Ihre Bestellung — Größe XL ✓"));
         assert_eq!(m.to().unwrap().first().unwrap().name(), Some("Zoë Ærø"));
+    }
+
+    #[test]
+    fn long_ascii_headers_are_folded_not_encoded() {
+        let mut c = sample();
+        let value = "<https://mail.shop.example/u/AXUBAaIERO-dNKDa0N0icSSQHAAAa0nSABsJvW2TNsucl7M9qA>, \
+                     <mailto:unsubscribe+01a20444ef9d34a0dad0dd227124901c000089f8fca0d3af54d5@bounces.shop.example?subject=unsubscribe>";
+        c.headers = vec![
+            (HeaderName::parse("List-Unsubscribe").unwrap(), value.into()),
+            (HeaderName::parse("X-Note").unwrap(), "grüße".into()),
+        ];
+        let raw = build_message(&c);
+        lines_ok(&raw);
+        let s = String::from_utf8_lossy(&raw);
+        assert!(!s.contains("=?us-ascii?"), "{s}");
+        let m = MessageParser::default().parse(&raw).unwrap();
+        // Unfolding (RFC 5322 2.2.3) gives the value back, up to white space.
+        let got = m.header_raw("List-Unsubscribe").unwrap().replace("\r\n", "");
+        assert_eq!(got.split_whitespace().collect::<Vec<_>>(), value.split_whitespace().collect::<Vec<_>>());
+        assert!(s.contains("X-Note: =?utf-8?"), "non-ASCII is still encoded: {s}");
     }
 
     #[test]

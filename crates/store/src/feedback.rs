@@ -29,6 +29,29 @@ pub enum RecipientRef {
     Address { message_id: String, email: String },
 }
 
+/// Whom an unsubscribe names: a recipient of a message, and what the
+/// message was.
+#[derive(Debug, Clone)]
+pub struct UnsubscribeSubject {
+    pub tenant: String,
+    pub email: String,
+    pub message_id: String,
+    pub recipient_id: String,
+    pub stream: String,
+    pub category: Option<String>,
+}
+
+impl UnsubscribeSubject {
+    /// The scope a one-click (or mailed) unsubscribe takes the person out
+    /// of: the message's category when it has one, else its stream.
+    pub fn default_scope(&self) -> String {
+        match &self.category {
+            Some(c) => format!("category:{c}"),
+            None => format!("stream:{}", self.stream),
+        }
+    }
+}
+
 /// A receiver's or provider's word on a recipient.
 #[derive(Debug, Clone)]
 pub struct FeedbackUpdate {
@@ -415,14 +438,55 @@ impl Store {
         Ok(out)
     }
 
-    /// The recipient a token points at: `(tenant, message, email, status)`.
-    pub async fn recipient_by_id(&self, id: &str) -> Result<Option<(String, String, String, RecipientStatus)>> {
-        let row = sqlx::query("SELECT tenant_id, message_id, email, status FROM recipients WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.read)
-            .await?;
-        row.map(|r| Ok((r.get(0), r.get(1), r.get(2), crate::messages::parse_status(&r.get::<String, _>(3))?)))
-            .transpose()
+    /// The recipient an unsubscribe token or address names, with what the
+    /// message was (stream and category).
+    pub async fn unsubscribe_subject(&self, recipient_id: &str) -> Result<Option<UnsubscribeSubject>> {
+        let row = sqlx::query(
+            "SELECT r.tenant_id, r.message_id, r.email, m.stream, m.category FROM recipients r \
+             JOIN messages m ON m.id = r.message_id WHERE r.id = $1",
+        )
+        .bind(recipient_id)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.map(|r| UnsubscribeSubject {
+            tenant: r.get(0),
+            message_id: r.get(1),
+            email: r.get(2),
+            recipient_id: recipient_id.to_string(),
+            stream: r.get(3),
+            category: r.get(4),
+        }))
+    }
+
+    /// Unsubscribes a recipient from `scope`: the suppression and the
+    /// `unsubscribed` event on the message. `source` says how (`one-click`,
+    /// `page`, `mailto`).
+    pub async fn unsubscribe(&self, s: &UnsubscribeSubject, scope: &str, source: &str, now: i64) -> Result<()> {
+        self.put_suppression(
+            &s.tenant,
+            &Suppression {
+                email: s.email.clone(),
+                scope: scope.to_string(),
+                reason: "unsubscribe".into(),
+                source: source.into(),
+                detail: Some(format!("from message {}", s.message_id)),
+                created_at: now,
+            },
+        )
+        .await?;
+        let shown = epistle_core::suppression::show_scope(scope);
+        let update = FeedbackUpdate {
+            recipient: RecipientRef::Id(s.recipient_id.clone()),
+            status: None,
+            event: "unsubscribed".into(),
+            detail: Some(format!("scope {shown}")),
+            data: Some(serde_json::json!({"scope": shown, "source": source}).to_string()),
+            suppress: None,
+            source: source.into(),
+            at: now,
+        };
+        self.apply_feedback(&[update], now).await?;
+        Ok(())
     }
 
     /// The tags of these messages.
@@ -439,15 +503,6 @@ impl Store {
             }
         }
         Ok(out)
-    }
-
-    /// The stream and category of a message.
-    pub async fn message_stream(&self, message_id: &str) -> Result<Option<(String, Option<String>)>> {
-        let row = sqlx::query("SELECT stream, category FROM messages WHERE id = $1")
-            .bind(message_id)
-            .fetch_optional(&self.read)
-            .await?;
-        Ok(row.map(|r| (r.get(0), r.get(1))))
     }
 }
 

@@ -30,7 +30,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use domains::{DkimKeyRecord, DomainRecord, NewDkimKey};
-pub use feedback::{Engagement, EventRow, FeedbackUpdate, RecipientRef, SuppressionFilter};
+pub use feedback::{Engagement, EventRow, FeedbackUpdate, RecipientRef, SuppressionFilter, UnsubscribeSubject};
 pub use group_commit::Committer;
 pub use messages::{InsertResult, ListFilter, NewMessage, NewRecipient};
 pub use queue::{Claimed, CostStats, DeliveryMessage, Outcome, OutcomeKind, Suppression};

@@ -32,6 +32,8 @@ pub struct Options {
     /// Relay through the sink (true) or capture (false).
     pub relay: bool,
     pub tweak: fn(&mut Config),
+    /// Like `tweak`, for settings known only at run time (a fake's URL).
+    pub configure: Option<Box<dyn FnOnce(&mut Config) + Send>>,
     /// Certificate and key files for the SMTP listener's STARTTLS.
     pub smtp_tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// More transports after the sink, and routes.
@@ -49,6 +51,7 @@ impl Default for Options {
             sink: SinkConfig::default(),
             relay: true,
             tweak: |_| {},
+            configure: None,
             smtp_tls: None,
             extra_transports: vec![],
             routes: vec![],
@@ -101,6 +104,9 @@ pub async fn spawn(opts: Options) -> TestApp {
     cfg.transports.extend(opts.extra_transports);
     cfg.routes = opts.routes;
     (opts.tweak)(&mut cfg);
+    if let Some(f) = opts.configure {
+        f(&mut cfg);
+    }
     if let Some((cert, key)) = opts.smtp_tls {
         cfg.smtp.tls_cert = Some(cert);
         cfg.smtp.tls_key = Some(key);

@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use epistle_core::RecipientStatus;
-use epistle_ingest::hooks::{self, FeedbackEvent, FeedbackKind, HookError, MessageRef, sns};
+use epistle_ingest::hooks::{self, FeedbackEvent, FeedbackKind, HookError, sns};
 use epistle_store::{FeedbackUpdate, RecipientRef};
 use serde_json::json;
 
@@ -36,18 +36,6 @@ fn not_configured(what: &str) -> Response {
     .into_response()
 }
 
-/// Our message id from what the provider echoes back.
-fn message_id(r: &MessageRef) -> Option<String> {
-    match r {
-        MessageRef::EpistleId(id) => epistle_core::MessageId::parse(id).map(|m| m.to_string()),
-        MessageRef::HeaderMessageId(h) => {
-            let local = h.trim_matches(['<', '>']).split('@').next()?;
-            let u = ulid::Ulid::from_string(local).ok()?;
-            Some(format!("msg_{}", u.to_string().to_lowercase()))
-        }
-    }
-}
-
 /// A SubscribeURL is only fetched on SNS's own host (or a configured
 /// prefix), never wherever a request body says.
 fn subscribe_url_ok(url: &str, prefixes: &[String]) -> bool {
@@ -61,9 +49,20 @@ fn subscribe_url_ok(url: &str, prefixes: &[String]) -> bool {
         .is_some_and(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
 }
 
+/// The bounce classifier's reason for a provider's diagnostic text
+/// (`smtp; 550 5.1.1 user unknown`).
+fn bounce_reason(detail: &str) -> &'static str {
+    let code = detail
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() == 3 && (w.starts_with('4') || w.starts_with('5')))
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(0);
+    epistle_mail::bounce::classify_reply(code, None, detail).0.as_str()
+}
+
 /// A provider report as a store update.
 pub fn update_of(e: &FeedbackEvent, now: i64) -> Option<FeedbackUpdate> {
-    let message_id = message_id(e.message.as_ref()?)?;
+    let message_id = e.message.as_ref()?.our_id()?;
     let (status, event, suppress, data) = match &e.kind {
         FeedbackKind::Delivered => (Some(RecipientStatus::Delivered), "delivered", None, None),
         FeedbackKind::Deferred => (Some(RecipientStatus::Deferred), "deferred", None, None),
@@ -71,7 +70,9 @@ pub fn update_of(e: &FeedbackEvent, now: i64) -> Option<FeedbackUpdate> {
             Some(RecipientStatus::Bounced),
             "bounced",
             hard.then(|| "hard_bounce".to_string()),
-            Some(json!({"hard": hard})),
+            // The provider decides hard or soft; the classifier names the
+            // reason, in the same words as bounces that come back by mail.
+            Some(json!({"hard": hard, "reason": bounce_reason(&e.detail)})),
         ),
         FeedbackKind::Complained => (Some(RecipientStatus::Complained), "complained", Some("complaint".into()), None),
         FeedbackKind::Opened => (None, "opened", None, None),

@@ -474,8 +474,17 @@ pub async fn list(
         f.status = Some(s.parse().map_err(|e: String| ApiError::invalid("status", e))?);
     }
     if let Some(ev) = q.get("event") {
-        const EVENTS: [&str; 8] =
-            ["opened", "clicked", "delivered", "bounced", "complained", "deferred", "unsubscribed", "suppressed"];
+        const EVENTS: [&str; 9] = [
+            "opened",
+            "clicked",
+            "delivered",
+            "bounced",
+            "complained",
+            "deferred",
+            "unsubscribed",
+            "suppressed",
+            "auto_replied",
+        ];
         if !EVENTS.contains(&ev.as_str()) {
             return Err(ApiError::invalid("event", format!("unknown event `{ev}`; use one of {}", EVENTS.join(", "))));
         }

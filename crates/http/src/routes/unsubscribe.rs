@@ -11,19 +11,12 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use epistle_core::suppression::applies;
 use epistle_core::token::TokenKind;
-use epistle_store::{FeedbackUpdate, RecipientRef, Suppression};
+use epistle_store::UnsubscribeSubject;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
-struct Subject {
-    tenant: String,
-    email: String,
-    message_id: String,
-    recipient_id: String,
-    stream: String,
-    category: Option<String>,
-}
+type Subject = UnsubscribeSubject;
 
 fn invalid() -> Response {
     page(
@@ -54,48 +47,11 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
 async fn resolve(st: &AppState, token: &str) -> Result<Option<Subject>, ApiError> {
     let Some(fb) = &st.feedback else { return Ok(None) };
     let Some(t) = fb.key.open(token, TokenKind::Unsubscribe) else { return Ok(None) };
-    let rid = t.recipient_id();
-    let Some((tenant, message_id, email, _)) = st.store.recipient_by_id(&rid).await? else { return Ok(None) };
-    let Some((stream, category)) = st.store.message_stream(&message_id).await? else { return Ok(None) };
-    Ok(Some(Subject { tenant, email, message_id, recipient_id: rid, stream, category }))
-}
-
-/// The scope one-click unsubscribes from.
-fn default_scope(s: &Subject) -> String {
-    match &s.category {
-        Some(c) => format!("category:{c}"),
-        None => format!("stream:{}", s.stream),
-    }
+    Ok(st.store.unsubscribe_subject(&t.recipient_id()).await?)
 }
 
 async fn suppress(st: &AppState, s: &Subject, scope: &str, source: &str) -> Result<(), ApiError> {
-    let now = st.clock.now_ms();
-    st.store
-        .put_suppression(
-            &s.tenant,
-            &Suppression {
-                email: s.email.clone(),
-                scope: scope.to_string(),
-                reason: "unsubscribe".into(),
-                source: source.into(),
-                detail: Some(format!("from message {}", s.message_id)),
-                created_at: now,
-            },
-        )
-        .await?;
-    let update = FeedbackUpdate {
-        recipient: RecipientRef::Id(s.recipient_id.clone()),
-        status: None,
-        event: "unsubscribed".into(),
-        detail: Some(format!("scope {}", epistle_core::suppression::show_scope(scope))),
-        data: Some(
-            serde_json::json!({"scope": epistle_core::suppression::show_scope(scope), "source": source}).to_string(),
-        ),
-        suppress: None,
-        source: source.into(),
-        at: now,
-    };
-    st.store.apply_feedback(&[update], now).await?;
+    st.store.unsubscribe(s, scope, source, st.clock.now_ms()).await?;
     if let Some(fb) = &st.feedback {
         fb.events.poke();
     }
@@ -173,7 +129,7 @@ pub async fn post(State(st): State<AppState>, Path(token): Path<String>, req: Re
         .map_err(|_| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "the form is too large"))?;
     let fields: Vec<(String, String)> = form_urlencoded(&bytes);
     let action = fields.iter().find(|(k, _)| k == "action").map(|(_, v)| v.as_str());
-    let scope = default_scope(&s);
+    let scope = s.default_scope();
     match action {
         None => {
             // RFC 8058 one-click: done at once, no page needed.

@@ -69,6 +69,21 @@ pub enum MessageRef {
     EpistleId(String),
 }
 
+impl MessageRef {
+    /// Our message id (`msg_…`): the ULID local part of a Message-ID we
+    /// wrote, or the id we attached. `None` for anything else.
+    pub fn our_id(&self) -> Option<String> {
+        match self {
+            MessageRef::EpistleId(id) => epistle_core::MessageId::parse(id).map(|m| m.to_string()),
+            MessageRef::HeaderMessageId(h) => {
+                let local = h.trim().trim_matches(['<', '>']).split('@').next()?;
+                let u = ulid::Ulid::from_string(local).ok()?;
+                Some(format!("msg_{}", u.to_string().to_lowercase()))
+            }
+        }
+    }
+}
+
 /// What happened to one recipient of one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FeedbackKind {

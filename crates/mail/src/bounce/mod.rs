@@ -30,6 +30,9 @@ pub struct Recipient {
     pub feedback_type: String,
     /// The diagnostic text the reason was read from (may be empty).
     pub diagnostic: String,
+    /// The reporting server still holds the message and keeps trying (a DSN with
+    /// `Action: delayed`): a warning, not a final failure.
+    pub delayed: bool,
 }
 
 /// Classifies a returned mail: one entry per recipient it reports on, in the order they

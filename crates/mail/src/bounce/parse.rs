@@ -226,6 +226,7 @@ fn recipient(email: String, status: String, code: Option<u16>, reason: Reason, h
         hard_bounce: hard,
         feedback_type: String::new(),
         diagnostic: diag.trim().chars().take(500).collect(),
+        delayed: false,
     }
 }
 
@@ -470,7 +471,9 @@ fn from_dsn(r: DsnRecord, human: &str, subject: &str) -> Recipient {
         reason = Reason::OnHold;
         hard = false;
     }
-    recipient(email, status, code, reason, hard, &diag)
+    let mut out = recipient(email, status, code, reason, hard, &diag);
+    out.delayed = action == "delayed";
+    out
 }
 
 fn pick_email(r: &DsnRecord) -> String {

@@ -1,0 +1,244 @@
+//! Mail that comes back to the bounce domain, over real SMTP: real-world
+//! DSNs, ARF complaints and auto-replies from the bounce corpus, sent to
+//! the VERP return path each recipient went out with, move that recipient
+//! and suppress where they should; `mailto:` unsubscribes work; forged
+//! addresses are refused.
+
+use std::time::Duration;
+
+use epistle_deliver::smtp::client::{SmtpConnection, SmtpSettings, Timeouts, TlsMode};
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+const BOUNCE_DOMAIN: &str = "bounces.shop.example";
+
+fn with_bounce_domain(cfg: &mut epistle::config::Config) {
+    cfg.feedback.bounce_domain = Some(BOUNCE_DOMAIN.into());
+}
+
+fn corpus(name: &str) -> Vec<u8> {
+    let path = format!("{}/../../../shared/corpora/bounces/eml/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    text.replace("\r\n", "\n").replace('\n', "\r\n").into_bytes()
+}
+
+/// An unauthenticated client, as a receiving mail system returning mail is.
+async fn deliver(t: &TestApp, from: &str, to: &str, data: &[u8]) -> (u16, String) {
+    let port = t.app.as_ref().unwrap().smtp_addr.expect("smtp listener").port();
+    let settings = SmtpSettings {
+        host: "localhost".into(),
+        port,
+        tls: TlsMode::None,
+        username: None,
+        password: None,
+        helo_name: "mx.receiver.example".into(),
+        timeouts: Timeouts {
+            connect: Duration::from_secs(5),
+            command: Duration::from_secs(5),
+            data: Duration::from_secs(5),
+        },
+        connector: None,
+        connect_addr: None,
+    };
+    let mut c = SmtpConnection::connect(&settings).await.unwrap();
+    let r = c.send(from, &[to.to_string()], data).await.unwrap();
+    if let Some(refused) = r.rcpt.iter().find(|r| !r.is_positive()) {
+        return (refused.code, refused.text.clone());
+    }
+    let reply = r.data.expect("a DATA reply");
+    (reply.code, reply.text)
+}
+
+fn broadcast(to: &str) -> Value {
+    json!({
+        "from": "Shop <news@shop.example>",
+        "to": [to],
+        "subject": "Autumn sale",
+        "html": "<p>Hello!</p>",
+        "text": "Hello!",
+        "stream": "broadcast",
+        "track_opens": false,
+        "track_clicks": false
+    })
+}
+
+async fn recipient_status(t: &TestApp, id: &str) -> String {
+    t.get_json(&format!("/v1/messages/{id}")).await["recipients"][0]["status"].as_str().unwrap().to_string()
+}
+
+async fn event(t: &TestApp, id: &str, kind: &str) -> Option<Value> {
+    let v = t.get_json(&format!("/v1/messages/{id}")).await;
+    v["events"].as_array().unwrap().iter().find(|e| e["type"] == kind).cloned()
+}
+
+async fn suppression(t: &TestApp, email: &str) -> Option<Value> {
+    let v = t.get_json(&format!("/v1/suppressions?email={email}")).await;
+    v["data"].as_array().unwrap().first().cloned()
+}
+
+#[tokio::test]
+async fn returned_mail_moves_the_recipient_its_return_path_names() {
+    let t = spawn(Options { tweak: with_bounce_domain, ..Default::default() }).await;
+    let people = [
+        "hard@customer.example",
+        "complains@customer.example",
+        "away@customer.example",
+        "slow@customer.example",
+        "leaves@customer.example",
+        "fbl@customer.example",
+    ];
+    let mut ids = vec![];
+    for p in people {
+        let id = t.send(&broadcast(p)).await;
+        t.wait_status(&id, "sent").await;
+        ids.push(id);
+    }
+    let got = t.sink.wait_count(people.len(), WAIT).await;
+    // Each went out with its own signed return path on the bounce domain,
+    // and a mailto: unsubscribe there too.
+    let return_path = |email: &str| {
+        let m = got.iter().find(|m| m.rcpts == vec![email.to_string()]).unwrap();
+        assert!(m.from.starts_with("bounce+") && m.from.ends_with(&format!("@{BOUNCE_DOMAIN}")), "{}", m.from);
+        m.from.clone()
+    };
+    let paths: Vec<String> = people.iter().map(|p| return_path(p)).collect();
+    assert_eq!(paths.iter().collect::<std::collections::HashSet<_>>().len(), paths.len(), "one return path each");
+
+    // A real Postfix "user unknown" DSN: bounced, hard, suppressed.
+    let (code, text) = deliver(&t, "", &paths[0], &corpus("lhost-postfix-14.eml")).await;
+    assert_eq!(code, 250, "{text}");
+    assert_eq!(recipient_status(&t, &ids[0]).await, "bounced", "250 means stored: no waiting");
+    let ev = event(&t, &ids[0], "bounced").await.expect("a bounced event");
+    assert_eq!(ev["data"]["reason"], "userunknown", "{ev}");
+    assert_eq!(ev["data"]["hard"], true, "{ev}");
+    let s = suppression(&t, people[0]).await.expect("suppressed");
+    assert_eq!((s["reason"].as_str(), s["scope"].as_str()), (Some("hard_bounce"), Some("all")), "{s}");
+
+    // An ARF abuse report (Amazon SES's feedback loop): complained, suppressed.
+    let (code, text) = deliver(&t, "", &paths[1], &corpus("arf-14.eml")).await;
+    assert_eq!(code, 250, "{text}");
+    assert_eq!(recipient_status(&t, &ids[1]).await, "complained");
+    let ev = event(&t, &ids[1], "complained").await.expect("a complained event");
+    assert_eq!(ev["data"]["feedback_type"], "abuse", "{ev}");
+    assert_eq!(suppression(&t, people[1]).await.expect("suppressed")["reason"], "complaint");
+
+    // An out-of-office reply (RFC 3834): recorded, and changes nothing.
+    let (code, text) = deliver(&t, "kijitora@example.net", &paths[2], &corpus("rfc3834-01.eml")).await;
+    assert_eq!(code, 250, "{text}");
+    assert!(event(&t, &ids[2], "auto_replied").await.is_some());
+    assert_eq!(recipient_status(&t, &ids[2]).await, "sent");
+    assert!(suppression(&t, people[2]).await.is_none());
+
+    // A "still trying" DSN (Action: delayed): deferred, not bounced.
+    let (code, text) = deliver(&t, "", &paths[3], &corpus("lhost-sendmail-29.eml")).await;
+    assert_eq!(code, 250, "{text}");
+    assert_eq!(recipient_status(&t, &ids[3]).await, "deferred");
+    assert!(suppression(&t, people[3]).await.is_none());
+
+    // The mailto: of List-Unsubscribe: unsubscribed from the stream.
+    // (The header is folded; the mailto: part is on its own line.)
+    let text = got.iter().find(|m| m.rcpts == vec![people[4].to_string()]).unwrap().text();
+    let mailto =
+        text.split("<mailto:").nth(1).expect("a mailto: unsubscribe").split(['?', '>']).next().unwrap().to_string();
+    assert!(mailto.starts_with("unsubscribe+") && mailto.ends_with(BOUNCE_DOMAIN), "{mailto}");
+    let request = format!("From: {}\r\nTo: {mailto}\r\nSubject: unsubscribe\r\n\r\nunsubscribe\r\n", people[4]);
+    let (code, text) = deliver(&t, people[4], &mailto, request.as_bytes()).await;
+    assert_eq!(code, 250, "{text}");
+    let s = suppression(&t, people[4]).await.expect("unsubscribed");
+    assert_eq!(
+        (s["reason"].as_str(), s["scope"].as_str(), s["source"].as_str()),
+        (Some("unsubscribe"), Some("stream:broadcast"), Some("mailto")),
+        "{s}"
+    );
+    assert!(event(&t, &ids[4], "unsubscribed").await.is_some());
+
+    // A feedback-loop report sent to the role address fbl@: matched through
+    // our return path quoted in the original it carries.
+    let arf = String::from_utf8(corpus("arf-15.eml")).unwrap();
+    let quoted = match arf.find("Content-Type: message/rfc822") {
+        Some(i) => {
+            let (head, tail) = arf.split_at(i);
+            let cut = tail.find("\r\n\r\n").unwrap() + 4;
+            format!("{head}{}Return-Path: <{}>\r\n{}", &tail[..cut], paths[5], &tail[cut..])
+        }
+        None => panic!("arf-15 carries the original message"),
+    };
+    let (code, text) = deliver(&t, "", &format!("fbl@{BOUNCE_DOMAIN}"), quoted.as_bytes()).await;
+    assert_eq!(code, 250, "{text}");
+    assert_eq!(recipient_status(&t, &ids[5]).await, "complained");
+
+    // Mail the classifier cannot read is taken, and changes nothing.
+    let (code, text) = deliver(
+        &t,
+        "someone@else.example",
+        &format!("postmaster@{BOUNCE_DOMAIN}"),
+        b"Subject: hello\r\n\r\nJust saying hi.\r\n",
+    )
+    .await;
+    assert_eq!((code, text.contains("names no recipient")), (250, true), "{text}");
+
+    let metrics = t.client.get(t.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("epistle_returned_mail_total{outcome=\"bounced\"} 1"), "{metrics}");
+    assert!(metrics.contains("epistle_returned_mail_total{outcome=\"unreadable\"} 1"), "{metrics}");
+
+    // The hard-bounced and complaining addresses get nothing more.
+    for p in &people[..2] {
+        let r = t.post("/v1/messages", &message(p)).await;
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["recipients"][0]["status"], "suppressed", "{v}");
+    }
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn forged_and_unknown_bounce_addresses_are_refused_and_change_nothing() {
+    let t = spawn(Options { tweak: with_bounce_domain, ..Default::default() }).await;
+    let id = t.send(&broadcast("jane@customer.example")).await;
+    t.wait_status(&id, "sent").await;
+    let path = t.sink.wait_count(1, WAIT).await[0].from.clone();
+
+    // One hex digit changed: nobody here.
+    let mut forged = path.clone().into_bytes();
+    forged[10] = if forged[10] == b'a' { b'b' } else { b'a' };
+    let forged = String::from_utf8(forged).unwrap();
+    let (code, text) = deliver(&t, "", &forged, &corpus("lhost-postfix-14.eml")).await;
+    assert_eq!(code, 550, "{text}");
+    let (code, _) = deliver(&t, "", &format!("bounce+00@{BOUNCE_DOMAIN}"), &corpus("lhost-postfix-14.eml")).await;
+    assert_eq!(code, 550);
+    let (code, _) = deliver(&t, "", &format!("info@{BOUNCE_DOMAIN}"), &corpus("lhost-postfix-14.eml")).await;
+    assert_eq!(code, 550);
+    assert_eq!(recipient_status(&t, &id).await, "sent");
+    assert!(suppression(&t, "jane@customer.example").await.is_none());
+
+    // Without AUTH, other domains are still not relayed.
+    let (code, text) = deliver(&t, "", "someone@elsewhere.example", b"Subject: x\r\n\r\nx\r\n").await;
+    assert_eq!(code, 554, "{text}");
+
+    // Bounce-domain mail and submitted mail do not share a transaction.
+    let port = t.app.as_ref().unwrap().smtp_addr.unwrap().port();
+    let mut c = SmtpConnection::connect(&SmtpSettings {
+        host: "localhost".into(),
+        port,
+        tls: TlsMode::None,
+        username: Some("k".into()),
+        password: Some(KEY.into()),
+        helo_name: "client.test".into(),
+        timeouts: Timeouts {
+            connect: Duration::from_secs(5),
+            command: Duration::from_secs(5),
+            data: Duration::from_secs(5),
+        },
+        connector: None,
+        connect_addr: None,
+    })
+    .await
+    .unwrap();
+    let r =
+        c.send("", &[path.clone(), "other@customer.example".into()], &corpus("lhost-postfix-14.eml")).await.unwrap();
+    assert_eq!(r.rcpt[0].code, 250);
+    assert_eq!(r.rcpt[1].code, 452, "{:?}", r.rcpt[1]);
+    assert_eq!(r.data.expect("DATA for the first").code, 250);
+    assert_eq!(recipient_status(&t, &id).await, "bounced");
+    t.stop().await;
+}

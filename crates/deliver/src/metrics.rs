@@ -31,6 +31,23 @@ pub struct Metrics {
     pub queue_depth: Family<StatusLabels, Gauge>,
     pub circuit_open: Family<TransportLabels, Gauge>,
     pub returned_mail: Family<OutcomeLabels, Counter>,
+    /// Business events stored, by source (`http`, `nats:…`, `amqp:…`).
+    pub events_received: Family<SourceLabels, Counter>,
+    pub events_duplicate: Family<SourceLabels, Counter>,
+    pub dead_letters: Family<SourceLabels, Counter>,
+    pub events_processed: Counter,
+    pub rule_messages: Counter,
+    pub event_to_queue_seconds: Histogram,
+    /// Events stored and not yet acted on (read at scrape time).
+    pub events_pending: Gauge,
+    /// Messages waiting in a consumer's broker queue (NATS num_pending,
+    /// AMQP message count), by consumer.
+    pub consumer_lag: Family<SourceLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub source: String,
 }
 
 impl Default for Metrics {
@@ -79,6 +96,35 @@ impl Metrics {
              auto_replied, unsubscribed, unreadable)",
             returned_mail.clone(),
         );
+        let events_received = Family::<SourceLabels, Counter>::default();
+        registry.register("events_received", "Business events stored, by source", events_received.clone());
+        let events_duplicate = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "events_duplicate",
+            "Business events received again (same type and key) and ignored, by source",
+            events_duplicate.clone(),
+        );
+        let dead_letters = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "dead_letters",
+            "Events or rule runs that could not be used, by source",
+            dead_letters.clone(),
+        );
+        let events_processed = Counter::default();
+        registry.register("events_processed", "Business events the rules have acted on", events_processed.clone());
+        let rule_messages = Counter::default();
+        registry.register("rule_messages", "Messages queued by rules", rule_messages.clone());
+        let event_to_queue_seconds =
+            Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0].into_iter());
+        registry.register(
+            "event_to_queue_seconds",
+            "From storing a business event to committing the mail its rules queue",
+            event_to_queue_seconds.clone(),
+        );
+        let events_pending = Gauge::default();
+        registry.register("events_pending", "Business events stored and not yet acted on", events_pending.clone());
+        let consumer_lag = Family::<SourceLabels, Gauge>::default();
+        registry.register("consumer_lag", "Messages waiting in a consumer's broker queue", consumer_lag.clone());
         Self {
             registry,
             messages_accepted,
@@ -88,11 +134,27 @@ impl Metrics {
             queue_depth,
             circuit_open,
             returned_mail,
+            events_received,
+            events_duplicate,
+            dead_letters,
+            events_processed,
+            rule_messages,
+            event_to_queue_seconds,
+            events_pending,
+            consumer_lag,
         }
     }
 
     pub fn delivered(&self, outcome: &str) {
         self.deliveries.get_or_create(&OutcomeLabels { outcome: outcome.to_string() }).inc();
+    }
+
+    pub fn source(family: &Family<SourceLabels, Counter>, source: &str) -> Counter {
+        family.get_or_create(&SourceLabels { source: source.to_string() }).clone()
+    }
+
+    pub fn source_gauge(family: &Family<SourceLabels, Gauge>, source: &str) -> Gauge {
+        family.get_or_create(&SourceLabels { source: source.to_string() }).clone()
     }
 
     pub fn render(&self) -> String {

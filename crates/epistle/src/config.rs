@@ -56,6 +56,9 @@ pub struct Config {
     /// Without routes (or when none matches) every transport is used, in
     /// the order written.
     pub routes: Vec<RouteConfig>,
+    /// Message brokers business events are consumed from (NATS JetStream,
+    /// AMQP); each message body is the JSON of `POST /v1/events`.
+    pub consumers: Vec<ConsumerConfig>,
     /// The key that seals secrets at rest (DKIM private keys): 32 bytes as
     /// base64 or 64 hex digits. Every node of a cluster needs the same one.
     pub master_key: Option<Secret>,
@@ -115,6 +118,55 @@ impl Default for HooksConfig {
             sns_auto_confirm: true,
         }
     }
+}
+
+/// A broker to take business events from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerConfig {
+    pub kind: ConsumerKind,
+    /// `nats://127.0.0.1:4222` or `amqp://guest:guest@127.0.0.1:5672/%2f`.
+    pub url: String,
+    /// NATS: the JetStream stream (created with `subject` when missing).
+    #[serde(default)]
+    pub stream: Option<String>,
+    /// NATS: the subjects to take, e.g. `orders.>`.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// NATS: the durable consumer's name (default `epistle`).
+    #[serde(default)]
+    pub durable: Option<String>,
+    /// AMQP: the queue (declared durable when missing).
+    #[serde(default)]
+    pub queue: Option<String>,
+    /// AMQP: unacknowledged deliveries at most.
+    #[serde(default = "default_prefetch")]
+    pub prefetch: u16,
+    /// The tenant (by name) the events belong to.
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
+    /// NATS: how long before an unacknowledged message is delivered again.
+    #[serde(default = "default_ack_wait", with = "humantime_serde")]
+    pub ack_wait: Duration,
+}
+
+fn default_prefetch() -> u16 {
+    100
+}
+
+fn default_tenant() -> String {
+    "default".into()
+}
+
+fn default_ack_wait() -> Duration {
+    Duration::from_secs(30)
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsumerKind {
+    Nats,
+    Amqp,
 }
 
 /// Outgoing webhooks.
@@ -226,6 +278,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             transports: Vec::new(),
             routes: Vec::new(),
+            consumers: Vec::new(),
             master_key: None,
             master_key_file: None,
             dns: DnsConfig::default(),
@@ -559,6 +612,7 @@ const ENV_KEYS: &[&str] = &[
     "feedback",
     "hooks",
     "webhooks",
+    "consumers",
 ];
 
 impl Config {

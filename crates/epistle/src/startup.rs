@@ -335,6 +335,7 @@ pub async fn build(cfg: Config, clock: SharedClock) -> anyhow::Result<App> {
         worker = worker.with_verp(epistle_deliver::worker::Verp { domain: d.clone(), key: token_key.clone() });
     }
     let wake = worker.waker();
+    let rules_wake = Arc::new(tokio::sync::Notify::new());
     let committer = Committer::start(store.clone());
 
     let listener = tokio::net::TcpListener::bind(&cfg.http_addr).await.with_context(|| {
@@ -383,6 +384,7 @@ pub async fn build(cfg: Config, clock: SharedClock) -> anyhow::Result<App> {
         clock: clock.clone(),
         metrics: metrics.clone(),
         wake: wake.clone(),
+        rules_wake: rules_wake.clone(),
         router: Some(route),
         domains: Some(domains),
         templates: Default::default(),
@@ -394,6 +396,47 @@ pub async fn build(cfg: Config, clock: SharedClock) -> anyhow::Result<App> {
         }),
         feedback: Some(feedback),
     };
+    let rules = epistle_http::rules::RuleEngine::new(state.clone(), node.clone(), rules_wake.clone());
+    tokio::spawn(rules.run(rx.clone()));
+    let intake = epistle_ingest::consumers::Intake {
+        store: store.clone(),
+        clock: clock.clone(),
+        metrics: metrics.clone(),
+        wake: rules_wake.clone(),
+    };
+    for c in &cfg.consumers {
+        let tenant = store
+            .tenant_by_name(&c.tenant)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("consumer {}: no tenant named `{}`", c.url, c.tenant))?;
+        let required = |v: &Option<String>, what: &str| {
+            v.clone().filter(|s| !s.trim().is_empty()).ok_or_else(|| {
+                anyhow::anyhow!("a {:?} consumer needs `{what}` ([[consumers]] url = {})", c.kind, c.url)
+            })
+        };
+        match c.kind {
+            crate::config::ConsumerKind::Nats => {
+                let consumer = epistle_ingest::consumers::nats::NatsConsumer {
+                    url: c.url.clone(),
+                    stream: required(&c.stream, "stream")?,
+                    subject: required(&c.subject, "subject")?,
+                    durable: c.durable.clone().unwrap_or_else(|| "epistle".into()),
+                    tenant_id: tenant.id.clone(),
+                    ack_wait: c.ack_wait,
+                };
+                tokio::spawn(consumer.run(intake.clone(), rx.clone()));
+            }
+            crate::config::ConsumerKind::Amqp => {
+                let consumer = epistle_ingest::consumers::amqp::AmqpConsumer {
+                    url: c.url.clone(),
+                    queue: required(&c.queue, "queue")?,
+                    prefetch: c.prefetch.max(1),
+                    tenant_id: tenant.id.clone(),
+                };
+                tokio::spawn(consumer.run(intake.clone(), rx.clone()));
+            }
+        }
+    }
     let app = epistle_http::router(state);
     let http = tokio::spawn(async move {
         axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())

@@ -9,6 +9,7 @@ pub mod error;
 pub mod feedback;
 pub mod json;
 pub mod routes;
+pub mod rules;
 pub mod state;
 pub mod validate;
 pub mod wire;

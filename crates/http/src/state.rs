@@ -28,6 +28,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Wakes the delivery worker after an accept.
     pub wake: Arc<Notify>,
+    /// Wakes the rules engine after an event is stored.
+    pub rules_wake: Arc<Notify>,
     pub router: Option<Arc<Router>>,
     /// Compiled templates by tenant.
     pub templates: Arc<crate::routes::templates::TemplateCache>,

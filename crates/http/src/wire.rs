@@ -14,7 +14,7 @@ pub struct AttachmentIn {
 }
 
 /// `POST /v1/messages`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SendRequest {
     pub from: String,

@@ -2,6 +2,8 @@
 //! listener ([`smtp`]), which takes mail from applications and relays it
 //! through the same durable path as `POST /v1/messages`.
 
+pub mod consumers;
+pub mod events;
 pub mod hooks;
 pub mod inbound;
 pub mod smtp;

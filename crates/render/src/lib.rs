@@ -17,6 +17,7 @@
 //! template it has loaded.
 
 pub mod builtin;
+pub mod expr;
 mod filters;
 pub mod tracking;
 
@@ -114,6 +115,7 @@ fn error(template: &str, part: &str, e: &minijinja::Error) -> RenderError {
 /// One tenant's templates, compiled on first use.
 pub struct Library {
     env: Environment<'static>,
+    sources: Arc<Sources>,
 }
 
 impl std::fmt::Debug for Library {
@@ -142,11 +144,17 @@ impl Library {
     pub fn new(sources: Sources) -> Self {
         let sources = Arc::new(sources);
         let mut env = environment();
+        let loaded = sources.clone();
         env.set_loader(move |full| {
             let Some((name, ext)) = split_name(full) else { return Ok(None) };
-            Ok(sources.get(name).and_then(|s| part_of(s, ext)))
+            Ok(loaded.get(name).and_then(|s| part_of(s, ext)))
         });
-        Self { env }
+        Self { env, sources }
+    }
+
+    /// Whether a template of this name exists (the tenant's or built in).
+    pub fn contains(&self, name: &str) -> bool {
+        self.sources.contains_key(name)
     }
 
     /// Renders template `name` (its active version) with `data`.

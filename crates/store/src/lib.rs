@@ -9,6 +9,7 @@
 //! for writes and a separate pool for reads, so writers queue in-process
 //! instead of spinning on `SQLITE_BUSY`, while WAL lets reads go on.
 
+mod business;
 mod domains;
 mod feedback;
 mod group_commit;
@@ -29,6 +30,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
+pub use business::{BusinessEvent, DeadLetter, EventAccepted, EventOutcome, NewBusinessEvent, RuleRecord, RuleRun};
 pub use domains::{DkimKeyRecord, DomainRecord, NewDkimKey};
 pub use feedback::{Engagement, EventRow, FeedbackUpdate, RecipientRef, SuppressionFilter, UnsubscribeSubject};
 pub use group_commit::Committer;

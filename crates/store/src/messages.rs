@@ -116,6 +116,18 @@ impl Store {
     pub async fn insert_messages(&self, batch: Vec<NewMessage>, now: i64) -> Result<Vec<InsertResult>> {
         let mut conn = self.writer(Durability::Durable).await?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let results = self.insert_messages_in(&mut tx, batch, now).await?;
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    /// [`Store::insert_messages`] inside a caller's transaction.
+    pub(crate) async fn insert_messages_in(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        batch: Vec<NewMessage>,
+        now: i64,
+    ) -> Result<Vec<InsertResult>> {
         let mut results = Vec::with_capacity(batch.len());
         let mut accepted = Vec::with_capacity(batch.len());
         for m in batch {
@@ -297,7 +309,6 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        tx.commit().await?;
         Ok(results)
     }
 
@@ -438,6 +449,11 @@ impl Store {
     /// Cancels every recipient not yet handed to a worker. Returns the
     /// addresses cancelled now.
     pub async fn cancel_message(&self, tenant_id: &str, id: &str, now: i64) -> Result<Vec<String>> {
+        self.cancel_message_because(tenant_id, id, now, "cancelled through the API").await
+    }
+
+    /// [`Store::cancel_message`], saying why in the `cancelled` events.
+    pub async fn cancel_message_because(&self, tenant_id: &str, id: &str, now: i64, why: &str) -> Result<Vec<String>> {
         let mut conn = self.writer(Durability::Durable).await?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         let rows = sqlx::query(
@@ -458,7 +474,7 @@ impl Store {
                     id.into(),
                     e.as_str().into(),
                     "cancelled".into(),
-                    Val::OS(Some("cancelled through the API".into())),
+                    Val::OS(Some(why.to_string())),
                     Val::I(now),
                 ]
             })

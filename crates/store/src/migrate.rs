@@ -272,6 +272,66 @@ CREATE TABLE webhook_attempts (
 CREATE INDEX webhook_attempts_delivery ON webhook_attempts (delivery_id);
 "#,
     },
+    Migration {
+        version: 9,
+        name: "business events, rules and what they did, dead letters",
+        sql: r#"
+CREATE TABLE business_events (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    event_key TEXT NOT NULL,
+    entity TEXT NOT NULL,
+    data_json TEXT NOT NULL,
+    occurred_at BIGINT NOT NULL,
+    received_at BIGINT NOT NULL,
+    source TEXT NOT NULL,
+    status TEXT NOT NULL,
+    claimed_by TEXT,
+    claimed_until BIGINT,
+    processed_at BIGINT,
+    UNIQUE (tenant_id, type, event_key)
+);
+CREATE INDEX business_events_pending ON business_events (received_at) WHERE status = 'pending';
+CREATE INDEX business_events_entity ON business_events (tenant_id, entity, type);
+CREATE TABLE rules (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    on_type TEXT NOT NULL,
+    spec_json TEXT NOT NULL,
+    enabled BIGINT NOT NULL DEFAULT 1,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX rules_tenant ON rules (tenant_id, on_type);
+CREATE TABLE rule_runs (
+    rule_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    entity TEXT NOT NULL,
+    status TEXT NOT NULL,
+    message_id TEXT,
+    detail TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (rule_id, event_id)
+);
+CREATE INDEX rule_runs_entity ON rule_runs (tenant_id, entity, rule_id);
+CREATE INDEX rule_runs_event ON rule_runs (event_id);
+CREATE TABLE dead_letters (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT,
+    source TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    event_id TEXT,
+    rule_id TEXT,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX dead_letters_tenant ON dead_letters (tenant_id, created_at);
+"#,
+    },
 ];
 
 impl Dialect {

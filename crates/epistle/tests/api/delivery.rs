@@ -90,32 +90,18 @@ async fn dropped_connection_defers() {
 #[tokio::test]
 async fn failover_relay_takes_the_mail_when_the_first_refuses() {
     let backup = SmtpSink::start(SinkConfig::default()).await;
-    let app = spawn(Options {
+    let mut app = spawn(Options {
         sink: SinkConfig { greeting: Some("421 4.3.2 service not available".into()), ..Default::default() },
         tweak: |_| {},
         ..Default::default()
     })
     .await;
     // Add the backup as the second transport: restart the app with it.
-    let mut cfg = config_for(&app._db, &app.sink, true);
     let mut t = TransportConfig::smtp("backup", "127.0.0.1");
     t.port = Some(backup.port());
     t.tls = Some("none".into());
-    cfg.transports.push(t);
-    let first = app.app.as_ref().unwrap();
-    first.shutdown();
-    let TestApp { app: old, _db, sink, clock, client, .. } = app;
-    old.unwrap().wait().await.unwrap();
-    let started = epistle::build(cfg, std::sync::Arc::new(clock.clone())).await.unwrap();
-    let app = TestApp {
-        base: format!("http://{}", started.http_addr),
-        app: Some(started),
-        client,
-        sink,
-        clock,
-        dns: epistle_testkit::DnsServer::start().await,
-        _db,
-    };
+    app.cfg.transports.push(t);
+    app.restart().await;
 
     let mut ids = Vec::new();
     for i in 0..5 {

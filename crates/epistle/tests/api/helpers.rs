@@ -21,10 +21,15 @@ pub struct TestApp {
     /// The DNS server the app asks (`dns.nameservers`).
     pub dns: DnsServer,
     pub _db: TestDb,
+    /// What the app was started with (for [`TestApp::restart`]).
+    pub cfg: Config,
 }
 
 /// The master key tests run with (so they can open what the app sealed).
 pub const MASTER_KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+/// A change to the configuration made at run time.
+pub type Configure = Box<dyn FnOnce(&mut Config) + Send>;
 
 pub struct Options {
     pub engine: Engine,
@@ -33,7 +38,7 @@ pub struct Options {
     pub relay: bool,
     pub tweak: fn(&mut Config),
     /// Like `tweak`, for settings known only at run time (a fake's URL).
-    pub configure: Option<Box<dyn FnOnce(&mut Config) + Send>>,
+    pub configure: Option<Configure>,
     /// Certificate and key files for the SMTP listener's STARTTLS.
     pub smtp_tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// More transports after the sink, and routes.
@@ -113,9 +118,9 @@ pub async fn spawn(opts: Options) -> TestApp {
     }
     let clock = ManualClock::new(START_MS);
     let shared: SharedClock = Arc::new(clock.clone());
-    let app = build(cfg, shared).await.expect("app starts");
+    let app = build(cfg.clone(), shared).await.expect("app starts");
     let base = format!("http://{}", app.http_addr);
-    TestApp { app: Some(app), base, client: reqwest::Client::new(), sink, clock, dns, _db: db }
+    TestApp { app: Some(app), base, client: reqwest::Client::new(), sink, clock, dns, _db: db, cfg }
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -178,6 +183,29 @@ impl TestApp {
     /// Moves the injected clock and wakes the worker.
     pub fn advance(&self, d: Duration) {
         self.clock.advance_ms(d.as_millis() as i64);
+    }
+
+    /// Stops the app and starts it again on the same database, sink and
+    /// clock (a new HTTP port).
+    pub async fn restart(&mut self) {
+        self.halt().await;
+        self.resume().await;
+    }
+
+    /// Stops the app (the database, sink and clock stay).
+    pub async fn halt(&mut self) {
+        if let Some(app) = self.app.take() {
+            app.shutdown();
+            app.wait().await.expect("clean stop");
+        }
+    }
+
+    /// Starts the app again after [`TestApp::halt`].
+    pub async fn resume(&mut self) {
+        let shared: SharedClock = Arc::new(self.clock.clone());
+        let app = build(self.cfg.clone(), shared).await.expect("app starts again");
+        self.base = format!("http://{}", app.http_addr);
+        self.app = Some(app);
     }
 
     pub async fn stop(mut self) {

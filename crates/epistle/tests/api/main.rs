@@ -8,6 +8,7 @@ mod bad_input;
 mod calendar;
 mod delivery;
 mod domains;
+mod events;
 mod feedback;
 mod health;
 mod hooks;

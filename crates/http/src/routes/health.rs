@@ -36,6 +36,9 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
             st.metrics.queue_depth.get_or_create(&StatusLabels { status: s.as_str().into() }).set(n);
         }
     }
+    if let Ok(n) = st.store.pending_business_events().await {
+        st.metrics.events_pending.set(n);
+    }
     if let Some(route) = &st.router {
         for (name, open) in route.circuits() {
             st.metrics.circuit_open.get_or_create(&TransportLabels { transport: name }).set(open as i64);

@@ -182,21 +182,33 @@ pub async fn mark_suppressed(st: &AppState, p: &mut Prepared) -> Result<(), ApiE
     Ok(())
 }
 
+/// Validates and renders one message for a tenant, marking suppressed
+/// recipients: ready to commit.
+pub async fn prepare_message(
+    st: &AppState,
+    tenant_id: &str,
+    mut req: SendRequest,
+    idempotency: Option<(String, String)>,
+    now: i64,
+) -> Result<Prepared, ApiError> {
+    let template = apply_template(st, tenant_id, &mut req).await?;
+    let personal = personalize_for(st, tenant_id, &req).await?;
+    let mut prepared = validate::prepare(req, tenant_id, now, &st.settings, idempotency, &personal)?;
+    mark_suppressed(st, &mut prepared).await?;
+    prepared.message.template = template;
+    Ok(prepared)
+}
+
 /// Validates, renders and commits one message; the 202 (or the replayed
 /// answer of an earlier request with the same key).
 pub async fn accept_one(
     st: &AppState,
     caller: &Caller,
-    mut req: SendRequest,
+    req: SendRequest,
     idempotency: Option<(String, String)>,
 ) -> Result<Response, ApiError> {
     let now = st.clock.now_ms();
-    let template = apply_template(st, &caller.tenant_id, &mut req).await?;
-    let personal = personalize_for(st, &caller.tenant_id, &req).await?;
-    let mut prepared = validate::prepare(req, &caller.tenant_id, now, &st.settings, idempotency, &personal)?;
-    mark_suppressed(st, &mut prepared).await?;
-    let Prepared { mut message, reply } = prepared;
-    message.template = template;
+    let Prepared { message, reply } = prepare_message(st, &caller.tenant_id, req, idempotency, now).await?;
     let n_rcpts = message.recipients.len() as u64;
     let result = st.committer.insert(vec![message], now).await?;
     match result.into_iter().next() {
@@ -251,13 +263,8 @@ pub async fn send_batch(State(st): State<AppState>, caller: Caller, req: Request
                 }
             };
             let idem = key.map(|k| (k, body_hash(item.to_string().as_bytes())));
-            let mut req: SendRequest = json::from_value(item)?;
-            let template = apply_template(&st, &caller.tenant_id, &mut req).await?;
-            let personal = personalize_for(&st, &caller.tenant_id, &req).await?;
-            let mut p = validate::prepare(req, &caller.tenant_id, now, &st.settings, idem, &personal)?;
-            mark_suppressed(&st, &mut p).await?;
-            p.message.template = template;
-            Ok(p)
+            let req: SendRequest = json::from_value(item)?;
+            prepare_message(&st, &caller.tenant_id, req, idem, now).await
         }
         .await;
         slots.push(r.map(|p| {

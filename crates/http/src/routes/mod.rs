@@ -1,9 +1,11 @@
 //! The router: one module per area.
 
 pub mod domains;
+pub mod events;
 pub mod health;
 pub mod hooks;
 pub mod messages;
+pub mod rules;
 pub mod stats;
 pub mod suppressions;
 pub mod templates;
@@ -49,6 +51,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/webhooks/{id}/enable", post(webhooks::enable))
         .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
         .route("/v1/events/stream", get(webhooks::stream))
+        .route("/v1/events", post(events::create))
+        .route("/v1/events/{id}", get(events::get))
+        .route("/v1/dead-letters", get(events::dead_letters))
+        .route("/v1/rules", post(rules::create).get(rules::list))
+        .route("/v1/rules/{id}", get(rules::get).put(rules::update).delete(rules::delete))
         .route("/t/o/{token}", get(tracking::open))
         .route("/t/c/{token}", get(tracking::click))
         .route("/u/{token}", get(unsubscribe::show).post(unsubscribe::post))

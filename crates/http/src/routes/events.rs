@@ -1,0 +1,114 @@
+//! Business events in: `POST /v1/events`, `GET /v1/events/{id}` (with
+//! what each rule did), and `GET /v1/dead-letters` (what could not be used,
+//! and why).
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use epistle_core::timefmt::rfc3339;
+use epistle_deliver::Metrics;
+use epistle_ingest::events::parse_event;
+use epistle_store::{DeadLetter, EventAccepted};
+use serde_json::{Value, json};
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::json::read_body;
+use crate::state::AppState;
+
+/// `POST /v1/events`: stored (durably) before the answer; the rules act on
+/// it right after. The same `type` and `key` again is a duplicate.
+pub async fn create(State(st): State<AppState>, caller: Caller, req: Request) -> Result<Response, ApiError> {
+    caller.require("events:write")?;
+    let body = read_body(req, &()).await?;
+    let now = st.clock.now_ms();
+    let e = parse_event(&body, &caller.tenant_id, "http", now).map_err(|e| {
+        if e.field.is_empty() {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_event", e.message)
+        } else {
+            ApiError::invalid(e.field, e.message)
+        }
+    })?;
+    let (id, duplicate) = match st.store.accept_event(&e, now).await? {
+        EventAccepted::New(id) => {
+            Metrics::source(&st.metrics.events_received, "http").inc();
+            st.rules_wake.notify_one();
+            (id, false)
+        }
+        EventAccepted::Duplicate(id) => {
+            Metrics::source(&st.metrics.events_duplicate, "http").inc();
+            (id, true)
+        }
+    };
+    Ok((StatusCode::ACCEPTED, axum::Json(json!({"id": id, "duplicate": duplicate}))).into_response())
+}
+
+/// `GET /v1/events/{id}`
+pub async fn get(State(st): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
+    caller.require("events:read")?;
+    let Some(e) = st.store.business_event(&caller.tenant_id, &id).await? else {
+        return Err(ApiError::not_found("event"));
+    };
+    let runs: Vec<Value> = st
+        .store
+        .runs_of_event(&e.id)
+        .await?
+        .into_iter()
+        .map(|r| {
+            json!({"rule": r.rule_id, "status": r.status, "message_id": r.message_id, "detail": r.detail,
+                   "updated_at": rfc3339(r.updated_at)})
+        })
+        .collect();
+    Ok(axum::Json(json!({
+        "id": e.id, "type": e.event_type, "key": e.key, "entity": e.entity, "data": e.data,
+        "occurred_at": rfc3339(e.occurred_at), "received_at": rfc3339(e.received_at), "source": e.source,
+        "status": e.status, "processed_at": e.processed_at.map(rfc3339), "runs": runs,
+    }))
+    .into_response())
+}
+
+fn view(d: &DeadLetter) -> Value {
+    json!({"id": d.id, "source": d.source, "reason": d.reason, "payload": d.payload, "event_id": d.event_id,
+           "rule_id": d.rule_id, "created_at": rfc3339(d.created_at)})
+}
+
+/// `GET /v1/dead-letters?limit=&cursor=`, newest first.
+pub async fn dead_letters(
+    State(st): State<AppState>,
+    caller: Caller,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    caller.require("events:read")?;
+    const KNOWN: [&str; 2] = ["limit", "cursor"];
+    if let Some(k) = q.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(ApiError::invalid(k.clone(), format!("unknown query parameter `{k}`; use {}", KNOWN.join(", "))));
+    }
+    let limit = match q.get("limit") {
+        Some(l) => l
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| ApiError::invalid("limit", "`limit` is a number from 1 to 1000"))?,
+        None => 50,
+    };
+    let before = match q.get("cursor") {
+        Some(c) => {
+            let bad = || {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_cursor", "use `next_cursor` from a list reply")
+                    .field("cursor")
+            };
+            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(c).map_err(|_| bad())?;
+            Some(serde_json::from_slice::<(i64, String)>(&raw).map_err(|_| bad())?)
+        }
+        None => None,
+    };
+    let rows = st.store.dead_letters(&caller.tenant_id, false, before, limit).await?;
+    let next = (rows.len() as i64 == limit)
+        .then(|| rows.last())
+        .flatten()
+        .map(|d| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json!([d.created_at, d.id]).to_string()));
+    Ok(axum::Json(json!({"data": rows.iter().map(view).collect::<Vec<_>>(), "next_cursor": next})).into_response())
+}

@@ -1,0 +1,107 @@
+//! `/v1/rules`: what mail business events send.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use epistle_core::timefmt::rfc3339;
+use epistle_render::expr::Expressions;
+use epistle_store::RuleRecord;
+use serde_json::{Value, json};
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::json::ApiJson;
+use crate::rules::RuleSpec;
+use crate::state::AppState;
+
+fn view(r: &RuleRecord) -> Value {
+    let mut v = r.spec.clone();
+    v["id"] = json!(r.id);
+    v["enabled"] = json!(r.enabled);
+    v["created_at"] = json!(rfc3339(r.created_at));
+    v["updated_at"] = json!(rfc3339(r.updated_at));
+    v
+}
+
+async fn checked(st: &AppState, tenant_id: &str, spec: &RuleSpec) -> Result<(), ApiError> {
+    spec.check(&Expressions::new())?;
+    // The template must exist now (it may still be deleted later; then the
+    // rule's runs fail with the reason, in the dead letters).
+    let library = st.templates.library(&st.store, tenant_id).await?;
+    if !library.contains(&spec.template) {
+        return Err(ApiError::invalid(
+            "template",
+            format!("no template `{}`: create it with POST /v1/templates, or use a built-in one", spec.template),
+        ));
+    }
+    Ok(())
+}
+
+fn record(tenant_id: &str, id: String, spec: &RuleSpec, created_at: i64, now: i64) -> RuleRecord {
+    let mut v = serde_json::to_value(spec).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("enabled");
+    }
+    RuleRecord {
+        id,
+        tenant_id: tenant_id.into(),
+        name: spec.name.clone(),
+        on_type: spec.on.clone(),
+        spec: v,
+        enabled: spec.enabled,
+        created_at,
+        updated_at: now,
+    }
+}
+
+/// `POST /v1/rules`
+pub async fn create(State(st): State<AppState>, caller: Caller, body: ApiJson<RuleSpec>) -> Result<Response, ApiError> {
+    caller.require("rules:write")?;
+    checked(&st, &caller.tenant_id, &body.value).await?;
+    let now = st.clock.now_ms();
+    let r = record(&caller.tenant_id, epistle_core::ids::new_id("rul"), &body.value, now, now);
+    st.store.create_rule(&r).await?;
+    Ok((StatusCode::CREATED, axum::Json(view(&r))).into_response())
+}
+
+/// `PUT /v1/rules/{id}`: replaces the definition.
+pub async fn update(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: ApiJson<RuleSpec>,
+) -> Result<Response, ApiError> {
+    caller.require("rules:write")?;
+    let Some(old) = st.store.rule(&caller.tenant_id, &id).await? else { return Err(ApiError::not_found("rule")) };
+    checked(&st, &caller.tenant_id, &body.value).await?;
+    let r = record(&caller.tenant_id, id, &body.value, old.created_at, st.clock.now_ms());
+    if !st.store.update_rule(&r).await? {
+        return Err(ApiError::not_found("rule"));
+    }
+    Ok(axum::Json(view(&r)).into_response())
+}
+
+/// `GET /v1/rules`
+pub async fn list(State(st): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    caller.require("rules:read")?;
+    let rules = st.store.rules(&caller.tenant_id).await?;
+    Ok(axum::Json(json!({"data": rules.iter().map(view).collect::<Vec<_>>()})).into_response())
+}
+
+/// `GET /v1/rules/{id}`
+pub async fn get(State(st): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
+    caller.require("rules:read")?;
+    match st.store.rule(&caller.tenant_id, &id).await? {
+        Some(r) => Ok(axum::Json(view(&r)).into_response()),
+        None => Err(ApiError::not_found("rule")),
+    }
+}
+
+/// `DELETE /v1/rules/{id}`: mail it already queued stays queued.
+pub async fn delete(State(st): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
+    caller.require("rules:write")?;
+    if !st.store.delete_rule(&caller.tenant_id, &id).await? {
+        return Err(ApiError::not_found("rule"));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

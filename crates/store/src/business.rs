@@ -1,0 +1,495 @@
+//! Business events (`order.placed`, `appointment.booked`, …), the rules
+//! that turn them into mail, what each rule did with each event, and the
+//! dead letters of what could not be used.
+//!
+//! Exactly once: an event is stored once per `(tenant, type, key)`; a rule
+//! acts on an event once, because its run `(rule, event)` is a primary key
+//! inserted in the same transaction as the mail it queues.
+
+use serde_json::Value;
+use sqlx::Row;
+
+use crate::sql::{Val, bind_all, multi_insert};
+use crate::{Dialect, Durability, NewMessage, Result, Store, StoreError};
+
+/// An event as it arrives, before it is stored.
+#[derive(Debug, Clone)]
+pub struct NewBusinessEvent {
+    pub tenant_id: String,
+    pub event_type: String,
+    pub key: String,
+    /// What the event is about (an appointment, an order): events of
+    /// cancelling and rescheduling types find earlier ones by it.
+    pub entity: String,
+    pub data: Value,
+    pub occurred_at: i64,
+    /// `http`, `nats:<stream>`, `amqp:<queue>`.
+    pub source: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct BusinessEvent {
+    pub id: String,
+    pub tenant_id: String,
+    pub event_type: String,
+    pub key: String,
+    pub entity: String,
+    pub data: Value,
+    pub occurred_at: i64,
+    pub received_at: i64,
+    pub source: String,
+    /// `pending` until the rules have acted on it, then `processed`.
+    pub status: String,
+    pub processed_at: Option<i64>,
+}
+
+/// What storing an event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventAccepted {
+    New(String),
+    /// The same `(type, key)` was stored before, under this id.
+    Duplicate(String),
+}
+
+/// A stored rule: its trigger and its whole specification as JSON (read
+/// by the rules engine).
+#[derive(Debug, Clone)]
+pub struct RuleRecord {
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    pub on_type: String,
+    pub spec: Value,
+    pub enabled: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// What one rule did with one event.
+#[derive(Debug, Clone)]
+pub struct RuleRun {
+    pub rule_id: String,
+    pub event_id: String,
+    pub tenant_id: String,
+    pub entity: String,
+    /// `queued`, `scheduled`, `skipped`, `failed`, `cancelled`, `rescheduled`.
+    pub status: String,
+    pub message_id: Option<String>,
+    pub detail: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub id: String,
+    pub tenant_id: Option<String>,
+    /// Where it came from: `nats:<stream>`, `amqp:<queue>`, `rule`.
+    pub source: String,
+    pub reason: String,
+    pub payload: String,
+    pub event_id: Option<String>,
+    pub rule_id: Option<String>,
+    pub created_at: i64,
+}
+
+/// Everything the rules did with one event, committed at once.
+#[derive(Debug, Default)]
+pub struct EventOutcome {
+    /// New runs, with the mail each queues. A run already there (another
+    /// node got to it first) is left alone, and its mail not queued.
+    pub runs: Vec<(RuleRun, Option<NewMessage>)>,
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+const EVENT_COLS: &str =
+    "id, tenant_id, type, event_key, entity, data_json, occurred_at, received_at, source, status, processed_at";
+
+fn event_row(r: &sqlx::any::AnyRow) -> Result<BusinessEvent> {
+    Ok(BusinessEvent {
+        id: r.get(0),
+        tenant_id: r.get(1),
+        event_type: r.get(2),
+        key: r.get(3),
+        entity: r.get(4),
+        data: serde_json::from_str(&r.get::<String, _>(5)).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        occurred_at: r.get(6),
+        received_at: r.get(7),
+        source: r.get(8),
+        status: r.get(9),
+        processed_at: r.get(10),
+    })
+}
+
+const RULE_COLS: &str = "id, tenant_id, name, on_type, spec_json, enabled, created_at, updated_at";
+
+fn rule_row(r: &sqlx::any::AnyRow) -> Result<RuleRecord> {
+    Ok(RuleRecord {
+        id: r.get(0),
+        tenant_id: r.get(1),
+        name: r.get(2),
+        on_type: r.get(3),
+        spec: serde_json::from_str(&r.get::<String, _>(4)).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        enabled: r.get::<i64, _>(5) != 0,
+        created_at: r.get(6),
+        updated_at: r.get(7),
+    })
+}
+
+const RUN_COLS: &str = "rule_id, event_id, tenant_id, entity, status, message_id, detail, created_at, updated_at";
+
+fn run_row(r: &sqlx::any::AnyRow) -> RuleRun {
+    RuleRun {
+        rule_id: r.get(0),
+        event_id: r.get(1),
+        tenant_id: r.get(2),
+        entity: r.get(3),
+        status: r.get(4),
+        message_id: r.get(5),
+        detail: r.get(6),
+        created_at: r.get(7),
+        updated_at: r.get(8),
+    }
+}
+
+const DEAD_COLS: &str = "id, tenant_id, source, reason, payload, event_id, rule_id, created_at";
+
+fn dead_row(r: &sqlx::any::AnyRow) -> DeadLetter {
+    DeadLetter {
+        id: r.get(0),
+        tenant_id: r.get(1),
+        source: r.get(2),
+        reason: r.get(3),
+        payload: r.get(4),
+        event_id: r.get(5),
+        rule_id: r.get(6),
+        created_at: r.get(7),
+    }
+}
+
+fn dead_vals(d: &DeadLetter) -> Vec<Val> {
+    vec![
+        Val::S(d.id.clone()),
+        Val::OS(d.tenant_id.clone()),
+        Val::S(d.source.clone()),
+        Val::S(d.reason.clone()),
+        Val::S(d.payload.clone()),
+        Val::OS(d.event_id.clone()),
+        Val::OS(d.rule_id.clone()),
+        Val::I(d.created_at),
+    ]
+}
+
+impl Store {
+    /// Stores an event once per `(tenant, type, key)`. When this returns,
+    /// a new event is durable (it may be acknowledged to its sender).
+    pub async fn accept_event(&self, e: &NewBusinessEvent, now: i64) -> Result<EventAccepted> {
+        let id = epistle_core::ids::new_id("evt");
+        let done = sqlx::query(
+            "INSERT INTO business_events (id, tenant_id, type, event_key, entity, data_json, occurred_at, received_at, \
+             source, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending') \
+             ON CONFLICT (tenant_id, type, event_key) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(&e.tenant_id)
+        .bind(&e.event_type)
+        .bind(&e.key)
+        .bind(&e.entity)
+        .bind(e.data.to_string())
+        .bind(e.occurred_at)
+        .bind(now)
+        .bind(&e.source)
+        .execute(&mut *self.writer(Durability::Durable).await?)
+        .await?;
+        if done.rows_affected() == 1 {
+            return Ok(EventAccepted::New(id));
+        }
+        let row = sqlx::query("SELECT id FROM business_events WHERE tenant_id = $1 AND type = $2 AND event_key = $3")
+            .bind(&e.tenant_id)
+            .bind(&e.event_type)
+            .bind(&e.key)
+            .fetch_one(&self.read)
+            .await?;
+        Ok(EventAccepted::Duplicate(row.get(0)))
+    }
+
+    pub async fn business_event(&self, tenant_id: &str, id: &str) -> Result<Option<BusinessEvent>> {
+        let row = sqlx::query(&format!("SELECT {EVENT_COLS} FROM business_events WHERE tenant_id = $1 AND id = $2"))
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?;
+        row.as_ref().map(event_row).transpose()
+    }
+
+    /// Takes up to `limit` events waiting for the rules, oldest first, for
+    /// `lease_ms` (another node takes them again if this one dies).
+    pub async fn claim_business_events(
+        &self,
+        node: &str,
+        now: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<BusinessEvent>> {
+        let lock = match self.dialect {
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+            Dialect::Sqlite => "",
+        };
+        let rows = sqlx::query(&format!(
+            "UPDATE business_events SET claimed_by = $1, claimed_until = $2 WHERE id IN \
+             (SELECT id FROM business_events WHERE status = 'pending' AND (claimed_until IS NULL OR claimed_until < $3) \
+             ORDER BY received_at, id LIMIT $4{lock}) RETURNING {EVENT_COLS}"
+        ))
+        .bind(node)
+        .bind(now + lease_ms)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut *self.writer(Durability::Relaxed).await?)
+        .await?;
+        let mut out = rows.iter().map(event_row).collect::<Result<Vec<_>>>()?;
+        out.sort_by(|a, b| (a.received_at, &a.id).cmp(&(b.received_at, &b.id)));
+        Ok(out)
+    }
+
+    /// Events waiting for the rules (the intake's lag).
+    pub async fn pending_business_events(&self) -> Result<i64> {
+        Ok(sqlx::query("SELECT COUNT(*) FROM business_events WHERE status = 'pending'")
+            .fetch_one(&self.read)
+            .await?
+            .get(0))
+    }
+
+    /// The first stored event about `entity` of one of these types.
+    pub async fn entity_event(&self, tenant_id: &str, entity: &str, types: &[String]) -> Result<Option<BusinessEvent>> {
+        for t in types {
+            let row = sqlx::query(&format!(
+                "SELECT {EVENT_COLS} FROM business_events WHERE tenant_id = $1 AND entity = $2 AND type = $3 \
+                 ORDER BY received_at LIMIT 1"
+            ))
+            .bind(tenant_id)
+            .bind(entity)
+            .bind(t)
+            .fetch_optional(&self.read)
+            .await?;
+            if let Some(r) = row {
+                return Ok(Some(event_row(&r)?));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Commits what the rules did with an event and marks it processed, in
+    /// one transaction.
+    pub async fn finish_business_event(&self, event_id: &str, outcome: EventOutcome, now: i64) -> Result<()> {
+        let mut conn = self.writer(Durability::Durable).await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let mut messages = vec![];
+        for (run, message) in outcome.runs {
+            let done = sqlx::query(
+                "INSERT INTO rule_runs (rule_id, event_id, tenant_id, entity, status, message_id, detail, created_at, \
+                 updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT (rule_id, event_id) DO NOTHING",
+            )
+            .bind(&run.rule_id)
+            .bind(&run.event_id)
+            .bind(&run.tenant_id)
+            .bind(&run.entity)
+            .bind(&run.status)
+            .bind(&run.message_id)
+            .bind(&run.detail)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 1
+                && let Some(m) = message
+            {
+                messages.push(m);
+            }
+        }
+        if !messages.is_empty() {
+            self.insert_messages_in(&mut tx, messages, now).await?;
+        }
+        let dead: Vec<Vec<Val>> = outcome.dead_letters.iter().map(dead_vals).collect();
+        for (sql, vals) in multi_insert(
+            self.dialect,
+            "dead_letters",
+            &["id", "tenant_id", "source", "reason", "payload", "event_id", "rule_id", "created_at"],
+            dead,
+            "",
+        ) {
+            bind_all(sqlx::query(&sql), vals).execute(&mut *tx).await?;
+        }
+        sqlx::query(
+            "UPDATE business_events SET status = 'processed', processed_at = $2, claimed_by = NULL, \
+             claimed_until = NULL WHERE id = $1",
+        )
+        .bind(event_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// What the rules did with an event.
+    pub async fn runs_of_event(&self, event_id: &str) -> Result<Vec<RuleRun>> {
+        let rows =
+            sqlx::query(&format!("SELECT {RUN_COLS} FROM rule_runs WHERE event_id = $1 ORDER BY created_at, rule_id"))
+                .bind(event_id)
+                .fetch_all(&self.read)
+                .await?;
+        Ok(rows.iter().map(run_row).collect())
+    }
+
+    /// A rule's runs about `entity` that still wait for their time.
+    pub async fn scheduled_runs(&self, tenant_id: &str, entity: &str, rule_id: &str) -> Result<Vec<RuleRun>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RUN_COLS} FROM rule_runs WHERE tenant_id = $1 AND entity = $2 AND rule_id = $3 AND status = 'scheduled'"
+        ))
+        .bind(tenant_id)
+        .bind(entity)
+        .bind(rule_id)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.iter().map(run_row).collect())
+    }
+
+    /// Records that a run changed (cancelled, rescheduled).
+    pub async fn update_run(&self, rule_id: &str, event_id: &str, status: &str, detail: &str, now: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE rule_runs SET status = $3, detail = $4, updated_at = $5 WHERE rule_id = $1 AND event_id = $2",
+        )
+        .bind(rule_id)
+        .bind(event_id)
+        .bind(status)
+        .bind(detail)
+        .bind(now)
+        .execute(&mut *self.writer(Durability::Durable).await?)
+        .await?;
+        Ok(())
+    }
+
+    /// Moves a scheduled message to another time. Returns how many
+    /// recipients moved (0 when it is no longer waiting).
+    pub async fn reschedule_message(&self, tenant_id: &str, id: &str, send_at: i64, now: i64) -> Result<u64> {
+        let mut conn = self.writer(Durability::Durable).await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let moved = sqlx::query(
+            "UPDATE recipients SET due_at = $3, updated_at = $4 WHERE tenant_id = $1 AND message_id = $2 \
+             AND status = 'scheduled'",
+        )
+        .bind(tenant_id)
+        .bind(id)
+        .bind(send_at)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query("UPDATE messages SET send_at = $3 WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant_id)
+            .bind(id)
+            .bind(send_at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    pub async fn put_dead_letter(&self, d: &DeadLetter) -> Result<()> {
+        let vals = dead_vals(d);
+        for (sql, vals) in multi_insert(
+            self.dialect,
+            "dead_letters",
+            &["id", "tenant_id", "source", "reason", "payload", "event_id", "rule_id", "created_at"],
+            vec![vals],
+            "",
+        ) {
+            bind_all(sqlx::query(&sql), vals).execute(&mut *self.writer(Durability::Durable).await?).await?;
+        }
+        Ok(())
+    }
+
+    /// A tenant's dead letters, newest first, before the `(created_at, id)`
+    /// cursor. Those whose tenant could not be told are shown to every
+    /// tenant's operators only through `include_unknown`.
+    pub async fn dead_letters(
+        &self,
+        tenant_id: &str,
+        include_unknown: bool,
+        before: Option<(i64, String)>,
+        limit: i64,
+    ) -> Result<Vec<DeadLetter>> {
+        let (at, id) = before.unwrap_or((i64::MAX, String::new()));
+        let rows = sqlx::query(&format!(
+            "SELECT {DEAD_COLS} FROM dead_letters WHERE (tenant_id = $1 OR ($2 = 1 AND tenant_id IS NULL)) \
+             AND (created_at < $3 OR (created_at = $3 AND id < $4) OR $4 = '') \
+             ORDER BY created_at DESC, id DESC LIMIT $5"
+        ))
+        .bind(tenant_id)
+        .bind(i64::from(include_unknown))
+        .bind(at)
+        .bind(id)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.iter().map(dead_row).collect())
+    }
+
+    pub async fn create_rule(&self, r: &RuleRecord) -> Result<()> {
+        sqlx::query(&format!("INSERT INTO rules ({RULE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"))
+            .bind(&r.id)
+            .bind(&r.tenant_id)
+            .bind(&r.name)
+            .bind(&r.on_type)
+            .bind(r.spec.to_string())
+            .bind(i64::from(r.enabled))
+            .bind(r.created_at)
+            .bind(r.updated_at)
+            .execute(&mut *self.writer(Durability::Durable).await?)
+            .await?;
+        Ok(())
+    }
+
+    /// Replaces a rule's definition; false when there is no such rule.
+    pub async fn update_rule(&self, r: &RuleRecord) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE rules SET name = $3, on_type = $4, spec_json = $5, enabled = $6, updated_at = $7 \
+             WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(&r.tenant_id)
+        .bind(&r.id)
+        .bind(&r.name)
+        .bind(&r.on_type)
+        .bind(r.spec.to_string())
+        .bind(i64::from(r.enabled))
+        .bind(r.updated_at)
+        .execute(&mut *self.writer(Durability::Durable).await?)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn delete_rule(&self, tenant_id: &str, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM rules WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant_id)
+            .bind(id)
+            .execute(&mut *self.writer(Durability::Durable).await?)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn rule(&self, tenant_id: &str, id: &str) -> Result<Option<RuleRecord>> {
+        let row = sqlx::query(&format!("SELECT {RULE_COLS} FROM rules WHERE tenant_id = $1 AND id = $2"))
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?;
+        row.as_ref().map(rule_row).transpose()
+    }
+
+    pub async fn rules(&self, tenant_id: &str) -> Result<Vec<RuleRecord>> {
+        let rows = sqlx::query(&format!("SELECT {RULE_COLS} FROM rules WHERE tenant_id = $1 ORDER BY created_at, id"))
+            .bind(tenant_id)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(rule_row).collect()
+    }
+}

@@ -308,6 +308,10 @@ fn print_domain(d: &epistle_deliver::domains::DomainView, json: bool) {
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
+    // Listen for SIGTERM before anything can be asked to stop us: a signal
+    // that came during startup would otherwise kill the process outright.
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("signal handler")?;
     let app = startup::build(cfg.clone(), Arc::new(SystemClock)).await?;
     println!("Epistle listening on http://{}", app.http_addr);
     if let Some(smtp) = app.smtp_addr {
@@ -328,21 +332,14 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    wait_for_signal().await?;
-    tracing::info!("shutting down: finishing messages in flight");
-    app.shutdown();
-    app.wait().await?;
-    tracing::info!("stopped cleanly");
-    Ok(())
-}
-
-async fn wait_for_signal() -> anyhow::Result<()> {
-    let mut term =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("signal handler")?;
     tokio::select! {
         r = tokio::signal::ctrl_c() => r.context("signal handler")?,
         _ = term.recv() => {}
     }
+    tracing::info!("shutting down: finishing messages in flight");
+    app.shutdown();
+    app.wait().await?;
+    tracing::info!("stopped cleanly");
     Ok(())
 }
 

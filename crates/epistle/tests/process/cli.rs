@@ -162,6 +162,21 @@ async fn bad_configuration_stops_with_the_reason() {
     let out = epistle(&["serve"], &env).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("feedback.bounce_domain `not a domain`"), "{}", text(&out.stderr));
+
+    // Consumers: a NATS one without its stream, and an unknown kind.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("epistle.toml");
+    std::fs::write(&file, "[[consumers]]\nkind = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\nsubject = \"orders.>\"\n")
+        .unwrap();
+    let env =
+        [("EPISTLE_DATABASE_URL", db.url.as_str()), ("EPISTLE_HTTP_ADDR", "127.0.0.1:0"), ("EPISTLE_SMTP_ADDR", "")];
+    let out = epistle(&["serve", "--config", file.to_str().unwrap()], &env).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("needs `stream`"), "{}", text(&out.stderr));
+    std::fs::write(&file, "[[consumers]]\nkind = \"kafka\"\nurl = \"x\"\n").unwrap();
+    let out = epistle(&["serve", "--config", file.to_str().unwrap()], &env).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("kafka"), "{}", text(&out.stderr));
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod error;
 pub mod feedback;
 pub mod json;
+pub mod paging;
 pub mod routes;
 pub mod rules;
 pub mod state;

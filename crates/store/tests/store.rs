@@ -36,6 +36,7 @@ both_engines!(
     domains_and_keys,
     template_versions_and_uses,
     engagement_feedback_and_webhook_deliveries,
+    business_events_runs_and_dead_letters,
 );
 
 async fn store(engine: Engine) -> (Store, TestDb) {
@@ -593,4 +594,98 @@ async fn engagement_feedback_and_webhook_deliveries(engine: Engine) {
     let d = store.webhook_deliveries("whk_1", None, 10).await.unwrap();
     assert_eq!((d[0].status.as_str(), d[0].attempts, d[0].tries.len()), ("delivered", 2, 2));
     assert!(store.get_webhook("ten_a", "whk_1").await.unwrap().unwrap().failing_since.is_none());
+}
+
+async fn business_events_runs_and_dead_letters(engine: Engine) {
+    use epistle_store::{DeadLetter, EventAccepted, EventOutcome, NewBusinessEvent, RuleRecord, RuleRun};
+    let (store, _db) = store(engine).await;
+    let ev = |key: &str, entity: &str| NewBusinessEvent {
+        tenant_id: "ten_a".into(),
+        event_type: "appointment.booked".into(),
+        key: key.into(),
+        entity: entity.into(),
+        data: serde_json::json!({"n": 1}),
+        occurred_at: T0,
+        source: "http".into(),
+    };
+    // Stored once per (type, key).
+    let EventAccepted::New(a) = store.accept_event(&ev("a1", "a1"), T0).await.unwrap() else { panic!("new") };
+    assert_eq!(store.accept_event(&ev("a1", "a1"), T0 + 1).await.unwrap(), EventAccepted::Duplicate(a.clone()));
+    let EventAccepted::New(b) = store.accept_event(&ev("b1", "b1"), T0 + 2).await.unwrap() else { panic!("new") };
+    assert_eq!(store.pending_business_events().await.unwrap(), 2);
+
+    // Claims are leased and disjoint; an expired lease is taken again.
+    let first = store.claim_business_events("n1", T0 + 3, 1000, 10).await.unwrap();
+    assert_eq!(first.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), vec![a.as_str(), b.as_str()]);
+    assert!(store.claim_business_events("n2", T0 + 4, 1000, 10).await.unwrap().is_empty());
+    assert_eq!(store.claim_business_events("n2", T0 + 2000, 1000, 10).await.unwrap().len(), 2);
+
+    // A rule and its run: the run's mail is inserted once, whoever commits.
+    let rule = RuleRecord {
+        id: "rul_1".into(),
+        tenant_id: "ten_a".into(),
+        name: "reminder".into(),
+        on_type: "appointment.booked".into(),
+        spec: serde_json::json!({"name": "reminder"}),
+        enabled: true,
+        created_at: T0,
+        updated_at: T0,
+    };
+    store.create_rule(&rule).await.unwrap();
+    assert_eq!(store.rules("ten_a").await.unwrap().len(), 1);
+    let run = |m: &NewMessage| RuleRun {
+        rule_id: "rul_1".into(),
+        event_id: a.clone(),
+        tenant_id: "ten_a".into(),
+        entity: "a1".into(),
+        status: "scheduled".into(),
+        message_id: Some(m.id.clone()),
+        detail: None,
+        created_at: T0,
+        updated_at: T0,
+    };
+    let mut m1 = message("ten_a", &["a@example.com"]);
+    m1.send_at = Some(T0 + 86_400_000);
+    let m2 = message("ten_a", &["a@example.com"]);
+    let dead = DeadLetter {
+        id: "dlq_1".into(),
+        tenant_id: Some("ten_a".into()),
+        source: "rule".into(),
+        reason: "no recipient".into(),
+        payload: "{}".into(),
+        event_id: Some(a.clone()),
+        rule_id: Some("rul_1".into()),
+        created_at: T0 + 5,
+    };
+    let outcome = EventOutcome { runs: vec![(run(&m1), Some(m1.clone()))], dead_letters: vec![dead] };
+    store.finish_business_event(&a, outcome, T0 + 5).await.unwrap();
+    // A second node that raced it commits nothing new.
+    let raced = EventOutcome { runs: vec![(run(&m2), Some(m2.clone()))], dead_letters: vec![] };
+    store.finish_business_event(&a, raced, T0 + 6).await.unwrap();
+    assert!(store.get_message("ten_a", &m1.id).await.unwrap().is_some());
+    assert!(store.get_message("ten_a", &m2.id).await.unwrap().is_none(), "the raced mail is not queued");
+    assert_eq!(store.business_event("ten_a", &a).await.unwrap().unwrap().status, "processed");
+    assert_eq!(store.pending_business_events().await.unwrap(), 1);
+
+    // Scheduled runs are found by entity, moved and cancelled.
+    let runs = store.scheduled_runs("ten_a", "a1", "rul_1").await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(store.reschedule_message("ten_a", &m1.id, T0 + 90_000_000, T0 + 7).await.unwrap(), 1);
+    assert_eq!(store.get_message("ten_a", &m1.id).await.unwrap().unwrap().send_at, Some(T0 + 90_000_000));
+    store.cancel_message_because("ten_a", &m1.id, T0 + 8, "cancelled by appointment.cancelled").await.unwrap();
+    store.update_run("rul_1", &a, "cancelled", "cancelled by appointment.cancelled", T0 + 8).await.unwrap();
+    assert!(store.scheduled_runs("ten_a", "a1", "rul_1").await.unwrap().is_empty());
+    assert_eq!(store.runs_of_event(&a).await.unwrap()[0].status, "cancelled");
+    assert_eq!(store.reschedule_message("ten_a", &m1.id, T0 + 1, T0 + 9).await.unwrap(), 0, "cancelled stays");
+
+    // Events by entity and type; dead letters page newest first.
+    let found = store.entity_event("ten_a", "b1", &["appointment.booked".into()]).await.unwrap();
+    assert_eq!(found.map(|e| e.id), Some(b));
+    assert!(store.entity_event("ten_a", "b1", &["appointment.cancelled".into()]).await.unwrap().is_none());
+    let d = store.dead_letters("ten_a", false, None, 10).await.unwrap();
+    assert_eq!((d.len(), d[0].reason.as_str()), (1, "no recipient"));
+    assert!(store.dead_letters("ten_a", false, Some((d[0].created_at, d[0].id.clone())), 10).await.unwrap().is_empty());
+    assert!(store.dead_letters("ten_b", false, None, 10).await.unwrap().is_empty());
+    assert!(store.delete_rule("ten_a", "rul_1").await.unwrap());
+    assert!(!store.delete_rule("ten_a", "rul_1").await.unwrap());
 }

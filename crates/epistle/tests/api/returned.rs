@@ -23,15 +23,13 @@ fn corpus(name: &str) -> Vec<u8> {
     text.replace("\r\n", "\n").replace('\n', "\r\n").into_bytes()
 }
 
-/// An unauthenticated client, as a receiving mail system returning mail is.
-async fn deliver(t: &TestApp, from: &str, to: &str, data: &[u8]) -> (u16, String) {
-    let port = t.app.as_ref().unwrap().smtp_addr.expect("smtp listener").port();
-    let settings = SmtpSettings {
+fn client(t: &TestApp, password: Option<&str>) -> SmtpSettings {
+    SmtpSettings {
         host: "localhost".into(),
-        port,
+        port: t.app.as_ref().unwrap().smtp_addr.expect("smtp listener").port(),
         tls: TlsMode::None,
-        username: None,
-        password: None,
+        username: password.map(|_| "k".to_string()),
+        password: password.map(str::to_string),
         helo_name: "mx.receiver.example".into(),
         timeouts: Timeouts {
             connect: Duration::from_secs(5),
@@ -40,7 +38,12 @@ async fn deliver(t: &TestApp, from: &str, to: &str, data: &[u8]) -> (u16, String
         },
         connector: None,
         connect_addr: None,
-    };
+    }
+}
+
+/// An unauthenticated client, as a receiving mail system returning mail is.
+async fn deliver(t: &TestApp, from: &str, to: &str, data: &[u8]) -> (u16, String) {
+    let settings = client(t, None);
     let mut c = SmtpConnection::connect(&settings).await.unwrap();
     let r = c.send(from, &[to.to_string()], data).await.unwrap();
     if let Some(refused) = r.rcpt.iter().find(|r| !r.is_positive()) {
@@ -216,24 +219,7 @@ async fn forged_and_unknown_bounce_addresses_are_refused_and_change_nothing() {
     assert_eq!(code, 554, "{text}");
 
     // Bounce-domain mail and submitted mail do not share a transaction.
-    let port = t.app.as_ref().unwrap().smtp_addr.unwrap().port();
-    let mut c = SmtpConnection::connect(&SmtpSettings {
-        host: "localhost".into(),
-        port,
-        tls: TlsMode::None,
-        username: Some("k".into()),
-        password: Some(KEY.into()),
-        helo_name: "client.test".into(),
-        timeouts: Timeouts {
-            connect: Duration::from_secs(5),
-            command: Duration::from_secs(5),
-            data: Duration::from_secs(5),
-        },
-        connector: None,
-        connect_addr: None,
-    })
-    .await
-    .unwrap();
+    let mut c = SmtpConnection::connect(&client(&t, Some(KEY))).await.unwrap();
     let r =
         c.send("", &[path.clone(), "other@customer.example".into()], &corpus("lhost-postfix-14.eml")).await.unwrap();
     assert_eq!(r.rcpt[0].code, 250);

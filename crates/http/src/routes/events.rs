@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
 use epistle_core::timefmt::rfc3339;
 use epistle_deliver::Metrics;
 use epistle_ingest::events::parse_event;
@@ -86,29 +85,9 @@ pub async fn dead_letters(
     if let Some(k) = q.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return Err(ApiError::invalid(k.clone(), format!("unknown query parameter `{k}`; use {}", KNOWN.join(", "))));
     }
-    let limit = match q.get("limit") {
-        Some(l) => l
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| ApiError::invalid("limit", "`limit` is a number from 1 to 1000"))?,
-        None => 50,
-    };
-    let before = match q.get("cursor") {
-        Some(c) => {
-            let bad = || {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_cursor", "use `next_cursor` from a list reply")
-                    .field("cursor")
-            };
-            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(c).map_err(|_| bad())?;
-            Some(serde_json::from_slice::<(i64, String)>(&raw).map_err(|_| bad())?)
-        }
-        None => None,
-    };
+    let limit = crate::paging::limit(&q)?;
+    let before = crate::paging::cursor(&q)?;
     let rows = st.store.dead_letters(&caller.tenant_id, false, before, limit).await?;
-    let next = (rows.len() as i64 == limit)
-        .then(|| rows.last())
-        .flatten()
-        .map(|d| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json!([d.created_at, d.id]).to_string()));
+    let next = crate::paging::next_cursor(&rows, limit, |d| (d.created_at, d.id.as_str()));
     Ok(axum::Json(json!({"data": rows.iter().map(view).collect::<Vec<_>>(), "next_cursor": next})).into_response())
 }

@@ -203,29 +203,10 @@ pub async fn deliveries(
 ) -> Result<Response, ApiError> {
     caller.require("webhooks:read")?;
     let w = find(&st, &caller, &id).await?;
-    let limit = match q.get("limit") {
-        Some(l) => l
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| ApiError::invalid("limit", "`limit` is a number from 1 to 1000"))?,
-        None => 50,
-    };
-    let before = match q.get("cursor") {
-        Some(c) => {
-            let bad =
-                || ApiError::new(StatusCode::BAD_REQUEST, "invalid_cursor", "use `next_cursor` from a list reply");
-            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(c).map_err(|_| bad())?;
-            let (at, id): (i64, String) = serde_json::from_slice(&raw).map_err(|_| bad())?;
-            Some((at, id))
-        }
-        None => None,
-    };
+    let limit = crate::paging::limit(&q)?;
+    let before = crate::paging::cursor(&q)?;
     let rows = st.store.webhook_deliveries(&w.id, before, limit).await?;
-    let next = (rows.len() as i64 == limit)
-        .then(|| rows.last())
-        .flatten()
-        .map(|d| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json!([d.created_at, d.id]).to_string()));
+    let next = crate::paging::next_cursor(&rows, limit, |d| (d.created_at, d.id.as_str()));
     let data: Vec<serde_json::Value> = rows
         .iter()
         .map(|d| {

@@ -9,7 +9,7 @@ use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 use tokio::sync::watch;
 
-use super::{Intake, backoff};
+use super::{Intake, supervise};
 
 #[derive(Debug, Clone)]
 pub struct AmqpConsumer {
@@ -25,25 +25,12 @@ impl AmqpConsumer {
     }
 
     /// Consumes until `shutdown`, reconnecting with backoff.
-    pub async fn run(self, intake: Intake, mut shutdown: watch::Receiver<bool>) {
-        let mut failures = 0;
-        loop {
-            let result = tokio::select! {
-                r = self.consume(&intake, &mut failures) => r,
-                _ = shutdown.changed() => return,
-            };
-            if let Err(e) = result {
-                tracing::warn!(queue = %self.queue, error = %e, "AMQP consumer stopped; reconnecting");
-            }
-            failures += 1;
-            tokio::select! {
-                _ = tokio::time::sleep(backoff(failures)) => {}
-                _ = shutdown.changed() => return,
-            }
-        }
+    pub async fn run(self, intake: Intake, shutdown: watch::Receiver<bool>) {
+        let what = self.source();
+        supervise(&what, shutdown, || self.consume(&intake)).await
     }
 
-    async fn consume(&self, intake: &Intake, failures: &mut u32) -> Result<(), String> {
+    async fn consume(&self, intake: &Intake) -> Result<(), String> {
         let conn = Connection::connect(&self.url, ConnectionProperties::default())
             .await
             .map_err(|e| format!("cannot connect: {e}"))?;
@@ -63,7 +50,6 @@ impl AmqpConsumer {
             .await
             .map_err(|e| format!("cannot consume {}: {e}", self.queue))?;
         tracing::info!(queue = %self.queue, prefetch = self.prefetch, "consuming events from AMQP");
-        *failures = 0;
         let source = self.source();
         let lag = super::Metrics::source_gauge(&intake.metrics.consumer_lag, &source);
         let mut lag_tick = tokio::time::interval(Duration::from_secs(5));

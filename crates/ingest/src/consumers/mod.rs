@@ -11,13 +11,14 @@
 pub mod amqp;
 pub mod nats;
 
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use epistle_core::clock::SharedClock;
 use epistle_deliver::Metrics;
 use epistle_store::{DeadLetter, EventAccepted, Store, StoreError};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use crate::events::parse_event;
 
@@ -83,6 +84,41 @@ impl Intake {
 }
 
 /// Waits before reconnecting: 1 s, doubling to 30 s.
-pub(crate) fn backoff(failures: u32) -> Duration {
-    Duration::from_secs((1u64 << failures.min(5)).min(30))
+fn backoff(failures: u32) -> Duration {
+    Duration::from_secs((1u64 << failures.saturating_sub(1).min(5)).min(30))
+}
+
+/// Runs `attempt` (connect and consume) again and again until `shutdown`,
+/// waiting longer after each quick failure; an attempt that ran a minute
+/// starts the count again.
+pub(crate) async fn supervise<F, Fut>(what: &str, mut shutdown: watch::Receiver<bool>, mut attempt: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let mut failures = 0u32;
+    loop {
+        let started = Instant::now();
+        let result = tokio::select! {
+            r = attempt() => r,
+            _ = shutdown.changed() => return,
+        };
+        if let Err(e) = result {
+            tracing::warn!(consumer = %what, error = %e, "event consumer stopped; reconnecting");
+        }
+        failures = if started.elapsed() > Duration::from_secs(60) { 1 } else { failures + 1 };
+        tokio::select! {
+            _ = tokio::time::sleep(backoff(failures)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn backoff_doubles_to_thirty_seconds() {
+        let secs: Vec<u64> = (1..=8).map(|f| super::backoff(f).as_secs()).collect();
+        assert_eq!(secs, vec![1, 2, 4, 8, 16, 30, 30, 30]);
+    }
 }

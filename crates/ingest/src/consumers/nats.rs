@@ -7,7 +7,7 @@ use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
 use futures::StreamExt;
 use tokio::sync::watch;
 
-use super::{Intake, backoff};
+use super::{Intake, supervise};
 
 #[derive(Debug, Clone)]
 pub struct NatsConsumer {
@@ -29,25 +29,12 @@ impl NatsConsumer {
     }
 
     /// Consumes until `shutdown`, reconnecting with backoff.
-    pub async fn run(self, intake: Intake, mut shutdown: watch::Receiver<bool>) {
-        let mut failures = 0;
-        loop {
-            let result = tokio::select! {
-                r = self.consume(&intake, &mut failures) => r,
-                _ = shutdown.changed() => return,
-            };
-            if let Err(e) = result {
-                tracing::warn!(stream = %self.stream, url = %self.url, error = %e, "NATS consumer stopped; reconnecting");
-            }
-            failures += 1;
-            tokio::select! {
-                _ = tokio::time::sleep(backoff(failures)) => {}
-                _ = shutdown.changed() => return,
-            }
-        }
+    pub async fn run(self, intake: Intake, shutdown: watch::Receiver<bool>) {
+        let what = self.source();
+        supervise(&what, shutdown, || self.consume(&intake)).await
     }
 
-    async fn consume(&self, intake: &Intake, failures: &mut u32) -> Result<(), String> {
+    async fn consume(&self, intake: &Intake) -> Result<(), String> {
         let client = async_nats::connect(&self.url).await.map_err(|e| format!("cannot connect: {e}"))?;
         let js = jetstream::new(client);
         let stream = js
@@ -74,7 +61,6 @@ impl NatsConsumer {
             .map_err(|e| format!("consumer {}: {e}", self.durable))?;
         let mut messages = consumer.messages().await.map_err(|e| format!("cannot pull: {e}"))?;
         tracing::info!(stream = %self.stream, subject = %self.subject, durable = %self.durable, "consuming events from NATS JetStream");
-        *failures = 0;
         let source = self.source();
         let lag = super::Metrics::source_gauge(&intake.metrics.consumer_lag, &source);
         let mut info_consumer = consumer.clone();

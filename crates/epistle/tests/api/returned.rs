@@ -1,5 +1,5 @@
 //! Mail that comes back to the bounce domain, over real SMTP: real-world
-//! DSNs, ARF complaints and auto-replies from the bounce corpus, sent to
+//! DSNs, ARF complaints and auto-replies from the bounce corpus (`tests/corpora/bounces`), sent to
 //! the VERP return path each recipient went out with, move that recipient
 //! and suppress where they should; `mailto:` unsubscribes work; forged
 //! addresses are refused.
@@ -18,7 +18,7 @@ fn with_bounce_domain(cfg: &mut epistle::config::Config) {
 }
 
 fn corpus(name: &str) -> Vec<u8> {
-    let path = format!("{}/../../../shared/corpora/bounces/eml/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/../../tests/corpora/bounces/eml/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     text.replace("\r\n", "\n").replace('\n', "\r\n").into_bytes()
 }

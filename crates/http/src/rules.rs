@@ -12,13 +12,18 @@
 //! entity cancels what is still waiting; one in `rescheduled_by` moves it
 //! to the time computed from the new event. Reminders whose time has
 //! passed are skipped unless `send_late`.
+//!
+//! A rule with `batch` collects instead: the first matching event opens a
+//! window per recipient, later ones join it, and when it closes one mail
+//! lists them all. The batch is closed and its mail queued in one
+//! transaction, so it is sent once.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use epistle_core::timefmt;
 use epistle_render::expr::Expressions;
-use epistle_store::{BusinessEvent, DeadLetter, EventOutcome, RuleRecord, RuleRun, StoreError};
+use epistle_store::{BusinessEvent, DeadLetter, EventOutcome, RuleBatch, RuleRecord, RuleRun, RunOutput, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
@@ -67,6 +72,11 @@ pub struct RuleSpec {
     /// Send even when the time has passed (default: skip).
     #[serde(default)]
     pub send_late: bool,
+    /// Collect: the first matching event opens a window of this length
+    /// (`15m`) per recipient; one mail then lists every event of the window
+    /// (template data `events`, `count`, `first`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<String>,
     #[serde(default = "yes")]
     pub enabled: bool,
 }
@@ -160,6 +170,18 @@ impl RuleSpec {
         if let Some(o) = &self.offset {
             parse_offset(o).map_err(|e| ApiError::invalid("offset", e))?;
         }
+        if let Some(b) = &self.batch {
+            let ms = parse_offset(b).map_err(|e| ApiError::invalid("batch", e))?;
+            if ms <= 0 {
+                return Err(ApiError::invalid("batch", "`batch` is a window such as `15m`"));
+            }
+            if self.at.is_some() || self.offset.is_some() {
+                return Err(ApiError::invalid(
+                    "batch",
+                    "a batching rule sends when its window closes: drop `at` and `offset`",
+                ));
+            }
+        }
         if let Some(s) = &self.stream
             && s != "transactional"
             && s != "broadcast"
@@ -183,6 +205,7 @@ pub fn context(e: &BusinessEvent) -> Value {
 /// What a rule does with an event.
 enum Applied {
     Message(Box<epistle_store::NewMessage>, Option<i64>),
+    Batch { recipient: String, window_ms: i64 },
     Skipped(String),
     Failed(String),
 }
@@ -238,10 +261,100 @@ impl RuleEngine {
             }
             self.process(&e, &rules[&e.tenant_id]).await?;
         }
-        if n > 0 {
+        let flushed = self.flush_batches(now).await?;
+        if n + flushed > 0 {
             self.st.wake.notify_one();
         }
+        Ok(n + flushed)
+    }
+
+    /// Sends the batches whose window has closed: one mail each.
+    async fn flush_batches(&self, now: i64) -> Result<usize, StoreError> {
+        let due = self.st.store.due_batches(now, 50).await?;
+        let n = due.len();
+        for b in due {
+            let built = match self.st.store.rule(&b.tenant_id, &b.rule_id).await? {
+                None => Err(("the rule was deleted before its batch was sent".to_string(), None)),
+                Some(rule) => match serde_json::from_value::<RuleSpec>(rule.spec.clone()) {
+                    Ok(spec) => self.batch_message(&spec, &b, now).await.map_err(|why| (why, Some(rule.name.clone()))),
+                    Err(err) => Err((format!("the rule cannot be read: {err}"), Some(rule.name.clone()))),
+                },
+            };
+            let (message, dead) = match built {
+                Ok(m) => (Some(m), None),
+                Err((why, name)) => {
+                    tracing::warn!(rule = %b.rule_id, batch = %b.id, reason = %why, "batch not sent");
+                    let d = DeadLetter {
+                        id: epistle_core::ids::new_id("dlq"),
+                        tenant_id: Some(b.tenant_id.clone()),
+                        source: "rule".into(),
+                        reason: format!(
+                            "rule `{}`: batch for {}: {why}",
+                            name.unwrap_or_else(|| b.rule_id.clone()),
+                            b.recipient
+                        ),
+                        payload: Value::Array(b.items.clone()).to_string(),
+                        event_id: None,
+                        rule_id: Some(b.rule_id.clone()),
+                        created_at: now,
+                    };
+                    (None, Some(d))
+                }
+            };
+            let sent = message.is_some();
+            if self.st.store.finish_batch(&b.id, message, dead, now).await? && sent {
+                self.st.metrics.rule_messages.inc();
+            }
+        }
         Ok(n)
+    }
+
+    async fn batch_message(
+        &self,
+        spec: &RuleSpec,
+        b: &RuleBatch,
+        now: i64,
+    ) -> Result<epistle_store::NewMessage, String> {
+        let first = b.items.first().cloned().unwrap_or(Value::Null);
+        let ctx = json!({"data": first, "events": b.items, "count": b.items.len()});
+        let from = self.x.text(&spec.from, &ctx).map_err(|e| format!("`from`: {e}"))?;
+        if from.is_empty() {
+            return Err(format!("`from` ({}) gave no sender", spec.from));
+        }
+        let reply_to = match &spec.reply_to {
+            Some(r) => Some(self.x.text(r, &ctx).map_err(|e| format!("`reply_to`: {e}"))?).filter(|r| !r.is_empty()),
+            None => None,
+        };
+        let recipients: Vec<Value> =
+            b.recipient.split([',', ';']).map(str::trim).filter(|s| !s.is_empty()).map(|s| json!(s)).collect();
+        let mut data = serde_json::Map::new();
+        data.insert("events".into(), Value::Array(b.items.clone()));
+        data.insert("count".into(), json!(b.items.len()));
+        data.insert("first".into(), first);
+        data.insert("recipient".into(), json!(b.recipient));
+        let mut metadata = serde_json::Map::new();
+        metadata.insert("rule".into(), json!(b.rule_id));
+        metadata.insert("batch".into(), json!(b.id));
+        metadata.insert("events".into(), json!(b.items.len()));
+        let req = SendRequest {
+            from,
+            to: Some(Value::Array(recipients)),
+            reply_to,
+            tags: spec.tags.clone(),
+            metadata: Some(metadata),
+            stream: spec.stream.clone(),
+            template: Some(spec.template.clone()),
+            data: Some(data),
+            category: spec.category.clone(),
+            ..Default::default()
+        };
+        crate::routes::messages::prepare_message(&self.st, &b.tenant_id, req, None, now)
+            .await
+            .map(|p| p.message)
+            .map_err(|err| match &err.field {
+                Some(f) if !f.is_empty() => format!("{f}: {}", err.message),
+                _ => err.message,
+            })
     }
 
     fn when_to_send(&self, spec: &RuleSpec, ctx: &Value, now: i64) -> Result<Option<i64>, String> {
@@ -310,6 +423,12 @@ impl RuleEngine {
             Ok(r) => r.filter(|r| !r.is_empty()),
             Err(err) => return Applied::Failed(format!("`reply_to`: {err}")),
         };
+        if let Some(b) = &spec.batch {
+            return match parse_offset(b) {
+                Ok(window_ms) => Applied::Batch { recipient: to, window_ms },
+                Err(err) => Applied::Failed(format!("`batch`: {err}")),
+            };
+        }
         let recipients: Vec<Value> =
             to.split([',', ';']).map(str::trim).filter(|s| !s.is_empty()).map(|s| Value::String(s.into())).collect();
         let mut data = match &e.data {
@@ -415,24 +534,35 @@ impl RuleEngine {
                     run.status = if at.is_some() { "scheduled" } else { "queued" }.into();
                     run.message_id = Some(m.id.clone());
                     run.detail = at.map(|t| format!("to be sent at {}", timefmt::rfc3339(t)));
-                    Some(*m)
+                    RunOutput::Message(m)
+                }
+                Applied::Batch { recipient, window_ms } => {
+                    run.status = "batched".into();
+                    run.detail = Some(format!("collected for {recipient}"));
+                    let mut item = e.data.clone();
+                    if let Value::Object(m) = &mut item {
+                        m.entry("event").or_insert_with(|| ctx["event"].clone());
+                    }
+                    // The window runs from when the event arrived, however
+                    // late it is processed.
+                    RunOutput::Batch { recipient, item, opened_at: e.received_at, due_at: e.received_at + window_ms }
                 }
                 Applied::Skipped(why) => {
                     run.status = "skipped".into();
                     run.detail = Some(why);
-                    None
+                    RunOutput::Nothing
                 }
                 Applied::Failed(why) => {
                     tracing::warn!(rule = %rule.name, event = %e.id, reason = %why, "rule failed");
                     outcome.dead_letters.push(dead(rule, why.clone()));
                     run.status = "failed".into();
                     run.detail = Some(why);
-                    None
+                    RunOutput::Nothing
                 }
             };
             outcome.runs.push((run, message));
         }
-        let queued = outcome.runs.iter().filter(|(_, m)| m.is_some()).count();
+        let queued = outcome.runs.iter().filter(|(_, m)| matches!(m, RunOutput::Message(_))).count();
         store.finish_business_event(&e.id, outcome, now).await?;
         let latency = (self.st.clock.now_ms() - e.received_at).max(0) as f64 / 1000.0;
         self.st.metrics.event_to_queue_seconds.observe(latency);

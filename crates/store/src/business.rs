@@ -93,13 +93,42 @@ pub struct DeadLetter {
     pub created_at: i64,
 }
 
+/// What a run produces.
+#[derive(Debug)]
+pub enum RunOutput {
+    Nothing,
+    /// Mail to queue.
+    Message(Box<NewMessage>),
+    /// An item for the rule's open batch to this recipient; when there is
+    /// none, a batch is opened at `opened_at`, due at `due_at`.
+    Batch {
+        recipient: String,
+        item: Value,
+        opened_at: i64,
+        due_at: i64,
+    },
+}
+
 /// Everything the rules did with one event, committed at once.
 #[derive(Debug, Default)]
 pub struct EventOutcome {
-    /// New runs, with the mail each queues. A run already there (another
-    /// node got to it first) is left alone, and its mail not queued.
-    pub runs: Vec<(RuleRun, Option<NewMessage>)>,
+    /// New runs, with what each produces. A run already there (another
+    /// node got to it first) is left alone, and its output dropped.
+    pub runs: Vec<(RuleRun, RunOutput)>,
     pub dead_letters: Vec<DeadLetter>,
+}
+
+/// Events a batching rule collected for one recipient.
+#[derive(Debug, Clone)]
+pub struct RuleBatch {
+    pub id: String,
+    pub tenant_id: String,
+    pub rule_id: String,
+    pub recipient: String,
+    pub items: Vec<Value>,
+    pub opened_at: i64,
+    pub due_at: Option<i64>,
+    pub message_id: Option<String>,
 }
 
 const EVENT_COLS: &str =
@@ -284,7 +313,11 @@ impl Store {
         let mut conn = self.writer(Durability::Durable).await?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         let mut messages = vec![];
-        for (run, message) in outcome.runs {
+        let lock = match self.dialect {
+            Dialect::Postgres => " FOR UPDATE",
+            Dialect::Sqlite => "",
+        };
+        for (run, output) in outcome.runs {
             let done = sqlx::query(
                 "INSERT INTO rule_runs (rule_id, event_id, tenant_id, entity, status, message_id, detail, created_at, \
                  updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT (rule_id, event_id) DO NOTHING",
@@ -299,10 +332,51 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            if done.rows_affected() == 1
-                && let Some(m) = message
-            {
-                messages.push(m);
+            if done.rows_affected() != 1 {
+                continue;
+            }
+            match output {
+                RunOutput::Nothing => {}
+                RunOutput::Message(m) => messages.push(*m),
+                RunOutput::Batch { recipient, item, opened_at, due_at } => {
+                    let open = sqlx::query(&format!(
+                        "SELECT id, items_json FROM rule_batches WHERE rule_id = $1 AND recipient = $2 \
+                         AND due_at IS NOT NULL{lock}"
+                    ))
+                    .bind(&run.rule_id)
+                    .bind(&recipient)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    match open {
+                        Some(r) => {
+                            let id: String = r.get(0);
+                            let mut items: Vec<Value> = serde_json::from_str(&r.get::<String, _>(1))
+                                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                            items.push(item);
+                            sqlx::query("UPDATE rule_batches SET items_json = $2, item_count = $3 WHERE id = $1")
+                                .bind(&id)
+                                .bind(Value::Array(items.clone()).to_string())
+                                .bind(items.len() as i64)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        None => {
+                            sqlx::query(
+                                "INSERT INTO rule_batches (id, tenant_id, rule_id, recipient, items_json, item_count, \
+                                 opened_at, due_at) VALUES ($1, $2, $3, $4, $5, 1, $6, $7)",
+                            )
+                            .bind(epistle_core::ids::new_id("bat"))
+                            .bind(&run.tenant_id)
+                            .bind(&run.rule_id)
+                            .bind(&recipient)
+                            .bind(Value::Array(vec![item]).to_string())
+                            .bind(opened_at)
+                            .bind(due_at)
+                            .execute(&mut *tx)
+                            .await?;
+                        }
+                    }
+                }
             }
         }
         if !messages.is_empty() {
@@ -328,6 +402,74 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Batches whose window has closed, oldest first.
+    pub async fn due_batches(&self, now: i64, limit: i64) -> Result<Vec<RuleBatch>> {
+        let rows = sqlx::query(
+            "SELECT id, tenant_id, rule_id, recipient, items_json, opened_at, due_at, message_id FROM rule_batches \
+             WHERE due_at IS NOT NULL AND due_at <= $1 ORDER BY due_at LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RuleBatch {
+                    id: r.get(0),
+                    tenant_id: r.get(1),
+                    rule_id: r.get(2),
+                    recipient: r.get(3),
+                    items: serde_json::from_str(&r.get::<String, _>(4))
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    opened_at: r.get(5),
+                    due_at: r.get(6),
+                    message_id: r.get(7),
+                })
+            })
+            .collect()
+    }
+
+    /// Closes a batch with its mail (or a dead letter saying why there is
+    /// none), in one transaction. False when another node closed it first;
+    /// then nothing is queued.
+    pub async fn finish_batch(
+        &self,
+        batch_id: &str,
+        message: Option<NewMessage>,
+        dead: Option<DeadLetter>,
+        now: i64,
+    ) -> Result<bool> {
+        let mut conn = self.writer(Durability::Durable).await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let done = sqlx::query(
+            "UPDATE rule_batches SET due_at = NULL, message_id = $2, sent_at = $3 WHERE id = $1 AND due_at IS NOT NULL",
+        )
+        .bind(batch_id)
+        .bind(message.as_ref().map(|m| m.id.clone()))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        if let Some(m) = message {
+            self.insert_messages_in(&mut tx, vec![m], now).await?;
+        }
+        if let Some(d) = dead {
+            for (sql, vals) in multi_insert(
+                self.dialect,
+                "dead_letters",
+                &["id", "tenant_id", "source", "reason", "payload", "event_id", "rule_id", "created_at"],
+                vec![dead_vals(&d)],
+                "",
+            ) {
+                bind_all(sqlx::query(&sql), vals).execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// What the rules did with an event.

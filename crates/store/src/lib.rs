@@ -30,7 +30,9 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
-pub use business::{BusinessEvent, DeadLetter, EventAccepted, EventOutcome, NewBusinessEvent, RuleRecord, RuleRun};
+pub use business::{
+    BusinessEvent, DeadLetter, EventAccepted, EventOutcome, NewBusinessEvent, RuleBatch, RuleRecord, RuleRun, RunOutput,
+};
 pub use domains::{DkimKeyRecord, DomainRecord, NewDkimKey};
 pub use feedback::{Engagement, EventRow, FeedbackUpdate, RecipientRef, SuppressionFilter, UnsubscribeSubject};
 pub use group_commit::Committer;

@@ -332,6 +332,26 @@ CREATE TABLE dead_letters (
 CREATE INDEX dead_letters_tenant ON dead_letters (tenant_id, created_at);
 "#,
     },
+    Migration {
+        version: 10,
+        name: "rule batches: events collected per recipient for one mail",
+        sql: r#"
+CREATE TABLE rule_batches (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    rule_id TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    items_json TEXT NOT NULL,
+    item_count BIGINT NOT NULL,
+    opened_at BIGINT NOT NULL,
+    due_at BIGINT,
+    message_id TEXT,
+    sent_at BIGINT
+);
+CREATE UNIQUE INDEX rule_batches_open ON rule_batches (rule_id, recipient) WHERE due_at IS NOT NULL;
+CREATE INDEX rule_batches_due ON rule_batches (due_at) WHERE due_at IS NOT NULL;
+"#,
+    },
 ];
 
 impl Dialect {

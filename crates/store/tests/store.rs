@@ -597,7 +597,7 @@ async fn engagement_feedback_and_webhook_deliveries(engine: Engine) {
 }
 
 async fn business_events_runs_and_dead_letters(engine: Engine) {
-    use epistle_store::{DeadLetter, EventAccepted, EventOutcome, NewBusinessEvent, RuleRecord, RuleRun};
+    use epistle_store::{DeadLetter, EventAccepted, EventOutcome, NewBusinessEvent, RuleRecord, RuleRun, RunOutput};
     let (store, _db) = store(engine).await;
     let ev = |key: &str, entity: &str| NewBusinessEvent {
         tenant_id: "ten_a".into(),
@@ -657,10 +657,11 @@ async fn business_events_runs_and_dead_letters(engine: Engine) {
         rule_id: Some("rul_1".into()),
         created_at: T0 + 5,
     };
-    let outcome = EventOutcome { runs: vec![(run(&m1), Some(m1.clone()))], dead_letters: vec![dead] };
+    let outcome =
+        EventOutcome { runs: vec![(run(&m1), RunOutput::Message(Box::new(m1.clone())))], dead_letters: vec![dead] };
     store.finish_business_event(&a, outcome, T0 + 5).await.unwrap();
     // A second node that raced it commits nothing new.
-    let raced = EventOutcome { runs: vec![(run(&m2), Some(m2.clone()))], dead_letters: vec![] };
+    let raced = EventOutcome { runs: vec![(run(&m2), RunOutput::Message(Box::new(m2.clone())))], dead_letters: vec![] };
     store.finish_business_event(&a, raced, T0 + 6).await.unwrap();
     assert!(store.get_message("ten_a", &m1.id).await.unwrap().is_some());
     assert!(store.get_message("ten_a", &m2.id).await.unwrap().is_none(), "the raced mail is not queued");
@@ -686,6 +687,47 @@ async fn business_events_runs_and_dead_letters(engine: Engine) {
     assert_eq!((d.len(), d[0].reason.as_str()), (1, "no recipient"));
     assert!(store.dead_letters("ten_a", false, Some((d[0].created_at, d[0].id.clone())), 10).await.unwrap().is_empty());
     assert!(store.dead_letters("ten_b", false, None, 10).await.unwrap().is_empty());
+    // Batches: items for one recipient join the open batch; closing it
+    // queues its mail once.
+    let batched = |event: &str, item: u32| {
+        let run = RuleRun {
+            rule_id: "rul_1".into(),
+            event_id: event.into(),
+            tenant_id: "ten_a".into(),
+            entity: event.into(),
+            status: "batched".into(),
+            message_id: None,
+            detail: None,
+            created_at: T0,
+            updated_at: T0,
+        };
+        let out = RunOutput::Batch {
+            recipient: "rep@example.com".into(),
+            item: serde_json::json!({"n": item}),
+            opened_at: T0 + 10,
+            due_at: T0 + 1000,
+        };
+        EventOutcome { runs: vec![(run, out)], dead_letters: vec![] }
+    };
+    store.finish_business_event("evt_x1", batched("evt_x1", 1), T0 + 10).await.unwrap();
+    store.finish_business_event("evt_x2", batched("evt_x2", 2), T0 + 20).await.unwrap();
+    store.finish_business_event("evt_x2", batched("evt_x2", 2), T0 + 21).await.unwrap();
+    assert!(store.due_batches(T0 + 999, 10).await.unwrap().is_empty());
+    let due = store.due_batches(T0 + 1000, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(
+        due[0].items,
+        vec![serde_json::json!({"n": 1}), serde_json::json!({"n": 2})],
+        "the replayed run adds nothing"
+    );
+    let m3 = message("ten_a", &["rep@example.com"]);
+    let m4 = message("ten_a", &["rep@example.com"]);
+    assert!(store.finish_batch(&due[0].id, Some(m3.clone()), None, T0 + 1000).await.unwrap());
+    assert!(!store.finish_batch(&due[0].id, Some(m4.clone()), None, T0 + 1001).await.unwrap());
+    assert!(store.get_message("ten_a", &m3.id).await.unwrap().is_some());
+    assert!(store.get_message("ten_a", &m4.id).await.unwrap().is_none());
+    assert!(store.due_batches(T0 + 5000, 10).await.unwrap().is_empty());
+
     assert!(store.delete_rule("ten_a", "rul_1").await.unwrap());
     assert!(!store.delete_rule("ten_a", "rul_1").await.unwrap());
 }

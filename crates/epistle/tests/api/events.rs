@@ -388,3 +388,57 @@ async fn rabbitmq_events_are_taken_once_and_bad_ones_dead_lettered() {
     t.stop().await;
     let _ = ch.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await;
 }
+
+#[tokio::test]
+async fn lead_alerts_are_batched_per_rep_and_sent_once_when_the_window_closes() {
+    let t = spawn_app().await;
+    let tpl = json!({"name": "lead-alerts", "subject": "{{ count }} new lead{{ 's' if count != 1 }}",
+                     "text": "{% for e in events %}{{ e.lead.name }} ({{ e.lead.score }})\n{% endfor %}"});
+    assert_eq!(t.post("/v1/templates", &tpl).await.status(), 201);
+    let rule = json!({"name": "hot leads", "on": "lead.scored", "when": "data.lead.score >= 80", "batch": "15m",
+                      "template": "lead-alerts", "to": "{{ data.rep.email }}", "from": "CRM <crm@shop.example>"});
+    let mut bad = rule.clone();
+    bad["offset"] = json!("-1h");
+    assert_eq!(post(&t, "/v1/rules", &bad).await.1["error"]["field"], "batch");
+    assert_eq!(post(&t, "/v1/rules", &rule).await.0, 201);
+    let lead = |key: &str, rep: &str, score: u32| {
+        json!({"type": "lead.scored", "key": key,
+               "data": {"lead": {"name": format!("Lead {key}"), "score": score}, "rep": {"email": rep}}})
+    };
+    let mut ids = vec![];
+    for (key, rep, score) in [
+        ("l1", "ann@shop.example", 91),
+        ("l2", "ann@shop.example", 85),
+        ("l3", "bob@shop.example", 99),
+        ("l4", "ann@shop.example", 20),
+    ] {
+        let (s, v) = post(&t, "/v1/events", &lead(key, rep, score)).await;
+        assert_eq!(s, 202, "{v}");
+        ids.push(v["id"].as_str().unwrap().to_string());
+        t.advance(Duration::from_secs(60));
+    }
+    for id in &ids {
+        processed(&t, id).await;
+    }
+    let first = t.get_json(&format!("/v1/events/{}", ids[0])).await;
+    assert_eq!(first["runs"][0]["status"], "batched", "{first}");
+    // Ann's window opened with l1 (minute 0), Bob's with l3 (minute 2); at
+    // minute 18 both have closed: her two hot leads go in one mail, his one
+    // in another, the cold lead in none.
+    t.advance(Duration::from_secs(14 * 60));
+    let got = t.sink.wait_count(2, WAIT).await;
+    let ann = got.iter().find(|m| m.rcpts == vec!["ann@shop.example".to_string()]).expect("Ann's alert");
+    assert_eq!(ann.header("Subject").as_deref(), Some("2 new leads"));
+    assert!(ann.text().contains("Lead l1 (91)") && ann.text().contains("Lead l2 (85)"), "{}", ann.text());
+    assert!(!ann.text().contains("Lead l4"));
+    let bob = got.iter().find(|m| m.rcpts == vec!["bob@shop.example".to_string()]).expect("Bob's alert");
+    assert_eq!(bob.header("Subject").as_deref(), Some("1 new lead"));
+    // A later lead opens a new window: one more mail, later.
+    let (_, v) = post(&t, "/v1/events", &lead("l5", "ann@shop.example", 88)).await;
+    processed(&t, v["id"].as_str().unwrap()).await;
+    t.advance(Duration::from_secs(16 * 60));
+    t.sink.wait_count(3, WAIT).await;
+    wait_metric(&t, "epistle_rule_messages_total", 3.0).await;
+    assert_eq!(metric(&t, "epistle_rule_messages_total").await, 3.0, "three alerts, none twice");
+    t.stop().await;
+}

@@ -134,6 +134,32 @@ pub fn parse_offset(s: &str) -> Result<i64, String> {
 }
 
 impl RuleSpec {
+    /// The message request this rule makes (its template, stream, category
+    /// and tags) for the given sender, recipients and data.
+    fn request(
+        &self,
+        from: String,
+        recipients: Vec<Value>,
+        reply_to: Option<String>,
+        metadata: serde_json::Map<String, Value>,
+        data: serde_json::Map<String, Value>,
+        send_at: Option<i64>,
+    ) -> SendRequest {
+        SendRequest {
+            from,
+            to: Some(Value::Array(recipients)),
+            reply_to,
+            tags: self.tags.clone(),
+            metadata: Some(metadata),
+            send_at: send_at.map(timefmt::rfc3339),
+            stream: self.stream.clone(),
+            template: Some(self.template.clone()),
+            data: Some(data),
+            category: self.category.clone(),
+            ..Default::default()
+        }
+    }
+
     /// Checks everything that can be checked before an event comes.
     pub fn check(&self, x: &Expressions) -> Result<(), ApiError> {
         if self.name.trim().is_empty() || self.name.len() > 200 {
@@ -189,6 +215,14 @@ impl RuleSpec {
             return Err(ApiError::invalid("stream", "`stream` is `transactional` or `broadcast`"));
         }
         Ok(())
+    }
+}
+
+/// An API error as a run's reason: `field: message`.
+fn reason(err: ApiError) -> String {
+    match &err.field {
+        Some(f) if !f.is_empty() => format!("{f}: {}", err.message),
+        _ => err.message,
     }
 }
 
@@ -336,25 +370,11 @@ impl RuleEngine {
         metadata.insert("rule".into(), json!(b.rule_id));
         metadata.insert("batch".into(), json!(b.id));
         metadata.insert("events".into(), json!(b.items.len()));
-        let req = SendRequest {
-            from,
-            to: Some(Value::Array(recipients)),
-            reply_to,
-            tags: spec.tags.clone(),
-            metadata: Some(metadata),
-            stream: spec.stream.clone(),
-            template: Some(spec.template.clone()),
-            data: Some(data),
-            category: spec.category.clone(),
-            ..Default::default()
-        };
+        let req = spec.request(from, recipients, reply_to, metadata, data, None);
         crate::routes::messages::prepare_message(&self.st, &b.tenant_id, req, None, now)
             .await
             .map(|p| p.message)
-            .map_err(|err| match &err.field {
-                Some(f) if !f.is_empty() => format!("{f}: {}", err.message),
-                _ => err.message,
-            })
+            .map_err(reason)
     }
 
     fn when_to_send(&self, spec: &RuleSpec, ctx: &Value, now: i64) -> Result<Option<i64>, String> {
@@ -441,25 +461,10 @@ impl RuleEngine {
         metadata.insert("event".into(), json!(e.id));
         metadata.insert("event_type".into(), json!(e.event_type));
         metadata.insert("event_key".into(), json!(e.key));
-        let req = SendRequest {
-            from,
-            to: Some(Value::Array(recipients)),
-            reply_to,
-            tags: spec.tags.clone(),
-            metadata: Some(metadata),
-            send_at: send_at.map(timefmt::rfc3339),
-            stream: spec.stream.clone(),
-            template: Some(spec.template.clone()),
-            data: Some(data),
-            category: spec.category.clone(),
-            ..Default::default()
-        };
+        let req = spec.request(from, recipients, reply_to, metadata, data, send_at);
         match crate::routes::messages::prepare_message(&self.st, &e.tenant_id, req, None, now).await {
             Ok(p) => Applied::Message(Box::new(p.message), send_at),
-            Err(err) => Applied::Failed(match &err.field {
-                Some(f) if !f.is_empty() => format!("{f}: {}", err.message),
-                _ => err.message,
-            }),
+            Err(err) => Applied::Failed(reason(err)),
         }
     }
 

@@ -384,7 +384,12 @@ pub async fn build(cfg: Config, clock: SharedClock) -> anyhow::Result<App> {
         clock: clock.clone(),
         metrics: metrics.clone(),
         wake: wake.clone(),
-        rules_wake: rules_wake.clone(),
+        intake: epistle_ingest::consumers::Intake {
+            store: store.clone(),
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+            wake: rules_wake.clone(),
+        },
         router: Some(route),
         domains: Some(domains),
         templates: Default::default(),
@@ -398,12 +403,7 @@ pub async fn build(cfg: Config, clock: SharedClock) -> anyhow::Result<App> {
     };
     let rules = epistle_http::rules::RuleEngine::new(state.clone(), node.clone(), rules_wake.clone());
     tokio::spawn(rules.run(rx.clone()));
-    let intake = epistle_ingest::consumers::Intake {
-        store: store.clone(),
-        clock: clock.clone(),
-        metrics: metrics.clone(),
-        wake: rules_wake.clone(),
-    };
+    let intake = state.intake.clone();
     for c in &cfg.consumers {
         let tenant = store
             .tenant_by_name(&c.tenant)

@@ -320,7 +320,7 @@ impl RuleEngine {
                     tracing::warn!(rule = %b.rule_id, batch = %b.id, reason = %why, "batch not sent");
                     let d = DeadLetter {
                         id: epistle_core::ids::new_id("dlq"),
-                        tenant_id: Some(b.tenant_id.clone()),
+                        tenant_id: b.tenant_id.clone(),
                         source: "rule".into(),
                         reason: format!(
                             "rule `{}`: batch for {}: {why}",
@@ -475,7 +475,7 @@ impl RuleEngine {
         let mut outcome = EventOutcome::default();
         let dead = |rule: &RuleRecord, reason: String| DeadLetter {
             id: epistle_core::ids::new_id("dlq"),
-            tenant_id: Some(e.tenant_id.clone()),
+            tenant_id: e.tenant_id.clone(),
             source: "rule".into(),
             reason: format!("rule `{}`: {reason}", rule.name),
             payload: json!({"type": e.event_type, "key": e.key, "entity": e.entity, "data": e.data}).to_string(),

@@ -28,8 +28,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Wakes the delivery worker after an accept.
     pub wake: Arc<Notify>,
-    /// Wakes the rules engine after an event is stored.
-    pub rules_wake: Arc<Notify>,
+    /// Where business events are stored (and the rules engine woken).
+    pub intake: epistle_ingest::consumers::Intake,
     pub router: Option<Arc<Router>>,
     /// Compiled templates by tenant.
     pub templates: Arc<crate::routes::templates::TemplateCache>,

@@ -83,7 +83,7 @@ pub struct RuleRun {
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
     pub id: String,
-    pub tenant_id: Option<String>,
+    pub tenant_id: String,
     /// Where it came from: `nats:<stream>`, `amqp:<queue>`, `rule`.
     pub source: String,
     pub reason: String,
@@ -199,7 +199,7 @@ fn dead_row(r: &sqlx::any::AnyRow) -> DeadLetter {
 fn dead_vals(d: &DeadLetter) -> Vec<Val> {
     vec![
         Val::S(d.id.clone()),
-        Val::OS(d.tenant_id.clone()),
+        Val::S(d.tenant_id.clone()),
         Val::S(d.source.clone()),
         Val::S(d.reason.clone()),
         Val::S(d.payload.clone()),
@@ -382,16 +382,7 @@ impl Store {
         if !messages.is_empty() {
             self.insert_messages_in(&mut tx, messages, now).await?;
         }
-        let dead: Vec<Vec<Val>> = outcome.dead_letters.iter().map(dead_vals).collect();
-        for (sql, vals) in multi_insert(
-            self.dialect,
-            "dead_letters",
-            &["id", "tenant_id", "source", "reason", "payload", "event_id", "rule_id", "created_at"],
-            dead,
-            "",
-        ) {
-            bind_all(sqlx::query(&sql), vals).execute(&mut *tx).await?;
-        }
+        self.insert_dead_letters(&mut tx, &outcome.dead_letters).await?;
         sqlx::query(
             "UPDATE business_events SET status = 'processed', processed_at = $2, claimed_by = NULL, \
              claimed_until = NULL WHERE id = $1",
@@ -458,15 +449,7 @@ impl Store {
             self.insert_messages_in(&mut tx, vec![m], now).await?;
         }
         if let Some(d) = dead {
-            for (sql, vals) in multi_insert(
-                self.dialect,
-                "dead_letters",
-                &["id", "tenant_id", "source", "reason", "payload", "event_id", "rule_id", "created_at"],
-                vec![dead_vals(&d)],
-                "",
-            ) {
-                bind_all(sqlx::query(&sql), vals).execute(&mut *tx).await?;
-            }
+            self.insert_dead_letters(&mut tx, &[d]).await?;
         }
         tx.commit().await?;
         Ok(true)
@@ -537,37 +520,39 @@ impl Store {
     }
 
     pub async fn put_dead_letter(&self, d: &DeadLetter) -> Result<()> {
-        let vals = dead_vals(d);
+        let mut conn = self.writer(Durability::Durable).await?;
+        self.insert_dead_letters(&mut conn, std::slice::from_ref(d)).await
+    }
+
+    async fn insert_dead_letters(&self, conn: &mut sqlx::AnyConnection, list: &[DeadLetter]) -> Result<()> {
+        let rows: Vec<Vec<Val>> = list.iter().map(dead_vals).collect();
         for (sql, vals) in multi_insert(
             self.dialect,
             "dead_letters",
             &["id", "tenant_id", "source", "reason", "payload", "event_id", "rule_id", "created_at"],
-            vec![vals],
+            rows,
             "",
         ) {
-            bind_all(sqlx::query(&sql), vals).execute(&mut *self.writer(Durability::Durable).await?).await?;
+            bind_all(sqlx::query(&sql), vals).execute(&mut *conn).await?;
         }
         Ok(())
     }
 
     /// A tenant's dead letters, newest first, before the `(created_at, id)`
-    /// cursor. Those whose tenant could not be told are shown to every
-    /// tenant's operators only through `include_unknown`.
+    /// cursor.
     pub async fn dead_letters(
         &self,
         tenant_id: &str,
-        include_unknown: bool,
         before: Option<(i64, String)>,
         limit: i64,
     ) -> Result<Vec<DeadLetter>> {
         let (at, id) = before.unwrap_or((i64::MAX, String::new()));
         let rows = sqlx::query(&format!(
-            "SELECT {DEAD_COLS} FROM dead_letters WHERE (tenant_id = $1 OR ($2 = 1 AND tenant_id IS NULL)) \
-             AND (created_at < $3 OR (created_at = $3 AND id < $4) OR $4 = '') \
-             ORDER BY created_at DESC, id DESC LIMIT $5"
+            "SELECT {DEAD_COLS} FROM dead_letters WHERE tenant_id = $1 \
+             AND (created_at < $2 OR (created_at = $2 AND id < $3) OR $3 = '') \
+             ORDER BY created_at DESC, id DESC LIMIT $4"
         ))
         .bind(tenant_id)
-        .bind(i64::from(include_unknown))
         .bind(at)
         .bind(id)
         .bind(limit)

@@ -649,7 +649,7 @@ async fn business_events_runs_and_dead_letters(engine: Engine) {
     let m2 = message("ten_a", &["a@example.com"]);
     let dead = DeadLetter {
         id: "dlq_1".into(),
-        tenant_id: Some("ten_a".into()),
+        tenant_id: "ten_a".into(),
         source: "rule".into(),
         reason: "no recipient".into(),
         payload: "{}".into(),
@@ -683,10 +683,10 @@ async fn business_events_runs_and_dead_letters(engine: Engine) {
     let found = store.entity_event("ten_a", "b1", &["appointment.booked".into()]).await.unwrap();
     assert_eq!(found.map(|e| e.id), Some(b));
     assert!(store.entity_event("ten_a", "b1", &["appointment.cancelled".into()]).await.unwrap().is_none());
-    let d = store.dead_letters("ten_a", false, None, 10).await.unwrap();
+    let d = store.dead_letters("ten_a", None, 10).await.unwrap();
     assert_eq!((d.len(), d[0].reason.as_str()), (1, "no recipient"));
-    assert!(store.dead_letters("ten_a", false, Some((d[0].created_at, d[0].id.clone())), 10).await.unwrap().is_empty());
-    assert!(store.dead_letters("ten_b", false, None, 10).await.unwrap().is_empty());
+    assert!(store.dead_letters("ten_a", Some((d[0].created_at, d[0].id.clone())), 10).await.unwrap().is_empty());
+    assert!(store.dead_letters("ten_b", None, 10).await.unwrap().is_empty());
     // Batches: items for one recipient join the open batch; closing it
     // queues its mail once.
     let batched = |event: &str, item: u32| {

@@ -144,6 +144,16 @@ async fn http_events_send_once_and_bad_ones_say_why() {
         .unwrap();
     assert_eq!(r.status(), 400);
 
+    // Unknown ids and bad paging are refused, not guessed at.
+    assert_eq!(t.get("/v1/events/evt_01nosuchevent0000000000000").await.status(), 404);
+    let r = t.client.put(t.url("/v1/rules/rul_nope")).bearer_auth(KEY).json(&order_rule()).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(t.get("/v1/rules/rul_nope").await.status(), 404);
+    assert_eq!(t.delete("/v1/rules/rul_nope").await.status(), 404);
+    assert_eq!(t.get("/v1/dead-letters?limit=0").await.status(), 422);
+    assert_eq!(t.get("/v1/dead-letters?cursor=not-a-cursor").await.status(), 400);
+    assert_eq!(t.get("/v1/dead-letters?colour=red").await.status(), 422);
+
     // Only the one confirmation went out.
     assert_eq!(t.sink.count(), 1);
     let r = t.delete(&format!("/v1/rules/{rule_id}")).await;

@@ -26,7 +26,7 @@ fn fixture(name: &str) -> String {
 fn sns_envelope(kind: &str, message: &str, cert_url: &str, extra: Value) -> Value {
     let mut v = json!({
         "Type": kind,
-        "MessageId": format!("m-{}", rand_suffix()),
+        "MessageId": format!("m-{:016x}", rand::random::<u64>()),
         "TopicArn": TOPIC,
         "Message": message,
         "Timestamp": "2027-01-15T08:00:00.000Z",
@@ -48,16 +48,6 @@ fn sns_envelope(kind: &str, message: &str, cert_url: &str, extra: Value) -> Valu
     key.sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), sns::string_to_sign(&env).as_bytes(), &mut sig).unwrap();
     v["Signature"] = json!(STANDARD.encode(sig));
     v
-}
-
-fn rand_suffix() -> String {
-    format!("{:016x}", rand_u64())
-}
-
-fn rand_u64() -> u64 {
-    let mut b = [0u8; 8];
-    ring::rand::SecureRandom::fill(&SystemRandom::new(), &mut b).unwrap();
-    u64::from_le_bytes(b)
 }
 
 fn header_id(msg: &str) -> String {

@@ -8,7 +8,6 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use epistle_core::timefmt::rfc3339;
-use epistle_deliver::Metrics;
 use epistle_ingest::events::parse_event;
 use epistle_store::{DeadLetter, EventAccepted};
 use serde_json::{Value, json};
@@ -31,16 +30,9 @@ pub async fn create(State(st): State<AppState>, caller: Caller, req: Request) ->
             ApiError::invalid(e.field, e.message)
         }
     })?;
-    let (id, duplicate) = match st.store.accept_event(&e, now).await? {
-        EventAccepted::New(id) => {
-            Metrics::source(&st.metrics.events_received, "http").inc();
-            st.rules_wake.notify_one();
-            (id, false)
-        }
-        EventAccepted::Duplicate(id) => {
-            Metrics::source(&st.metrics.events_duplicate, "http").inc();
-            (id, true)
-        }
+    let (id, duplicate) = match st.intake.store_event(&e).await? {
+        EventAccepted::New(id) => (id, false),
+        EventAccepted::Duplicate(id) => (id, true),
     };
     Ok((StatusCode::ACCEPTED, axum::Json(json!({"id": id, "duplicate": duplicate}))).into_response())
 }
@@ -87,7 +79,7 @@ pub async fn dead_letters(
     }
     let limit = crate::paging::limit(&q)?;
     let before = crate::paging::cursor(&q)?;
-    let rows = st.store.dead_letters(&caller.tenant_id, false, before, limit).await?;
+    let rows = st.store.dead_letters(&caller.tenant_id, before, limit).await?;
     let next = crate::paging::next_cursor(&rows, limit, |d| (d.created_at, d.id.as_str()));
     Ok(axum::Json(json!({"data": rows.iter().map(view).collect::<Vec<_>>(), "next_cursor": next})).into_response())
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use epistle_core::clock::SharedClock;
 use epistle_deliver::Metrics;
-use epistle_store::{DeadLetter, EventAccepted, Store, StoreError};
+use epistle_store::{DeadLetter, EventAccepted, NewBusinessEvent, Store, StoreError};
 use tokio::sync::{Notify, watch};
 
 use crate::events::parse_event;
@@ -45,28 +45,37 @@ pub enum Taken {
 const MAX_DEAD_PAYLOAD: usize = 64 * 1024;
 
 impl Intake {
+    /// Stores an event (the HTTP API and the consumers alike): counted by
+    /// source, and the rules engine woken when it is new.
+    pub async fn store_event(&self, e: &NewBusinessEvent) -> Result<EventAccepted, StoreError> {
+        let accepted = self.store.accept_event(e, self.clock.now_ms()).await?;
+        match &accepted {
+            EventAccepted::New(_) => {
+                Metrics::source(&self.metrics.events_received, &e.source).inc();
+                self.wake.notify_one();
+            }
+            EventAccepted::Duplicate(_) => {
+                Metrics::source(&self.metrics.events_duplicate, &e.source).inc();
+            }
+        }
+        Ok(accepted)
+    }
+
     /// Stores one consumed message body. `Err` means nothing was stored:
     /// leave the message unacknowledged so the broker delivers it again.
     pub async fn take(&self, body: &[u8], tenant_id: &str, source: &str) -> Result<Taken, StoreError> {
         let now = self.clock.now_ms();
         match parse_event(body, tenant_id, source, now) {
-            Ok(e) => match self.store.accept_event(&e, now).await? {
-                EventAccepted::New(id) => {
-                    Metrics::source(&self.metrics.events_received, source).inc();
-                    self.wake.notify_one();
-                    Ok(Taken::Stored(id))
-                }
-                EventAccepted::Duplicate(id) => {
-                    Metrics::source(&self.metrics.events_duplicate, source).inc();
-                    Ok(Taken::Duplicate(id))
-                }
+            Ok(e) => match self.store_event(&e).await? {
+                EventAccepted::New(id) => Ok(Taken::Stored(id)),
+                EventAccepted::Duplicate(id) => Ok(Taken::Duplicate(id)),
             },
             Err(err) => {
                 let reason = if err.field.is_empty() { err.message } else { format!("{}: {}", err.field, err.message) };
                 let cut = body.len().min(MAX_DEAD_PAYLOAD);
                 let d = DeadLetter {
                     id: epistle_core::ids::new_id("dlq"),
-                    tenant_id: Some(tenant_id.to_string()),
+                    tenant_id: tenant_id.to_string(),
                     source: source.to_string(),
                     reason: reason.clone(),
                     payload: String::from_utf8_lossy(&body[..cut]).into_owned(),

@@ -5,6 +5,7 @@
 //! leaves through [`error::ApiError`] as the JSON error of the API contract.
 
 pub mod auth;
+pub mod cron;
 pub mod error;
 pub mod feedback;
 pub mod json;
@@ -14,6 +15,7 @@ pub mod rules;
 pub mod state;
 pub mod validate;
 pub mod wire;
+pub mod workflows;
 
 pub use auth::{generate_api_key, hash_api_key};
 pub use routes::router;

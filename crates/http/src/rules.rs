@@ -77,8 +77,157 @@ pub struct RuleSpec {
     /// (template data `events`, `count`, `first`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<String>,
+    /// Collect until a schedule fires in the recipient's time zone (the
+    /// daily digest); nothing collected, nothing sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<DigestSpec>,
+    /// Tell someone else when the mail was not acted on in time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalate: Option<EscalateSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track_opens: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track_clicks: Option<bool>,
     #[serde(default = "yes")]
     pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DigestSpec {
+    /// Cron syntax: `0 8 * * *` is every day at 08:00.
+    pub schedule: String,
+    /// The recipient's time zone (a template line giving an IANA name);
+    /// absent is UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalateSpec {
+    /// How long after the mail is sent (`30m`).
+    pub after: String,
+    /// `clicked` (default) or `opened`: what counts as acted on.
+    #[serde(default = "clicked")]
+    pub unless: String,
+    /// Who is told (a template line over the same data as the rule).
+    pub to: String,
+    /// Another template for the escalation; absent is the rule's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+}
+
+fn clicked() -> String {
+    "clicked".into()
+}
+
+/// The mail a rule, an escalation or a workflow step sends: every field
+/// but the template is a template line over the event.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailSpec {
+    pub template: String,
+    pub to: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track_opens: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track_clicks: Option<bool>,
+}
+
+impl MailSpec {
+    /// Checks the template lines and the stream; `field` prefixes errors.
+    pub fn check(&self, x: &Expressions, field: &str) -> Result<(), ApiError> {
+        if self.template.trim().is_empty() {
+            return Err(ApiError::invalid(format!("{field}template"), "name the `template` to send"));
+        }
+        for (name, text) in [("to", Some(&self.to)), ("from", self.from.as_ref()), ("reply_to", self.reply_to.as_ref())]
+        {
+            if let Some(t) = text {
+                let f = format!("{field}{name}");
+                if t.trim().is_empty() {
+                    return Err(ApiError::invalid(&f, format!("`{f}` is empty")));
+                }
+                x.check_text(t)
+                    .map_err(|e| ApiError::invalid(&f, format!("`{f}` is not a valid template line: {e}")))?;
+            }
+        }
+        if let Some(s) = &self.stream
+            && s != "transactional"
+            && s != "broadcast"
+        {
+            return Err(ApiError::invalid(format!("{field}stream"), "`stream` is `transactional` or `broadcast`"));
+        }
+        Ok(())
+    }
+}
+
+/// Renders the mail of `spec` over `ctx` and prepares it (template,
+/// suppressions, validation) like `POST /v1/messages` would; `to` may be
+/// given already rendered. The error says why, for the dead letters.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn build_mail(
+    st: &AppState,
+    x: &Expressions,
+    tenant_id: &str,
+    spec: &MailSpec,
+    ctx: &Value,
+    to: Option<&str>,
+    data: serde_json::Map<String, Value>,
+    metadata: serde_json::Map<String, Value>,
+    send_at: Option<i64>,
+    now: i64,
+) -> Result<epistle_store::NewMessage, String> {
+    let line = |field: &str, text: &str| -> Result<String, String> {
+        let v = x.text(text, ctx).map_err(|e| format!("`{field}`: {e}"))?;
+        Ok(v)
+    };
+    let to = match to {
+        Some(t) => t.to_string(),
+        None => line("to", &spec.to)?,
+    };
+    if to.is_empty() {
+        return Err(format!("`to` ({}) gave no recipient", spec.to));
+    }
+    let Some(from_line) = &spec.from else { return Err("no `from`: give the sender".into()) };
+    let from = line("from", from_line)?;
+    if from.is_empty() {
+        return Err(format!("`from` ({from_line}) gave no sender"));
+    }
+    let reply_to = match &spec.reply_to {
+        Some(r) => Some(line("reply_to", r)?).filter(|r| !r.is_empty()),
+        None => None,
+    };
+    let recipients: Vec<Value> =
+        to.split([',', ';']).map(str::trim).filter(|s| !s.is_empty()).map(|s| Value::String(s.into())).collect();
+    let req = SendRequest {
+        from,
+        to: Some(Value::Array(recipients)),
+        reply_to,
+        tags: spec.tags.clone(),
+        metadata: Some(metadata),
+        send_at: send_at.map(timefmt::rfc3339),
+        stream: spec.stream.clone(),
+        template: Some(spec.template.clone()),
+        data: Some(data),
+        category: spec.category.clone(),
+        track_opens: spec.track_opens,
+        track_clicks: spec.track_clicks,
+        ..Default::default()
+    };
+    crate::routes::messages::prepare_message(st, tenant_id, req, None, now).await.map(|p| p.message).map_err(reason)
 }
 
 fn yes() -> bool {
@@ -134,30 +283,39 @@ pub fn parse_offset(s: &str) -> Result<i64, String> {
 }
 
 impl RuleSpec {
-    /// The message request this rule makes (its template, stream, category
-    /// and tags) for the given sender, recipients and data.
-    fn request(
-        &self,
-        from: String,
-        recipients: Vec<Value>,
-        reply_to: Option<String>,
-        metadata: serde_json::Map<String, Value>,
-        data: serde_json::Map<String, Value>,
-        send_at: Option<i64>,
-    ) -> SendRequest {
-        SendRequest {
-            from,
-            to: Some(Value::Array(recipients)),
-            reply_to,
-            tags: self.tags.clone(),
-            metadata: Some(metadata),
-            send_at: send_at.map(timefmt::rfc3339),
+    /// The mail this rule sends (the escalation's, with `escalation`).
+    pub fn mail(&self, escalation: bool) -> MailSpec {
+        let mut m = MailSpec {
+            template: self.template.clone(),
+            to: self.to.clone(),
+            from: Some(self.from.clone()),
+            reply_to: self.reply_to.clone(),
             stream: self.stream.clone(),
-            template: Some(self.template.clone()),
-            data: Some(data),
             category: self.category.clone(),
-            ..Default::default()
+            tags: self.tags.clone(),
+            track_opens: self.track_opens,
+            track_clicks: self.track_clicks,
+        };
+        match (&self.escalate, escalation) {
+            (Some(e), true) => {
+                m.to = e.to.clone();
+                if let Some(t) = &e.template {
+                    m.template = t.clone();
+                }
+                if let Some(f) = &e.from {
+                    m.from = Some(f.clone());
+                }
+            }
+            // Whether the mail is acted on can only be known when it is
+            // tracked: an escalation turns on what it watches, unless the
+            // rule says otherwise.
+            (Some(e), false) if e.unless == "opened" => {
+                m.track_opens = m.track_opens.or(Some(true));
+            }
+            (Some(_), false) => m.track_clicks = m.track_clicks.or(Some(true)),
+            (None, _) => {}
         }
+        m
     }
 
     /// Checks everything that can be checked before an event comes.
@@ -176,23 +334,10 @@ impl RuleSpec {
             x.check_condition(w)
                 .map_err(|e| ApiError::invalid("when", format!("`when` is not a valid expression: {e}")))?;
         }
-        for (field, text) in [
-            ("to", Some(&self.to)),
-            ("from", Some(&self.from)),
-            ("at", self.at.as_ref()),
-            ("reply_to", self.reply_to.as_ref()),
-        ] {
-            if let Some(t) = text {
-                if t.trim().is_empty() {
-                    return Err(ApiError::invalid(field, format!("`{field}` is empty")));
-                }
-                x.check_text(t)
-                    .map_err(|e| ApiError::invalid(field, format!("`{field}` is not a valid template line: {e}")))?;
-            }
+        if let Some(at) = &self.at {
+            x.check_text(at).map_err(|e| ApiError::invalid("at", format!("`at` is not a valid template line: {e}")))?;
         }
-        if self.template.trim().is_empty() {
-            return Err(ApiError::invalid("template", "name the `template` to send"));
-        }
+        self.mail(false).check(x, "")?;
         if let Some(o) = &self.offset {
             parse_offset(o).map_err(|e| ApiError::invalid("offset", e))?;
         }
@@ -208,11 +353,32 @@ impl RuleSpec {
                 ));
             }
         }
-        if let Some(s) = &self.stream
-            && s != "transactional"
-            && s != "broadcast"
-        {
-            return Err(ApiError::invalid("stream", "`stream` is `transactional` or `broadcast`"));
+        if let Some(d) = &self.digest {
+            crate::cron::Cron::parse(&d.schedule).map_err(|e| ApiError::invalid("digest.schedule", e))?;
+            if let Some(tz) = &d.timezone {
+                x.check_text(tz).map_err(|e| {
+                    ApiError::invalid("digest.timezone", format!("`digest.timezone` is not a valid template line: {e}"))
+                })?;
+                if !tz.contains("{{") {
+                    crate::cron::time_zone(tz).map_err(|e| ApiError::invalid("digest.timezone", e))?;
+                }
+            }
+            if self.batch.is_some() || self.at.is_some() || self.offset.is_some() {
+                return Err(ApiError::invalid(
+                    "digest",
+                    "a digest sends on its schedule: drop `batch`, `at` and `offset`",
+                ));
+            }
+        }
+        if let Some(e) = &self.escalate {
+            let ms = parse_offset(&e.after).map_err(|err| ApiError::invalid("escalate.after", err))?;
+            if ms <= 0 {
+                return Err(ApiError::invalid("escalate.after", "`escalate.after` is a delay such as `30m`"));
+            }
+            if e.unless != "clicked" && e.unless != "opened" {
+                return Err(ApiError::invalid("escalate.unless", "`escalate.unless` is `clicked` or `opened`"));
+            }
+            self.mail(true).check(x, "escalate.")?;
         }
         Ok(())
     }
@@ -239,9 +405,16 @@ pub fn context(e: &BusinessEvent) -> Value {
 /// What a rule does with an event.
 enum Applied {
     Message(Box<epistle_store::NewMessage>, Option<i64>),
-    Batch { recipient: String, window_ms: i64 },
+    Batch { recipient: String, due_at: i64 },
     Skipped(String),
     Failed(String),
+}
+
+/// The rules and workflows of one tenant, read once per round.
+#[derive(Default)]
+pub(crate) struct TenantPlan {
+    rules: Vec<(RuleRecord, RuleSpec)>,
+    pub(crate) workflows: Vec<(epistle_store::WorkflowRecord, crate::workflows::WorkflowSpec)>,
 }
 
 /// Turns stored events into mail.
@@ -252,13 +425,33 @@ pub struct RuleEngine {
     x: Expressions,
 }
 
+fn dead_letter(
+    tenant_id: &str,
+    reason: String,
+    payload: String,
+    event_id: Option<String>,
+    rule_id: Option<String>,
+    now: i64,
+) -> DeadLetter {
+    DeadLetter {
+        id: epistle_core::ids::new_id("dlq"),
+        tenant_id: tenant_id.into(),
+        source: "rule".into(),
+        reason,
+        payload,
+        event_id,
+        rule_id,
+        created_at: now,
+    }
+}
+
 impl RuleEngine {
     pub fn new(st: AppState, node: String, wake: Arc<Notify>) -> Self {
         Self { st, node, wake, x: Expressions::new() }
     }
 
     /// Works until `shutdown`; wakes on `wake` (an event was stored) or
-    /// every second (events stored by other nodes, expired claims).
+    /// every second (events stored by other nodes, expired claims, timers).
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         loop {
             if *shutdown.borrow() {
@@ -277,32 +470,52 @@ impl RuleEngine {
         }
     }
 
-    /// Processes what is waiting now; how many events.
+    async fn plan(&self, tenant_id: &str) -> Result<TenantPlan, StoreError> {
+        let rules = self
+            .st
+            .store
+            .rules(tenant_id)
+            .await?
+            .into_iter()
+            .filter(|r| r.enabled)
+            .filter_map(|r| serde_json::from_value::<RuleSpec>(r.spec.clone()).ok().map(|s| (r, s)))
+            .collect();
+        let workflows = self
+            .st
+            .store
+            .workflows(tenant_id)
+            .await?
+            .into_iter()
+            .filter_map(|w| serde_json::from_value(w.spec.clone()).ok().map(|s| (w, s)))
+            .collect();
+        Ok(TenantPlan { rules, workflows })
+    }
+
+    /// Processes what is waiting now (events, closed batches and digests,
+    /// escalations, workflow steps whose time has come); how many.
     pub async fn step(&self) -> Result<usize, StoreError> {
         let now = self.st.clock.now_ms();
         let events = self.st.store.claim_business_events(&self.node, now, 60_000, 50).await?;
         let n = events.len();
-        let mut rules: std::collections::HashMap<String, Vec<(RuleRecord, RuleSpec)>> = Default::default();
+        let mut plans: std::collections::HashMap<String, TenantPlan> = Default::default();
         for e in events {
-            if !rules.contains_key(&e.tenant_id) {
-                let list = self.st.store.rules(&e.tenant_id).await?;
-                let parsed = list
-                    .into_iter()
-                    .filter(|r| r.enabled)
-                    .filter_map(|r| serde_json::from_value::<RuleSpec>(r.spec.clone()).ok().map(|s| (r, s)))
-                    .collect();
-                rules.insert(e.tenant_id.clone(), parsed);
+            if !plans.contains_key(&e.tenant_id) {
+                let plan = self.plan(&e.tenant_id).await?;
+                plans.insert(e.tenant_id.clone(), plan);
             }
-            self.process(&e, &rules[&e.tenant_id]).await?;
+            self.process(&e, &plans[&e.tenant_id]).await?;
         }
         let flushed = self.flush_batches(now).await?;
-        if n + flushed > 0 {
+        let escalated = self.fire_escalations(now).await?;
+        let advanced = crate::workflows::advance_due(&self.st, &self.x, now).await?;
+        let done = n + flushed + escalated + advanced;
+        if done > 0 {
             self.st.wake.notify_one();
         }
-        Ok(n + flushed)
+        Ok(done)
     }
 
-    /// Sends the batches whose window has closed: one mail each.
+    /// Sends the batches and digests whose time has come: one mail each.
     async fn flush_batches(&self, now: i64) -> Result<usize, StoreError> {
         let due = self.st.store.due_batches(now, 50).await?;
         let n = due.len();
@@ -310,37 +523,53 @@ impl RuleEngine {
             let built = match self.st.store.rule(&b.tenant_id, &b.rule_id).await? {
                 None => Err(("the rule was deleted before its batch was sent".to_string(), None)),
                 Some(rule) => match serde_json::from_value::<RuleSpec>(rule.spec.clone()) {
-                    Ok(spec) => self.batch_message(&spec, &b, now).await.map_err(|why| (why, Some(rule.name.clone()))),
+                    Ok(spec) => self
+                        .batch_message(&spec, &b, now)
+                        .await
+                        .map(|(m, made)| (m, self.escalation(&spec, &b.tenant_id, &b.rule_id, made)))
+                        .map_err(|why| (why, Some(rule.name.clone()))),
                     Err(err) => Err((format!("the rule cannot be read: {err}"), Some(rule.name.clone()))),
                 },
             };
-            let (message, dead) = match built {
-                Ok(m) => (Some(m), None),
+            let (message, escalation, dead) = match built {
+                Ok((m, esc)) => (Some(m), esc, None),
                 Err((why, name)) => {
                     tracing::warn!(rule = %b.rule_id, batch = %b.id, reason = %why, "batch not sent");
-                    let d = DeadLetter {
-                        id: epistle_core::ids::new_id("dlq"),
-                        tenant_id: b.tenant_id.clone(),
-                        source: "rule".into(),
-                        reason: format!(
-                            "rule `{}`: batch for {}: {why}",
-                            name.unwrap_or_else(|| b.rule_id.clone()),
-                            b.recipient
-                        ),
-                        payload: Value::Array(b.items.clone()).to_string(),
-                        event_id: None,
-                        rule_id: Some(b.rule_id.clone()),
-                        created_at: now,
-                    };
-                    (None, Some(d))
+                    let reason = format!(
+                        "rule `{}`: batch for {}: {why}",
+                        name.unwrap_or_else(|| b.rule_id.clone()),
+                        b.recipient
+                    );
+                    let payload = Value::Array(b.items.clone()).to_string();
+                    (None, None, Some(dead_letter(&b.tenant_id, reason, payload, None, Some(b.rule_id.clone()), now)))
                 }
             };
             let sent = message.is_some();
-            if self.st.store.finish_batch(&b.id, message, dead, now).await? && sent {
+            if self.st.store.finish_batch(&b.id, message, escalation, dead, now).await? && sent {
                 self.st.metrics.rule_messages.inc();
             }
         }
         Ok(n)
+    }
+
+    /// The escalation timer of a rule's mail, when the rule has one.
+    fn escalation(
+        &self,
+        spec: &RuleSpec,
+        tenant_id: &str,
+        rule_id: &str,
+        (message, ctx, sent_at): (String, Value, i64),
+    ) -> Option<epistle_store::NewEscalation> {
+        let e = spec.escalate.as_ref()?;
+        let after = parse_offset(&e.after).ok()?;
+        Some(epistle_store::NewEscalation {
+            id: epistle_core::ids::new_id("esc"),
+            tenant_id: tenant_id.into(),
+            rule_id: rule_id.into(),
+            message_id: message,
+            context: ctx,
+            due_at: sent_at + after,
+        })
     }
 
     async fn batch_message(
@@ -348,19 +577,9 @@ impl RuleEngine {
         spec: &RuleSpec,
         b: &RuleBatch,
         now: i64,
-    ) -> Result<epistle_store::NewMessage, String> {
+    ) -> Result<(epistle_store::NewMessage, (String, Value, i64)), String> {
         let first = b.items.first().cloned().unwrap_or(Value::Null);
-        let ctx = json!({"data": first, "events": b.items, "count": b.items.len()});
-        let from = self.x.text(&spec.from, &ctx).map_err(|e| format!("`from`: {e}"))?;
-        if from.is_empty() {
-            return Err(format!("`from` ({}) gave no sender", spec.from));
-        }
-        let reply_to = match &spec.reply_to {
-            Some(r) => Some(self.x.text(r, &ctx).map_err(|e| format!("`reply_to`: {e}"))?).filter(|r| !r.is_empty()),
-            None => None,
-        };
-        let recipients: Vec<Value> =
-            b.recipient.split([',', ';']).map(str::trim).filter(|s| !s.is_empty()).map(|s| json!(s)).collect();
+        let ctx = json!({"data": first, "events": b.items, "count": b.items.len(), "recipient": b.recipient});
         let mut data = serde_json::Map::new();
         data.insert("events".into(), Value::Array(b.items.clone()));
         data.insert("count".into(), json!(b.items.len()));
@@ -370,22 +589,108 @@ impl RuleEngine {
         metadata.insert("rule".into(), json!(b.rule_id));
         metadata.insert("batch".into(), json!(b.id));
         metadata.insert("events".into(), json!(b.items.len()));
-        let req = spec.request(from, recipients, reply_to, metadata, data, None);
-        crate::routes::messages::prepare_message(&self.st, &b.tenant_id, req, None, now)
-            .await
-            .map(|p| p.message)
-            .map_err(reason)
+        let m = build_mail(
+            &self.st,
+            &self.x,
+            &b.tenant_id,
+            &spec.mail(false),
+            &ctx,
+            Some(&b.recipient),
+            data,
+            metadata,
+            None,
+            now,
+        )
+        .await?;
+        let id = m.id.clone();
+        Ok((m, (id, ctx, now)))
+    }
+
+    /// Escalations whose time has come: the mail was acted on (nothing to
+    /// do), was cancelled (nothing either), still waits for its own time
+    /// (look again then), or was not acted on (tell someone else).
+    async fn fire_escalations(&self, now: i64) -> Result<usize, StoreError> {
+        let due = self.st.store.due_escalations(now, 50).await?;
+        let n = due.len();
+        for esc in due {
+            let spec = match self.st.store.rule(&esc.tenant_id, &esc.rule_id).await? {
+                Some(r) => serde_json::from_value::<RuleSpec>(r.spec).ok().filter(|s| s.escalate.is_some()),
+                None => None,
+            };
+            let Some(spec) = spec else {
+                let why = "the rule was deleted or no longer escalates";
+                self.st.store.finish_escalation(&esc.id, "not_needed", why, None, None, None, now).await?;
+                continue;
+            };
+            let Some(e) = spec.escalate.clone() else { continue };
+            let seen = self.st.store.message_engagement(&esc.message_id).await?;
+            let after = parse_offset(&e.after).unwrap_or(0);
+            let acted = if e.unless == "opened" { seen.opened } else { seen.clicked };
+            let (status, detail, postpone, message, dead) = if seen.cancelled || seen.recipients == 0 {
+                ("not_needed", "the mail was cancelled".to_string(), None, None, None)
+            } else if let Some(t) = seen.scheduled_until {
+                ("waiting", format!("the mail waits until {}", timefmt::rfc3339(t)), Some(t + after), None, None)
+            } else if acted {
+                ("not_needed", format!("the mail was {}", e.unless), None, None, None)
+            } else {
+                let mut ctx = esc.context.clone();
+                let info = json!({"message_id": esc.message_id, "after": e.after, "unless": e.unless,
+                                  "opened": seen.opened, "clicked": seen.clicked});
+                ctx["escalation"] = info.clone();
+                let mut data = match &ctx["data"] {
+                    Value::Object(m) => m.clone(),
+                    _ => serde_json::Map::new(),
+                };
+                for k in ["events", "count", "recipient"] {
+                    if let Some(v) = ctx.get(k) {
+                        data.entry(k).or_insert_with(|| v.clone());
+                    }
+                }
+                data.insert("escalation".into(), info);
+                let mut metadata = serde_json::Map::new();
+                metadata.insert("rule".into(), json!(esc.rule_id));
+                metadata.insert("escalation".into(), json!(esc.id));
+                metadata.insert("escalates".into(), json!(esc.message_id));
+                let built = build_mail(
+                    &self.st,
+                    &self.x,
+                    &esc.tenant_id,
+                    &spec.mail(true),
+                    &ctx,
+                    None,
+                    data,
+                    metadata,
+                    None,
+                    now,
+                )
+                .await;
+                match built {
+                    Ok(m) => ("sent", format!("not {} within {}", e.unless, e.after), None, Some(m), None),
+                    Err(why) => {
+                        let reason = format!("rule `{}`: escalation of {}: {why}", spec.name, esc.message_id);
+                        let d = dead_letter(
+                            &esc.tenant_id,
+                            reason,
+                            esc.context.to_string(),
+                            None,
+                            Some(esc.rule_id.clone()),
+                            now,
+                        );
+                        ("failed", why, None, None, Some(d))
+                    }
+                }
+            };
+            let sent = message.is_some();
+            if self.st.store.finish_escalation(&esc.id, status, &detail, postpone, message, dead, now).await? && sent {
+                self.st.metrics.rule_messages.inc();
+            }
+        }
+        Ok(n)
     }
 
     fn when_to_send(&self, spec: &RuleSpec, ctx: &Value, now: i64) -> Result<Option<i64>, String> {
         let base = match &spec.at {
-            Some(at) => {
-                let text = self.x.text(at, ctx).map_err(|e| format!("`at`: {e}"))?;
-                if text.is_empty() {
-                    return Err(format!("`at` ({at}) gave nothing for this event"));
-                }
-                Some(timefmt::parse_rfc3339(&text).map_err(|e| format!("`at` gave `{text}`: {e}"))?)
-            }
+            Some(at) => Some(time_of(&self.x, "at", at, ctx)?),
             None => None,
         };
         let offset = match &spec.offset {
@@ -427,30 +732,26 @@ impl RuleEngine {
             Some(t) if t <= now => None,
             other => other,
         };
-        let to = match self.x.text(&spec.to, ctx) {
-            Ok(t) if t.is_empty() => {
-                return Applied::Failed(format!("`to` ({}) gave no recipient for this event", spec.to));
-            }
-            Ok(t) => t,
-            Err(err) => return Applied::Failed(format!("`to`: {err}")),
-        };
-        let from = match self.x.text(&spec.from, ctx) {
-            Ok(f) if !f.is_empty() => f,
-            Ok(_) => return Applied::Failed(format!("`from` ({}) gave no sender for this event", spec.from)),
-            Err(err) => return Applied::Failed(format!("`from`: {err}")),
-        };
-        let reply_to = match spec.reply_to.as_ref().map(|r| self.x.text(r, ctx)).transpose() {
-            Ok(r) => r.filter(|r| !r.is_empty()),
-            Err(err) => return Applied::Failed(format!("`reply_to`: {err}")),
-        };
-        if let Some(b) = &spec.batch {
-            return match parse_offset(b) {
-                Ok(window_ms) => Applied::Batch { recipient: to, window_ms },
-                Err(err) => Applied::Failed(format!("`batch`: {err}")),
+        if spec.batch.is_some() || spec.digest.is_some() {
+            let to = match self.x.text(&spec.to, ctx) {
+                Ok(t) if t.is_empty() => {
+                    return Applied::Failed(format!("`to` ({}) gave no recipient for this event", spec.to));
+                }
+                Ok(t) => t,
+                Err(err) => return Applied::Failed(format!("`to`: {err}")),
+            };
+            // A window runs from when the event arrived, however late it
+            // is processed; a digest goes at its next time after that.
+            let due = match (&spec.batch, &spec.digest) {
+                (Some(b), _) => parse_offset(b).map(|w| e.received_at + w).map_err(|err| format!("`batch`: {err}")),
+                (None, Some(d)) => self.digest_time(d, ctx, e.received_at),
+                (None, None) => unreachable!("checked above"),
+            };
+            return match due {
+                Ok(due_at) => Applied::Batch { recipient: to, due_at },
+                Err(err) => Applied::Failed(err),
             };
         }
-        let recipients: Vec<Value> =
-            to.split([',', ';']).map(str::trim).filter(|s| !s.is_empty()).map(|s| Value::String(s.into())).collect();
         let mut data = match &e.data {
             Value::Object(m) => m.clone(),
             _ => serde_json::Map::new(),
@@ -461,32 +762,46 @@ impl RuleEngine {
         metadata.insert("event".into(), json!(e.id));
         metadata.insert("event_type".into(), json!(e.event_type));
         metadata.insert("event_key".into(), json!(e.key));
-        let req = spec.request(from, recipients, reply_to, metadata, data, send_at);
-        match crate::routes::messages::prepare_message(&self.st, &e.tenant_id, req, None, now).await {
-            Ok(p) => Applied::Message(Box::new(p.message), send_at),
-            Err(err) => Applied::Failed(reason(err)),
+        match build_mail(&self.st, &self.x, &e.tenant_id, &spec.mail(false), ctx, None, data, metadata, send_at, now)
+            .await
+        {
+            Ok(m) => Applied::Message(Box::new(m), send_at),
+            Err(err) => Applied::Failed(err),
         }
     }
 
-    async fn process(&self, e: &BusinessEvent, rules: &[(RuleRecord, RuleSpec)]) -> Result<(), StoreError> {
+    /// When a digest collecting from `received_at` goes out.
+    fn digest_time(&self, d: &DigestSpec, ctx: &Value, received_at: i64) -> Result<i64, String> {
+        let cron = crate::cron::Cron::parse(&d.schedule).map_err(|e| format!("`digest.schedule`: {e}"))?;
+        let zone = match &d.timezone {
+            Some(t) => self.x.text(t, ctx).map_err(|e| format!("`digest.timezone`: {e}"))?,
+            None => String::new(),
+        };
+        let tz = crate::cron::time_zone(if zone.is_empty() { "UTC" } else { &zone })
+            .map_err(|e| format!("`digest.timezone`: {e}"))?;
+        cron.next_after(received_at, &tz)
+    }
+
+    async fn process(&self, e: &BusinessEvent, plan: &TenantPlan) -> Result<(), StoreError> {
         let now = self.st.clock.now_ms();
         let ctx = context(e);
         let store = &self.st.store;
         let mut outcome = EventOutcome::default();
-        let dead = |rule: &RuleRecord, reason: String| DeadLetter {
-            id: epistle_core::ids::new_id("dlq"),
-            tenant_id: e.tenant_id.clone(),
-            source: "rule".into(),
-            reason: format!("rule `{}`: {reason}", rule.name),
-            payload: json!({"type": e.event_type, "key": e.key, "entity": e.entity, "data": e.data}).to_string(),
-            event_id: Some(e.id.clone()),
-            rule_id: Some(rule.id.clone()),
-            created_at: now,
+        let payload = || json!({"type": e.event_type, "key": e.key, "entity": e.entity, "data": e.data}).to_string();
+        let dead = |rule: &RuleRecord, reason: String| {
+            dead_letter(
+                &e.tenant_id,
+                format!("rule `{}`: {reason}", rule.name),
+                payload(),
+                Some(e.id.clone()),
+                Some(rule.id.clone()),
+                now,
+            )
         };
 
         // What this event cancels or moves: idempotent, so done before the
         // event is marked processed (a crash in between repeats them).
-        for (rule, spec) in rules {
+        for (rule, spec) in &plan.rules {
             let cancels = spec.cancelled_by.contains(&e.event_type);
             let moves = spec.rescheduled_by.contains(&e.event_type);
             if !cancels && !moves {
@@ -521,8 +836,10 @@ impl RuleEngine {
                 }
             }
         }
+        // Workflow runs this event stops (`exit_on`) or starts.
+        crate::workflows::on_event(&self.st, &self.x, e, &ctx, plan, &mut outcome, now).await?;
 
-        for (rule, spec) in rules.iter().filter(|(_, s)| s.on == e.event_type) {
+        for (rule, spec) in plan.rules.iter().filter(|(_, s)| s.on == e.event_type) {
             let mut run = RuleRun {
                 rule_id: rule.id.clone(),
                 event_id: e.id.clone(),
@@ -539,18 +856,20 @@ impl RuleEngine {
                     run.status = if at.is_some() { "scheduled" } else { "queued" }.into();
                     run.message_id = Some(m.id.clone());
                     run.detail = at.map(|t| format!("to be sent at {}", timefmt::rfc3339(t)));
+                    let made = (m.id.clone(), ctx.clone(), at.unwrap_or(now));
+                    if let Some(esc) = self.escalation(spec, &e.tenant_id, &rule.id, made) {
+                        outcome.escalations.push(esc);
+                    }
                     RunOutput::Message(m)
                 }
-                Applied::Batch { recipient, window_ms } => {
+                Applied::Batch { recipient, due_at } => {
                     run.status = "batched".into();
-                    run.detail = Some(format!("collected for {recipient}"));
+                    run.detail = Some(format!("collected for {recipient} until {}", timefmt::rfc3339(due_at)));
                     let mut item = e.data.clone();
                     if let Value::Object(m) = &mut item {
                         m.entry("event").or_insert_with(|| ctx["event"].clone());
                     }
-                    // The window runs from when the event arrived, however
-                    // late it is processed.
-                    RunOutput::Batch { recipient, item, opened_at: e.received_at, due_at: e.received_at + window_ms }
+                    RunOutput::Batch { recipient, item, opened_at: e.received_at, due_at }
                 }
                 Applied::Skipped(why) => {
                     run.status = "skipped".into();
@@ -577,6 +896,15 @@ impl RuleEngine {
         }
         Ok(())
     }
+}
+
+/// A template line giving a time (RFC 3339), as Unix milliseconds.
+pub(crate) fn time_of(x: &Expressions, field: &str, line: &str, ctx: &Value) -> Result<i64, String> {
+    let text = x.text(line, ctx).map_err(|e| format!("`{field}`: {e}"))?;
+    if text.is_empty() {
+        return Err(format!("`{field}` ({line}) gave nothing for this event"));
+    }
+    timefmt::parse_rfc3339(&text).map_err(|e| format!("`{field}` gave `{text}`: {e}"))
 }
 
 #[cfg(test)]

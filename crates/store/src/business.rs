@@ -115,7 +115,55 @@ pub struct EventOutcome {
     /// New runs, with what each produces. A run already there (another
     /// node got to it first) is left alone, and its output dropped.
     pub runs: Vec<(RuleRun, RunOutput)>,
+    /// Escalations of the mail of these runs; each is stored only with
+    /// its run (`rule_id` names it).
+    pub escalations: Vec<NewEscalation>,
+    /// Workflow runs this event starts (once per workflow and event).
+    pub workflow_runs: Vec<crate::NewWorkflowRun>,
     pub dead_letters: Vec<DeadLetter>,
+}
+
+/// A timer on a rule's mail: when it fires and the mail was not acted on,
+/// someone else is told.
+#[derive(Debug, Clone)]
+pub struct NewEscalation {
+    pub id: String,
+    pub tenant_id: String,
+    pub rule_id: String,
+    /// The mail that should have been acted on.
+    pub message_id: String,
+    /// What the escalation mail is rendered from (the rule's context).
+    pub context: Value,
+    pub due_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Escalation {
+    pub id: String,
+    pub tenant_id: String,
+    pub rule_id: String,
+    pub message_id: String,
+    pub context: Value,
+    /// Set while it waits; cleared when it has fired.
+    pub due_at: Option<i64>,
+    /// `waiting`, `sent` (someone else was told), `not_needed`, `failed`.
+    pub status: String,
+    pub detail: Option<String>,
+    pub escalation_message_id: Option<String>,
+}
+
+/// What the recipients of one message did with it (machine opens and
+/// clicks, such as Apple's privacy proxy or link scanners, do not count).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageEngagement {
+    pub opened: bool,
+    pub clicked: bool,
+    /// Recipients still waiting for their time (`scheduled`), and when
+    /// the first of them is due.
+    pub scheduled_until: Option<i64>,
+    /// Every recipient was cancelled.
+    pub cancelled: bool,
+    pub recipients: usize,
 }
 
 /// Events a batching rule collected for one recipient.
@@ -207,6 +255,37 @@ fn dead_vals(d: &DeadLetter) -> Vec<Val> {
         Val::OS(d.rule_id.clone()),
         Val::I(d.created_at),
     ]
+}
+
+fn escalation_row(r: &sqlx::any::AnyRow) -> Result<Escalation> {
+    Ok(Escalation {
+        id: r.get(0),
+        tenant_id: r.get(1),
+        rule_id: r.get(2),
+        message_id: r.get(3),
+        context: serde_json::from_str(&r.get::<String, _>(4)).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        due_at: r.get(5),
+        status: r.get(6),
+        detail: r.get(7),
+        escalation_message_id: r.get(8),
+    })
+}
+
+async fn insert_escalation(conn: &mut sqlx::AnyConnection, e: &NewEscalation, now: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO escalations (id, tenant_id, rule_id, message_id, context_json, due_at, status, created_at, \
+         updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'waiting', $7, $7)",
+    )
+    .bind(&e.id)
+    .bind(&e.tenant_id)
+    .bind(&e.rule_id)
+    .bind(&e.message_id)
+    .bind(e.context.to_string())
+    .bind(e.due_at)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 impl Store {
@@ -317,6 +396,7 @@ impl Store {
             Dialect::Postgres => " FOR UPDATE",
             Dialect::Sqlite => "",
         };
+        let mut inserted_rules = std::collections::HashSet::new();
         for (run, output) in outcome.runs {
             let done = sqlx::query(
                 "INSERT INTO rule_runs (rule_id, event_id, tenant_id, entity, status, message_id, detail, created_at, \
@@ -335,6 +415,7 @@ impl Store {
             if done.rows_affected() != 1 {
                 continue;
             }
+            inserted_rules.insert(run.rule_id.clone());
             match output {
                 RunOutput::Nothing => {}
                 RunOutput::Message(m) => messages.push(*m),
@@ -381,6 +462,12 @@ impl Store {
         }
         if !messages.is_empty() {
             self.insert_messages_in(&mut tx, messages, now).await?;
+        }
+        for esc in outcome.escalations.iter().filter(|e| inserted_rules.contains(&e.rule_id)) {
+            insert_escalation(&mut tx, esc, now).await?;
+        }
+        for run in &outcome.workflow_runs {
+            crate::workflows::insert_run(&mut tx, run, now).await?;
         }
         self.insert_dead_letters(&mut tx, &outcome.dead_letters).await?;
         sqlx::query(
@@ -429,6 +516,7 @@ impl Store {
         &self,
         batch_id: &str,
         message: Option<NewMessage>,
+        escalation: Option<NewEscalation>,
         dead: Option<DeadLetter>,
         now: i64,
     ) -> Result<bool> {
@@ -447,12 +535,130 @@ impl Store {
         }
         if let Some(m) = message {
             self.insert_messages_in(&mut tx, vec![m], now).await?;
+            if let Some(e) = &escalation {
+                insert_escalation(&mut tx, e, now).await?;
+            }
         }
         if let Some(d) = dead {
             self.insert_dead_letters(&mut tx, &[d]).await?;
         }
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Escalations whose time has come, oldest first.
+    pub async fn due_escalations(&self, now: i64, limit: i64) -> Result<Vec<Escalation>> {
+        let rows = sqlx::query(
+            "SELECT id, tenant_id, rule_id, message_id, context_json, due_at, status, detail, escalation_message_id \
+             FROM escalations WHERE due_at IS NOT NULL AND due_at <= $1 ORDER BY due_at, id LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(escalation_row).collect()
+    }
+
+    /// The escalations of a message (normally one).
+    pub async fn escalations_of(&self, message_id: &str) -> Result<Vec<Escalation>> {
+        let rows = sqlx::query(
+            "SELECT id, tenant_id, rule_id, message_id, context_json, due_at, status, detail, escalation_message_id \
+             FROM escalations WHERE message_id = $1 ORDER BY created_at, id",
+        )
+        .bind(message_id)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(escalation_row).collect()
+    }
+
+    /// Settles a due escalation: `sent` with the mail to someone else,
+    /// `not_needed`, or `failed` with a dead letter; or, with `postpone`,
+    /// waits again until then. One transaction; false (and nothing queued)
+    /// when another node settled it first.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn finish_escalation(
+        &self,
+        id: &str,
+        status: &str,
+        detail: &str,
+        postpone: Option<i64>,
+        message: Option<NewMessage>,
+        dead: Option<DeadLetter>,
+        now: i64,
+    ) -> Result<bool> {
+        let mut conn = self.writer(Durability::Durable).await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let done = sqlx::query(
+            "UPDATE escalations SET due_at = $2, status = $3, detail = $4, escalation_message_id = $5, updated_at = $6 \
+             WHERE id = $1 AND due_at IS NOT NULL",
+        )
+        .bind(id)
+        .bind(postpone)
+        .bind(status)
+        .bind(detail)
+        .bind(message.as_ref().map(|m| m.id.clone()))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        if let Some(m) = message {
+            self.insert_messages_in(&mut tx, vec![m], now).await?;
+        }
+        if let Some(d) = dead {
+            self.insert_dead_letters(&mut tx, &[d]).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Whether a message's recipients opened or clicked it (people, not
+    /// machines), and whether it was sent at all.
+    pub async fn message_engagement(&self, message_id: &str) -> Result<MessageEngagement> {
+        let mut out = MessageEngagement::default();
+        let rows = sqlx::query("SELECT status, due_at FROM recipients WHERE message_id = $1")
+            .bind(message_id)
+            .fetch_all(&self.read)
+            .await?;
+        out.recipients = rows.len();
+        let mut cancelled = 0;
+        for r in &rows {
+            match r.get::<String, _>(0).as_str() {
+                "cancelled" => cancelled += 1,
+                "scheduled" => {
+                    let due: Option<i64> = r.get(1);
+                    out.scheduled_until = match (out.scheduled_until, due) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
+                _ => {}
+            }
+        }
+        out.cancelled = !rows.is_empty() && cancelled == rows.len();
+        let rows = sqlx::query("SELECT type, data FROM events WHERE message_id = $1 AND type IN ('opened', 'clicked')")
+            .bind(message_id)
+            .fetch_all(&self.read)
+            .await?;
+        for r in rows {
+            let data: Option<String> = r.get(1);
+            let machine = data
+                .and_then(|d| serde_json::from_str::<Value>(&d).ok())
+                .is_some_and(|d| d["machine"] == Value::Bool(true));
+            if machine {
+                continue;
+            }
+            match r.get::<String, _>(0).as_str() {
+                "opened" => out.opened = true,
+                // A click means it was read, whether or not the pixel loaded.
+                _ => {
+                    out.clicked = true;
+                    out.opened = true;
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// What the rules did with an event.
@@ -524,7 +730,7 @@ impl Store {
         self.insert_dead_letters(&mut conn, std::slice::from_ref(d)).await
     }
 
-    async fn insert_dead_letters(&self, conn: &mut sqlx::AnyConnection, list: &[DeadLetter]) -> Result<()> {
+    pub(crate) async fn insert_dead_letters(&self, conn: &mut sqlx::AnyConnection, list: &[DeadLetter]) -> Result<()> {
         let rows: Vec<Vec<Val>> = list.iter().map(dead_vals).collect();
         for (sql, vals) in multi_insert(
             self.dialect,

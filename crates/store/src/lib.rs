@@ -21,6 +21,7 @@ mod sql;
 mod templates;
 mod tenants;
 mod webhooks;
+mod workflows;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -31,7 +32,8 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use business::{
-    BusinessEvent, DeadLetter, EventAccepted, EventOutcome, NewBusinessEvent, RuleBatch, RuleRecord, RuleRun, RunOutput,
+    BusinessEvent, DeadLetter, Escalation, EventAccepted, EventOutcome, MessageEngagement, NewBusinessEvent,
+    NewEscalation, RuleBatch, RuleRecord, RuleRun, RunOutput,
 };
 pub use domains::{DkimKeyRecord, DomainRecord, NewDkimKey};
 pub use feedback::{Engagement, EventRow, FeedbackUpdate, RecipientRef, SuppressionFilter, UnsubscribeSubject};
@@ -41,6 +43,7 @@ pub use queue::{Claimed, CostStats, DeliveryMessage, Outcome, OutcomeKind, Suppr
 pub use records::*;
 pub use templates::{NewTemplateVersion, TemplateRecord, TemplateVersion};
 pub use webhooks::{WebhookDeliveryRecord, WebhookJob, WebhookRecord, WebhookResult};
+pub use workflows::{NewWorkflowRun, RunAdvance, WorkflowRecord, WorkflowRun};
 pub mod sqlx_error {
     pub use sqlx::Error;
 }

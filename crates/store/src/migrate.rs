@@ -352,6 +352,58 @@ CREATE UNIQUE INDEX rule_batches_open ON rule_batches (rule_id, recipient) WHERE
 CREATE INDEX rule_batches_due ON rule_batches (due_at) WHERE due_at IS NOT NULL;
 "#,
     },
+    Migration {
+        version: 11,
+        name: "workflows and their runs; escalations of rule mail",
+        sql: r#"
+CREATE TABLE workflows (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    trigger_type TEXT NOT NULL,
+    spec_json TEXT NOT NULL,
+    enabled BIGINT NOT NULL DEFAULT 1,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX workflows_tenant ON workflows (tenant_id, trigger_type);
+CREATE TABLE workflow_runs (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    workflow_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    entity TEXT NOT NULL,
+    status TEXT NOT NULL,
+    step BIGINT NOT NULL,
+    due_at BIGINT,
+    state_json TEXT NOT NULL,
+    history_json TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    claimed_until BIGINT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    UNIQUE (workflow_id, event_id)
+);
+CREATE INDEX workflow_runs_due ON workflow_runs (due_at) WHERE due_at IS NOT NULL;
+CREATE INDEX workflow_runs_entity ON workflow_runs (tenant_id, entity) WHERE due_at IS NOT NULL;
+CREATE INDEX workflow_runs_list ON workflow_runs (workflow_id, created_at);
+CREATE TABLE escalations (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    rule_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    context_json TEXT NOT NULL,
+    due_at BIGINT,
+    status TEXT NOT NULL,
+    detail TEXT,
+    escalation_message_id TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX escalations_due ON escalations (due_at) WHERE due_at IS NOT NULL;
+CREATE INDEX escalations_message ON escalations (message_id);
+"#,
+    },
 ];
 
 impl Dialect {

@@ -37,6 +37,7 @@ both_engines!(
     template_versions_and_uses,
     engagement_feedback_and_webhook_deliveries,
     business_events_runs_and_dead_letters,
+    workflow_runs_and_escalations,
 );
 
 async fn store(engine: Engine) -> (Store, TestDb) {
@@ -657,11 +658,14 @@ async fn business_events_runs_and_dead_letters(engine: Engine) {
         rule_id: Some("rul_1".into()),
         created_at: T0 + 5,
     };
-    let outcome =
-        EventOutcome { runs: vec![(run(&m1), RunOutput::Message(Box::new(m1.clone())))], dead_letters: vec![dead] };
+    let outcome = EventOutcome {
+        runs: vec![(run(&m1), RunOutput::Message(Box::new(m1.clone())))],
+        dead_letters: vec![dead],
+        ..Default::default()
+    };
     store.finish_business_event(&a, outcome, T0 + 5).await.unwrap();
     // A second node that raced it commits nothing new.
-    let raced = EventOutcome { runs: vec![(run(&m2), RunOutput::Message(Box::new(m2.clone())))], dead_letters: vec![] };
+    let raced = EventOutcome { runs: vec![(run(&m2), RunOutput::Message(Box::new(m2.clone())))], ..Default::default() };
     store.finish_business_event(&a, raced, T0 + 6).await.unwrap();
     assert!(store.get_message("ten_a", &m1.id).await.unwrap().is_some());
     assert!(store.get_message("ten_a", &m2.id).await.unwrap().is_none(), "the raced mail is not queued");
@@ -707,7 +711,7 @@ async fn business_events_runs_and_dead_letters(engine: Engine) {
             opened_at: T0 + 10,
             due_at: T0 + 1000,
         };
-        EventOutcome { runs: vec![(run, out)], dead_letters: vec![] }
+        EventOutcome { runs: vec![(run, out)], ..Default::default() }
     };
     store.finish_business_event("evt_x1", batched("evt_x1", 1), T0 + 10).await.unwrap();
     store.finish_business_event("evt_x2", batched("evt_x2", 2), T0 + 20).await.unwrap();
@@ -722,12 +726,169 @@ async fn business_events_runs_and_dead_letters(engine: Engine) {
     );
     let m3 = message("ten_a", &["rep@example.com"]);
     let m4 = message("ten_a", &["rep@example.com"]);
-    assert!(store.finish_batch(&due[0].id, Some(m3.clone()), None, T0 + 1000).await.unwrap());
-    assert!(!store.finish_batch(&due[0].id, Some(m4.clone()), None, T0 + 1001).await.unwrap());
+    assert!(store.finish_batch(&due[0].id, Some(m3.clone()), None, None, T0 + 1000).await.unwrap());
+    assert!(!store.finish_batch(&due[0].id, Some(m4.clone()), None, None, T0 + 1001).await.unwrap());
     assert!(store.get_message("ten_a", &m3.id).await.unwrap().is_some());
     assert!(store.get_message("ten_a", &m4.id).await.unwrap().is_none());
     assert!(store.due_batches(T0 + 5000, 10).await.unwrap().is_empty());
 
     assert!(store.delete_rule("ten_a", "rul_1").await.unwrap());
     assert!(!store.delete_rule("ten_a", "rul_1").await.unwrap());
+}
+
+async fn workflow_runs_and_escalations(engine: Engine) {
+    use epistle_store::{
+        Engagement, EventAccepted, EventOutcome, NewBusinessEvent, NewEscalation, NewWorkflowRun, RuleRun, RunAdvance,
+        RunOutput, WorkflowRecord,
+    };
+    let (store, _db) = store(engine).await;
+    let w = WorkflowRecord {
+        id: "wfl_1".into(),
+        tenant_id: "ten_a".into(),
+        name: "onboarding".into(),
+        trigger_type: "user.created".into(),
+        spec: serde_json::json!({"name": "onboarding"}),
+        enabled: true,
+        created_at: T0,
+        updated_at: T0,
+    };
+    store.create_workflow(&w).await.unwrap();
+    let mut w2 = w.clone();
+    w2.name = "onboarding v2".into();
+    assert!(store.update_workflow(&w2).await.unwrap());
+    assert_eq!(store.workflow("ten_a", "wfl_1").await.unwrap().unwrap().name, "onboarding v2");
+    assert!(store.workflow("ten_b", "wfl_1").await.unwrap().is_none(), "tenants see their own");
+
+    let ev = NewBusinessEvent {
+        tenant_id: "ten_a".into(),
+        event_type: "user.created".into(),
+        key: "u1".into(),
+        entity: "u1".into(),
+        data: serde_json::json!({}),
+        occurred_at: T0,
+        source: "http".into(),
+    };
+    let EventAccepted::New(eid) = store.accept_event(&ev, T0).await.unwrap() else { panic!("new") };
+    // The event's outcome starts a run and an escalated rule mail; replayed,
+    // it adds neither again.
+    let m1 = message("ten_a", &["a@example.com"]);
+    let outcome = |m: &NewMessage| EventOutcome {
+        runs: vec![(
+            RuleRun {
+                rule_id: "rul_1".into(),
+                event_id: eid.clone(),
+                tenant_id: "ten_a".into(),
+                entity: "u1".into(),
+                status: "queued".into(),
+                message_id: Some(m.id.clone()),
+                detail: None,
+                created_at: T0,
+                updated_at: T0,
+            },
+            RunOutput::Message(Box::new(m.clone())),
+        )],
+        escalations: vec![NewEscalation {
+            id: epistle_core::ids::new_id("esc"),
+            tenant_id: "ten_a".into(),
+            rule_id: "rul_1".into(),
+            message_id: m.id.clone(),
+            context: serde_json::json!({"data": {"n": 1}}),
+            due_at: T0 + 1000,
+        }],
+        workflow_runs: vec![NewWorkflowRun {
+            id: epistle_core::ids::new_id("wfr"),
+            tenant_id: "ten_a".into(),
+            workflow_id: "wfl_1".into(),
+            event_id: eid.clone(),
+            entity: "u1".into(),
+            state: serde_json::json!({"steps": {}}),
+            due_at: T0,
+        }],
+        dead_letters: vec![],
+    };
+    store.finish_business_event(&eid, outcome(&m1), T0).await.unwrap();
+    store.finish_business_event(&eid, outcome(&message("ten_a", &["a@example.com"])), T0 + 1).await.unwrap();
+    assert_eq!(store.workflow_runs("ten_a", "wfl_1", None, None, 10).await.unwrap().len(), 1);
+    assert_eq!(store.escalations_of(&m1.id).await.unwrap().len(), 1);
+
+    // Claims are leased; a commit at a stale version queues nothing.
+    let claimed = store.claim_workflow_runs(T0 + 1, 60_000, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert!(store.claim_workflow_runs(T0 + 2, 60_000, 10).await.unwrap().is_empty());
+    let run = claimed[0].clone();
+    let step = |m: NewMessage, due: i64| RunAdvance {
+        status: "waiting".into(),
+        step: 2,
+        due_at: Some(due),
+        state: serde_json::json!({"steps": {"hello": {"message_id": m.id}}}),
+        history: vec![serde_json::json!({"kind": "sent"})],
+        messages: vec![m],
+        dead_letters: vec![],
+    };
+    let (m2, m3) = (message("ten_a", &["a@example.com"]), message("ten_a", &["a@example.com"]));
+    assert!(store.advance_workflow_run(&run.id, run.version, step(m2.clone(), T0 + 5000), T0 + 3).await.unwrap());
+    assert!(!store.advance_workflow_run(&run.id, run.version, step(m3.clone(), T0 + 5000), T0 + 4).await.unwrap());
+    assert!(store.get_message("ten_a", &m2.id).await.unwrap().is_some());
+    assert!(store.get_message("ten_a", &m3.id).await.unwrap().is_none(), "the stale commit sent nothing");
+    let got = store.workflow_run("ten_a", &run.id).await.unwrap().unwrap();
+    assert_eq!((got.step, got.due_at, got.version, got.history.len()), (2, Some(T0 + 5000), 1, 1));
+    assert!(store.claim_workflow_runs(T0 + 4999, 60_000, 10).await.unwrap().is_empty(), "not due yet");
+    let open = store.open_runs_of_entity("ten_a", "u1", &["wfl_1".into()]).await.unwrap();
+    assert_eq!(open.len(), 1);
+    let ended = RunAdvance { status: "exited".into(), step: 2, state: got.state.clone(), ..Default::default() };
+    assert!(store.advance_workflow_run(&run.id, got.version, ended, T0 + 6).await.unwrap());
+    assert!(store.open_runs_of_entity("ten_a", "u1", &["wfl_1".into()]).await.unwrap().is_empty());
+    assert!(store.claim_workflow_runs(T0 + 10_000, 60_000, 10).await.unwrap().is_empty(), "an ended run waits no more");
+    assert_eq!(store.workflow_runs("ten_a", "wfl_1", Some("exited"), None, 10).await.unwrap().len(), 1);
+    assert!(store.workflow_runs("ten_a", "wfl_1", Some("waiting"), None, 10).await.unwrap().is_empty());
+    let page = store.workflow_runs("ten_a", "wfl_1", None, Some((got.created_at, got.id.clone())), 10).await.unwrap();
+    assert!(page.is_empty(), "nothing older than the only run");
+
+    // Engagement: machine opens do not count, a person's click does.
+    assert_eq!(store.message_engagement(&m1.id).await.unwrap().recipients, 1);
+    let rid = epistle_core::token::recipient_id(&m1.id, 0);
+    let e = |kind: &'static str, machine: bool| Engagement {
+        recipient_id: rid.clone(),
+        kind,
+        detail: None,
+        data: Some(format!(r#"{{"machine":{machine}}}"#)),
+        at: T0 + 5,
+    };
+    store.insert_engagement(&[e("opened", true)]).await.unwrap();
+    let seen = store.message_engagement(&m1.id).await.unwrap();
+    assert!(!seen.opened && !seen.clicked && !seen.cancelled, "{seen:?}");
+    store.insert_engagement(&[e("clicked", false)]).await.unwrap();
+    let seen = store.message_engagement(&m1.id).await.unwrap();
+    assert!(seen.opened && seen.clicked, "{seen:?}");
+
+    // An escalation settles once; a postponed one is due again later.
+    assert!(store.due_escalations(T0 + 999, 10).await.unwrap().is_empty());
+    let due = store.due_escalations(T0 + 1000, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    let later =
+        store.finish_escalation(&due[0].id, "waiting", "the mail waits", Some(T0 + 9000), None, None, T0 + 1000);
+    assert!(later.await.unwrap());
+    assert!(store.due_escalations(T0 + 8999, 10).await.unwrap().is_empty());
+    let m4 = message("ten_a", &["boss@example.com"]);
+    let m5 = message("ten_a", &["boss@example.com"]);
+    assert!(
+        store
+            .finish_escalation(&due[0].id, "sent", "not clicked", None, Some(m4.clone()), None, T0 + 9000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .finish_escalation(&due[0].id, "sent", "not clicked", None, Some(m5.clone()), None, T0 + 9001)
+            .await
+            .unwrap()
+    );
+    assert!(store.get_message("ten_a", &m4.id).await.unwrap().is_some());
+    assert!(store.get_message("ten_a", &m5.id).await.unwrap().is_none());
+    let esc = &store.escalations_of(&m1.id).await.unwrap()[0];
+    assert_eq!((esc.status.as_str(), esc.escalation_message_id.as_deref()), ("sent", Some(m4.id.as_str())));
+    assert!(store.due_escalations(T0 + 100_000, 10).await.unwrap().is_empty());
+
+    assert!(store.delete_workflow("ten_a", "wfl_1").await.unwrap());
+    assert!(!store.delete_workflow("ten_a", "wfl_1").await.unwrap());
 }

@@ -19,3 +19,4 @@ mod routing;
 mod smtp;
 mod templates;
 mod ui;
+mod workflows;

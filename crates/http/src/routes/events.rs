@@ -43,16 +43,19 @@ pub async fn get(State(st): State<AppState>, caller: Caller, Path(id): Path<Stri
     let Some(e) = st.store.business_event(&caller.tenant_id, &id).await? else {
         return Err(ApiError::not_found("event"));
     };
-    let runs: Vec<Value> = st
-        .store
-        .runs_of_event(&e.id)
-        .await?
-        .into_iter()
-        .map(|r| {
-            json!({"rule": r.rule_id, "status": r.status, "message_id": r.message_id, "detail": r.detail,
-                   "updated_at": rfc3339(r.updated_at)})
-        })
-        .collect();
+    let mut runs: Vec<Value> = vec![];
+    for r in st.store.runs_of_event(&e.id).await? {
+        let mut v = json!({"rule": r.rule_id, "status": r.status, "message_id": r.message_id, "detail": r.detail,
+                           "updated_at": rfc3339(r.updated_at)});
+        // Whether the mail was escalated (when its rule escalates).
+        if let Some(m) = &r.message_id
+            && let Some(x) = st.store.escalations_of(m).await?.into_iter().next()
+        {
+            v["escalation"] = json!({"status": x.status, "detail": x.detail, "due_at": x.due_at.map(rfc3339),
+                                     "message_id": x.escalation_message_id});
+        }
+        runs.push(v);
+    }
     Ok(axum::Json(json!({
         "id": e.id, "type": e.event_type, "key": e.key, "entity": e.entity, "data": e.data,
         "occurred_at": rfc3339(e.occurred_at), "received_at": rfc3339(e.received_at), "source": e.source,

@@ -14,6 +14,7 @@ pub mod transports;
 pub mod ui;
 pub mod unsubscribe;
 pub mod webhooks;
+pub mod workflows;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -56,6 +57,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/dead-letters", get(events::dead_letters))
         .route("/v1/rules", post(rules::create).get(rules::list))
         .route("/v1/rules/{id}", get(rules::get).put(rules::update).delete(rules::delete))
+        .route("/v1/workflows", post(workflows::create).get(workflows::list))
+        .route("/v1/workflows/{id}", get(workflows::get).put(workflows::update).delete(workflows::delete))
+        .route("/v1/workflows/{id}/runs", get(workflows::runs))
+        .route("/v1/workflows/{id}/runs/{run}", get(workflows::run))
         .route("/t/o/{token}", get(tracking::open))
         .route("/t/c/{token}", get(tracking::click))
         .route("/u/{token}", get(unsubscribe::show).post(unsubscribe::post))

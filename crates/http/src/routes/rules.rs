@@ -28,11 +28,14 @@ async fn checked(st: &AppState, tenant_id: &str, spec: &RuleSpec) -> Result<(), 
     // The template must exist now (it may still be deleted later; then the
     // rule's runs fail with the reason, in the dead letters).
     let library = st.templates.library(&st.store, tenant_id).await?;
-    if !library.contains(&spec.template) {
-        return Err(ApiError::invalid(
-            "template",
-            format!("no template `{}`: create it with POST /v1/templates, or use a built-in one", spec.template),
-        ));
+    let escalation = spec.escalate.as_ref().and_then(|e| e.template.as_ref()).map(|t| ("escalate.template", t));
+    for (field, t) in std::iter::once(("template", &spec.template)).chain(escalation) {
+        if !library.contains(t) {
+            return Err(ApiError::invalid(
+                field,
+                format!("no template `{t}`: create it with POST /v1/templates, or use a built-in one"),
+            ));
+        }
     }
     Ok(())
 }

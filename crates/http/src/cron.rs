@@ -33,6 +33,7 @@ fn day_names(item: &str) -> Result<String, String> {
     };
     let named = match range.split_once('-') {
         Some((a, b)) => match (name(a), name(b)) {
+            (Ok("Sun"), Ok("Sun")) if a == "0" && b == "7" => "Sun-Sat".to_string(),
             (Ok(x), Ok("Sun")) if b == "7" && x != "Sun" => format!("{x}-Sat,Sun"),
             (Ok(x), Ok(y)) => format!("{x}-{y}"),
             (Err(e), _) | (_, Err(e)) if !e.is_empty() => return Err(e),
@@ -66,10 +67,19 @@ impl Cron {
                      (`0 8 * * 1-5` is 08:00 on weekdays), or @daily, @weekly"
                 ));
             }
+            if fields[2] != "*" && fields[2] != "?" && fields[4] != "*" && fields[4] != "?" {
+                return Err(format!(
+                    "`{t}` restricts both the day of the month and the day of the week; crontab would fire on \
+                     either, which is not supported: use `*` for one of them (two rules give both)"
+                ));
+            }
             let days = fields[4].split(',').map(day_names).collect::<Result<Vec<_>, _>>()?.join(",");
             format!("0 {} {} {} {} {days}", fields[0], fields[1], fields[2], fields[3])
         };
         let schedule = jiff_cron::Schedule::from_str(&expr).map_err(|e| format!("`{t}` is not a schedule: {e}"))?;
+        if schedule.upcoming(TimeZone::UTC).next().is_none() {
+            return Err(format!("`{t}` never fires (a day that does not exist?)"));
+        }
         Ok(Self { schedule })
     }
 
@@ -128,6 +138,8 @@ mod tests {
         let named = Cron::parse("0 7 * * Mon,Thu").unwrap();
         assert_eq!(named.next_after(at("2027-01-15T12:00:00Z"), &utc).unwrap(), at("2027-01-18T07:00:00Z"));
         assert!(Cron::parse("@daily").is_ok());
+        let every = Cron::parse("0 6 * * 0-7").unwrap();
+        assert_eq!(every.next_after(at("2027-01-15T12:00:00Z"), &utc).unwrap(), at("2027-01-16T06:00:00Z"));
     }
 
     #[test]
@@ -137,5 +149,7 @@ mod tests {
         assert!(Cron::parse("0 25 * * *").is_err());
         assert!(Cron::parse("every day").is_err());
         assert!(time_zone("Mars/Olympus").unwrap_err().contains("IANA"));
+        assert!(Cron::parse("0 8 30 2 *").unwrap_err().contains("never fires"));
+        assert!(Cron::parse("0 9 1 * 1").unwrap_err().contains("both"));
     }
 }

@@ -174,6 +174,28 @@ impl MailSpec {
     }
 }
 
+/// Why a mail could not be built.
+#[derive(Debug)]
+pub(crate) enum MailError {
+    /// The event, rule or template is wrong: retrying gives the same; the
+    /// reason goes to the dead letters.
+    Refused(String),
+    /// The store could not answer (a database outage): try again later,
+    /// nothing is given up.
+    Transient(String),
+}
+
+impl From<String> for MailError {
+    fn from(s: String) -> Self {
+        MailError::Refused(s)
+    }
+}
+
+/// How long a node holds the events and workflow runs it claimed. Work done
+/// twice after a lease runs out is harmless (runs are keyed, commits
+/// guarded); a short lease makes a crashed node's claims free again soon.
+const CLAIM_LEASE_MS: i64 = 10_000;
+
 /// Renders the mail of `spec` over `ctx` and prepares it (template,
 /// suppressions, validation) like `POST /v1/messages` would; `to` may be
 /// given already rendered. The error says why, for the dead letters.
@@ -189,7 +211,7 @@ pub(crate) async fn build_mail(
     metadata: serde_json::Map<String, Value>,
     send_at: Option<i64>,
     now: i64,
-) -> Result<epistle_store::NewMessage, String> {
+) -> Result<epistle_store::NewMessage, MailError> {
     let line = |field: &str, text: &str| -> Result<String, String> {
         let v = x.text(text, ctx).map_err(|e| format!("`{field}`: {e}"))?;
         Ok(v)
@@ -199,12 +221,12 @@ pub(crate) async fn build_mail(
         None => line("to", &spec.to)?,
     };
     if to.is_empty() {
-        return Err(format!("`to` ({}) gave no recipient", spec.to));
+        return Err(format!("`to` ({}) gave no recipient", spec.to).into());
     }
-    let Some(from_line) = &spec.from else { return Err("no `from`: give the sender".into()) };
+    let Some(from_line) = &spec.from else { return Err(MailError::Refused("no `from`: give the sender".into())) };
     let from = line("from", from_line)?;
     if from.is_empty() {
-        return Err(format!("`from` ({from_line}) gave no sender"));
+        return Err(format!("`from` ({from_line}) gave no sender").into());
     }
     let reply_to = match &spec.reply_to {
         Some(r) => Some(line("reply_to", r)?).filter(|r| !r.is_empty()),
@@ -227,7 +249,11 @@ pub(crate) async fn build_mail(
         track_clicks: spec.track_clicks,
         ..Default::default()
     };
-    crate::routes::messages::prepare_message(st, tenant_id, req, None, now).await.map(|p| p.message).map_err(reason)
+    match crate::routes::messages::prepare_message(st, tenant_id, req, None, now).await {
+        Ok(p) => Ok(p.message),
+        Err(e) if e.status.is_server_error() => Err(MailError::Transient(e.message)),
+        Err(e) => Err(MailError::Refused(reason(e))),
+    }
 }
 
 fn yes() -> bool {
@@ -246,6 +272,10 @@ pub fn check_event_type(field: &str, t: &str) -> Result<(), ApiError> {
     }
     Ok(())
 }
+
+/// Durations are at most ten years, so times computed with them never
+/// overflow.
+const MAX_OFFSET_MS: i64 = 3650 * 86_400_000;
 
 /// `-24h`, `1h30m`, `2d`, `+15m`, `90s` in milliseconds.
 pub fn parse_offset(s: &str) -> Result<i64, String> {
@@ -278,6 +308,9 @@ pub fn parse_offset(s: &str) -> Result<i64, String> {
     }
     if !num.is_empty() {
         return Err(format!("`{s}`: a number without a unit; write e.g. {num}m or {num}h"));
+    }
+    if total > MAX_OFFSET_MS {
+        return Err(format!("`{s}` is more than ten years; write at most 3650d"));
     }
     Ok(sign * total)
 }
@@ -379,6 +412,17 @@ impl RuleSpec {
                 return Err(ApiError::invalid("escalate.unless", "`escalate.unless` is `clicked` or `opened`"));
             }
             self.mail(true).check(x, "escalate.")?;
+            let (watched, off) = if e.unless == "opened" {
+                ("opened", self.track_opens == Some(false))
+            } else {
+                ("clicked", self.track_clicks == Some(false))
+            };
+            if off {
+                return Err(ApiError::invalid(
+                    "escalate.unless",
+                    format!("the escalation waits for the mail to be {watched}, but the rule turns that tracking off"),
+                ));
+            }
         }
         Ok(())
     }
@@ -405,9 +449,14 @@ pub fn context(e: &BusinessEvent) -> Value {
 /// What a rule does with an event.
 enum Applied {
     Message(Box<epistle_store::NewMessage>, Option<i64>),
-    Batch { recipient: String, due_at: i64 },
+    Batch {
+        recipient: String,
+        due_at: i64,
+    },
     Skipped(String),
     Failed(String),
+    /// The store could not answer: the event is left for a later round.
+    Transient(String),
 }
 
 /// The rules and workflows of one tenant, read once per round.
@@ -495,7 +544,7 @@ impl RuleEngine {
     /// escalations, workflow steps whose time has come); how many.
     pub async fn step(&self) -> Result<usize, StoreError> {
         let now = self.st.clock.now_ms();
-        let events = self.st.store.claim_business_events(&self.node, now, 60_000, 50).await?;
+        let events = self.st.store.claim_business_events(&self.node, now, CLAIM_LEASE_MS, 50).await?;
         let n = events.len();
         let mut plans: std::collections::HashMap<String, TenantPlan> = Default::default();
         for e in events {
@@ -507,7 +556,7 @@ impl RuleEngine {
         }
         let flushed = self.flush_batches(now).await?;
         let escalated = self.fire_escalations(now).await?;
-        let advanced = crate::workflows::advance_due(&self.st, &self.x, now).await?;
+        let advanced = crate::workflows::advance_due(&self.st, &self.x, now, CLAIM_LEASE_MS).await?;
         let done = n + flushed + escalated + advanced;
         if done > 0 {
             self.st.wake.notify_one();
@@ -516,24 +565,31 @@ impl RuleEngine {
     }
 
     /// Sends the batches and digests whose time has come: one mail each.
+    /// How many were settled.
     async fn flush_batches(&self, now: i64) -> Result<usize, StoreError> {
         let due = self.st.store.due_batches(now, 50).await?;
-        let n = due.len();
+        let mut n = 0;
         for b in due {
             let built = match self.st.store.rule(&b.tenant_id, &b.rule_id).await? {
-                None => Err(("the rule was deleted before its batch was sent".to_string(), None)),
+                None => Err((MailError::Refused("the rule was deleted before its batch was sent".into()), None)),
                 Some(rule) => match serde_json::from_value::<RuleSpec>(rule.spec.clone()) {
                     Ok(spec) => self
                         .batch_message(&spec, &b, now)
                         .await
                         .map(|(m, made)| (m, self.escalation(&spec, &b.tenant_id, &b.rule_id, made)))
                         .map_err(|why| (why, Some(rule.name.clone()))),
-                    Err(err) => Err((format!("the rule cannot be read: {err}"), Some(rule.name.clone()))),
+                    Err(err) => {
+                        Err((MailError::Refused(format!("the rule cannot be read: {err}")), Some(rule.name.clone())))
+                    }
                 },
             };
             let (message, escalation, dead) = match built {
                 Ok((m, esc)) => (Some(m), esc, None),
-                Err((why, name)) => {
+                Err((MailError::Transient(why), _)) => {
+                    tracing::warn!(batch = %b.id, reason = %why, "batch not built now; trying again");
+                    continue;
+                }
+                Err((MailError::Refused(why), name)) => {
                     tracing::warn!(rule = %b.rule_id, batch = %b.id, reason = %why, "batch not sent");
                     let reason = format!(
                         "rule `{}`: batch for {}: {why}",
@@ -545,8 +601,11 @@ impl RuleEngine {
                 }
             };
             let sent = message.is_some();
-            if self.st.store.finish_batch(&b.id, message, escalation, dead, now).await? && sent {
-                self.st.metrics.rule_messages.inc();
+            if self.st.store.finish_batch(&b.id, b.items.len(), message, escalation, dead, now).await? {
+                n += 1;
+                if sent {
+                    self.st.metrics.rule_messages.inc();
+                }
             }
         }
         Ok(n)
@@ -577,7 +636,7 @@ impl RuleEngine {
         spec: &RuleSpec,
         b: &RuleBatch,
         now: i64,
-    ) -> Result<(epistle_store::NewMessage, (String, Value, i64)), String> {
+    ) -> Result<(epistle_store::NewMessage, (String, Value, i64)), MailError> {
         let first = b.items.first().cloned().unwrap_or(Value::Null);
         let ctx = json!({"data": first, "events": b.items, "count": b.items.len(), "recipient": b.recipient});
         let mut data = serde_json::Map::new();
@@ -611,15 +670,20 @@ impl RuleEngine {
     /// (look again then), or was not acted on (tell someone else).
     async fn fire_escalations(&self, now: i64) -> Result<usize, StoreError> {
         let due = self.st.store.due_escalations(now, 50).await?;
-        let n = due.len();
+        let mut n = 0;
         for esc in due {
+            let Some(due_at) = esc.due_at else { continue };
             let spec = match self.st.store.rule(&esc.tenant_id, &esc.rule_id).await? {
-                Some(r) => serde_json::from_value::<RuleSpec>(r.spec).ok().filter(|s| s.escalate.is_some()),
-                None => None,
+                Some(r) if r.enabled => {
+                    serde_json::from_value::<RuleSpec>(r.spec).ok().filter(|s| s.escalate.is_some())
+                }
+                _ => None,
             };
             let Some(spec) = spec else {
-                let why = "the rule was deleted or no longer escalates";
-                self.st.store.finish_escalation(&esc.id, "not_needed", why, None, None, None, now).await?;
+                let why = "the rule was deleted, disabled, or no longer escalates";
+                if self.st.store.finish_escalation(&esc.id, due_at, "not_needed", why, None, None, None, now).await? {
+                    n += 1;
+                }
                 continue;
             };
             let Some(e) = spec.escalate.clone() else { continue };
@@ -629,7 +693,8 @@ impl RuleEngine {
             let (status, detail, postpone, message, dead) = if seen.cancelled || seen.recipients == 0 {
                 ("not_needed", "the mail was cancelled".to_string(), None, None, None)
             } else if let Some(t) = seen.scheduled_until {
-                ("waiting", format!("the mail waits until {}", timefmt::rfc3339(t)), Some(t + after), None, None)
+                let again = t.max(now) + after;
+                ("waiting", format!("the mail waits until {}", timefmt::rfc3339(t)), Some(again), None, None)
             } else if acted {
                 ("not_needed", format!("the mail was {}", e.unless), None, None, None)
             } else {
@@ -666,7 +731,11 @@ impl RuleEngine {
                 .await;
                 match built {
                     Ok(m) => ("sent", format!("not {} within {}", e.unless, e.after), None, Some(m), None),
-                    Err(why) => {
+                    Err(MailError::Transient(why)) => {
+                        tracing::warn!(escalation = %esc.id, reason = %why, "escalation not built now; trying again");
+                        continue;
+                    }
+                    Err(MailError::Refused(why)) => {
                         let reason = format!("rule `{}`: escalation of {}: {why}", spec.name, esc.message_id);
                         let d = dead_letter(
                             &esc.tenant_id,
@@ -681,8 +750,11 @@ impl RuleEngine {
                 }
             };
             let sent = message.is_some();
-            if self.st.store.finish_escalation(&esc.id, status, &detail, postpone, message, dead, now).await? && sent {
-                self.st.metrics.rule_messages.inc();
+            if self.st.store.finish_escalation(&esc.id, due_at, status, &detail, postpone, message, dead, now).await? {
+                n += 1;
+                if sent {
+                    self.st.metrics.rule_messages.inc();
+                }
             }
         }
         Ok(n)
@@ -766,7 +838,8 @@ impl RuleEngine {
             .await
         {
             Ok(m) => Applied::Message(Box::new(m), send_at),
-            Err(err) => Applied::Failed(err),
+            Err(MailError::Refused(err)) => Applied::Failed(err),
+            Err(MailError::Transient(err)) => Applied::Transient(err),
         }
     }
 
@@ -876,6 +949,12 @@ impl RuleEngine {
                     run.detail = Some(why);
                     RunOutput::Nothing
                 }
+                Applied::Transient(why) => {
+                    // Nothing is committed: the event stays claimed until
+                    // its lease runs out, then a round takes it again.
+                    tracing::warn!(rule = %rule.name, event = %e.id, reason = %why, "rule not applied now; trying again");
+                    return Ok(());
+                }
                 Applied::Failed(why) => {
                     tracing::warn!(rule = %rule.name, event = %e.id, reason = %why, "rule failed");
                     outcome.dead_letters.push(dead(rule, why.clone()));
@@ -922,6 +1001,9 @@ mod tests {
         assert!(parse_offset("24").unwrap_err().contains("without a unit"));
         assert!(parse_offset("3w").unwrap_err().contains("unknown unit"));
         assert!(parse_offset("h").is_err());
+        assert!(parse_offset("3651d").unwrap_err().contains("ten years"));
+        assert!(parse_offset("99999999999999999999d").is_err());
+        assert_eq!(parse_offset("-3650d"), Ok(-3650 * 86_400_000));
     }
 
     #[test]

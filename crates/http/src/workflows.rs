@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
-use crate::rules::{MailSpec, TenantPlan, build_mail, check_event_type, parse_offset, time_of};
+use crate::rules::{MailError, MailSpec, TenantPlan, build_mail, check_event_type, parse_offset, time_of};
 use crate::state::AppState;
 
 /// The most steps a run takes at once: more means a loop without a wait.
@@ -189,13 +189,19 @@ impl WorkflowSpec {
                         ApiError::invalid(format!("{at}.if"), format!("`if` is not a valid expression: {e}"))
                     })?;
                     for (name, target) in [("then", then), ("else", otherwise)] {
-                        if let Some(t) = target
-                            && t != "exit"
-                            && !ids.contains(t)
-                        {
+                        let Some(t) = target.filter(|t| *t != "exit") else { continue };
+                        let Some(to) = self.steps.iter().position(|s| s.id == t) else {
                             return Err(ApiError::invalid(
                                 format!("{at}.{name}"),
                                 format!("no step `{t}`; name a step of this workflow or `exit`"),
+                            ));
+                        };
+                        // Going back repeats steps: without a wait between,
+                        // that would send as fast as the loop turns.
+                        if to <= i && !self.steps[to..=i].iter().any(|s| s.wait.is_some()) {
+                            return Err(ApiError::invalid(
+                                format!("{at}.{name}"),
+                                format!("going back to `{t}` loops without a `wait` step; put one in the loop"),
                             ));
                         }
                     }
@@ -281,7 +287,7 @@ pub(crate) async fn on_event(
             workflow_id: w.id.clone(),
             event_id: e.id.clone(),
             entity: e.entity.clone(),
-            state: json!({"data": ctx["data"], "event": ctx["event"], "steps": {}}),
+            state: json!({"data": ctx["data"], "event": ctx["event"], "steps": {}, "trigger_at": e.occurred_at}),
             due_at: now,
         });
     }
@@ -313,16 +319,21 @@ async fn exit_run(st: &AppState, mut run: WorkflowRun, why: &str, now: i64) -> R
 }
 
 /// Moves forward the runs whose time has come; how many.
-pub(crate) async fn advance_due(st: &AppState, x: &Expressions, now: i64) -> Result<usize, StoreError> {
-    let runs = st.store.claim_workflow_runs(now, 60_000, 50).await?;
-    let n = runs.len();
+/// How many moved.
+pub(crate) async fn advance_due(st: &AppState, x: &Expressions, now: i64, lease_ms: i64) -> Result<usize, StoreError> {
+    let runs = st.store.claim_workflow_runs(now, lease_ms, 50).await?;
+    let mut n = 0;
     for run in runs {
-        advance(st, x, run, now).await?;
+        if advance(st, x, run, now).await? {
+            n += 1;
+        }
     }
     Ok(n)
 }
 
-async fn advance(st: &AppState, x: &Expressions, run: WorkflowRun, now: i64) -> Result<(), StoreError> {
+/// Runs a run's steps until it waits or ends, and commits; false when
+/// nothing was committed (it is tried again when its claim runs out).
+async fn advance(st: &AppState, x: &Expressions, run: WorkflowRun, now: i64) -> Result<bool, StoreError> {
     let spec = match st.store.workflow(&run.tenant_id, &run.workflow_id).await? {
         Some(w) => serde_json::from_value::<WorkflowSpec>(w.spec).map_err(|e| e.to_string()),
         None => Err("the workflow was deleted".to_string()),
@@ -341,6 +352,18 @@ async fn advance(st: &AppState, x: &Expressions, run: WorkflowRun, now: i64) -> 
             return commit(st, &run, a, state, history, now).await;
         }
     };
+    // Stopped by an `exit_on` event stored before the run, or processed
+    // before the run was committed (brokers reorder, nodes race).
+    if !spec.exit_on.is_empty() {
+        let since = state["trigger_at"].as_i64().unwrap_or(i64::MIN);
+        if let Some(x) =
+            st.store.entity_event_since(&run.tenant_id, &run.entity, &spec.exit_on, since, &run.event_id).await?
+        {
+            history.push(entry(None, "exited", format!("stopped by {} `{}`", x.event_type, x.key), now));
+            a.status = "exited".into();
+            return commit(st, &run, a, state, history, now).await;
+        }
+    }
     if let Some(due) = run.due_at
         && run.step > 0
         && now - due > 60_000
@@ -364,12 +387,27 @@ async fn advance(st: &AppState, x: &Expressions, run: WorkflowRun, now: i64) -> 
                          "run": {"id": run.id, "workflow": run.workflow_id}});
     let payload_text = json!({"run": run.id, "event": run.event_id, "data": state["data"]}).to_string();
     let payload = || payload_text.clone();
+    // Where to go on: the step named when the run stopped to wait (so a
+    // workflow changed meanwhile does not repeat or skip steps), else by
+    // position.
     let mut idx = usize::try_from(run.step).unwrap_or(usize::MAX);
+    if let Some(next) = state["next_step"].as_str() {
+        match spec.steps.iter().position(|s| s.id == next) {
+            Some(i) => idx = i,
+            None => {
+                history.push(entry(None, "failed", format!("step `{next}` is no longer in the workflow"), now));
+                a.status = "failed".into();
+                return commit(st, &run, a, state, history, now).await;
+            }
+        }
+    }
     let mut taken = 0;
     loop {
         taken += 1;
         if taken > MAX_STEPS_AT_ONCE {
             let why = format!("more than {MAX_STEPS_AT_ONCE} steps at once: a branch loops back without a wait");
+            // Nothing of this stretch is sent.
+            a.messages.clear();
             a.dead_letters.push(dead(
                 &run.tenant_id,
                 &run.workflow_id,
@@ -432,7 +470,11 @@ async fn advance(st: &AppState, x: &Expressions, run: WorkflowRun, now: i64) -> 
                         a.messages.push(m);
                         idx += 1;
                     }
-                    Err(why) => {
+                    Err(MailError::Transient(why)) => {
+                        tracing::warn!(run = %run.id, reason = %why, "workflow step not run now; trying again");
+                        return Ok(false);
+                    }
+                    Err(MailError::Refused(why)) => {
                         let reason = format!("workflow `{}`: step `{}`: {why}", spec.name, step.id);
                         a.dead_letters.push(dead(&run.tenant_id, &run.workflow_id, reason, payload(), now));
                         history.push(entry(sid, "failed", why, now));
@@ -513,6 +555,14 @@ async fn advance(st: &AppState, x: &Expressions, run: WorkflowRun, now: i64) -> 
         }
     }
     a.step = idx as i64;
+    match spec.steps.get(idx) {
+        Some(next) if a.status == "waiting" => state["next_step"] = json!(next.id),
+        _ => {
+            if let Some(o) = state.as_object_mut() {
+                o.remove("next_step");
+            }
+        }
+    }
     commit(st, &run, a, state, history, now).await
 }
 
@@ -523,15 +573,16 @@ async fn commit(
     state: Value,
     history: Vec<Value>,
     now: i64,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     if a.status != "waiting" {
         a.due_at = None;
     }
     a.state = state;
     a.history = history;
     let queued = a.messages.len() as u64;
-    if st.store.advance_workflow_run(&run.id, run.version, a, now).await? && queued > 0 {
+    let done = st.store.advance_workflow_run(&run.id, run.version, a, now).await?;
+    if done && queued > 0 {
         st.metrics.rule_messages.inc_by(queued);
     }
-    Ok(())
+    Ok(done)
 }

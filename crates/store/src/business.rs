@@ -386,6 +386,35 @@ impl Store {
         Ok(None)
     }
 
+    /// The first stored event about `entity` of one of these types that
+    /// happened at or after `since` (milliseconds), other than `except`.
+    pub async fn entity_event_since(
+        &self,
+        tenant_id: &str,
+        entity: &str,
+        types: &[String],
+        since: i64,
+        except: &str,
+    ) -> Result<Option<BusinessEvent>> {
+        for t in types {
+            let row = sqlx::query(&format!(
+                "SELECT {EVENT_COLS} FROM business_events WHERE tenant_id = $1 AND entity = $2 AND type = $3 \
+                 AND occurred_at >= $4 AND id <> $5 ORDER BY received_at LIMIT 1"
+            ))
+            .bind(tenant_id)
+            .bind(entity)
+            .bind(t)
+            .bind(since)
+            .bind(except)
+            .fetch_optional(&self.read)
+            .await?;
+            if let Some(r) = row {
+                return Ok(Some(event_row(&r)?));
+            }
+        }
+        Ok(None)
+    }
+
     /// Commits what the rules did with an event and marks it processed, in
     /// one transaction.
     pub async fn finish_business_event(&self, event_id: &str, outcome: EventOutcome, now: i64) -> Result<()> {
@@ -510,11 +539,14 @@ impl Store {
     }
 
     /// Closes a batch with its mail (or a dead letter saying why there is
-    /// none), in one transaction. False when another node closed it first;
-    /// then nothing is queued.
+    /// none), in one transaction, if it still has the `items` the mail was
+    /// built from. False when another node closed it first, or an event
+    /// joined it meanwhile; then nothing is queued (and the next round
+    /// builds the mail again, with every item).
     pub async fn finish_batch(
         &self,
         batch_id: &str,
+        items: usize,
         message: Option<NewMessage>,
         escalation: Option<NewEscalation>,
         dead: Option<DeadLetter>,
@@ -523,11 +555,13 @@ impl Store {
         let mut conn = self.writer(Durability::Durable).await?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         let done = sqlx::query(
-            "UPDATE rule_batches SET due_at = NULL, message_id = $2, sent_at = $3 WHERE id = $1 AND due_at IS NOT NULL",
+            "UPDATE rule_batches SET due_at = NULL, message_id = $2, sent_at = $3 WHERE id = $1 AND due_at IS NOT NULL \
+             AND item_count = $4",
         )
         .bind(batch_id)
         .bind(message.as_ref().map(|m| m.id.clone()))
         .bind(now)
+        .bind(items as i64)
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() != 1 {
@@ -573,12 +607,14 @@ impl Store {
 
     /// Settles a due escalation: `sent` with the mail to someone else,
     /// `not_needed`, or `failed` with a dead letter; or, with `postpone`,
-    /// waits again until then. One transaction; false (and nothing queued)
-    /// when another node settled it first.
+    /// waits again until then. One transaction, if it is still due at
+    /// `due_at` as read; false (and nothing queued) when another node
+    /// settled or postponed it first.
     #[allow(clippy::too_many_arguments)]
     pub async fn finish_escalation(
         &self,
         id: &str,
+        due_at: i64,
         status: &str,
         detail: &str,
         postpone: Option<i64>,
@@ -590,7 +626,7 @@ impl Store {
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         let done = sqlx::query(
             "UPDATE escalations SET due_at = $2, status = $3, detail = $4, escalation_message_id = $5, updated_at = $6 \
-             WHERE id = $1 AND due_at IS NOT NULL",
+             WHERE id = $1 AND due_at = $7",
         )
         .bind(id)
         .bind(postpone)
@@ -598,6 +634,7 @@ impl Store {
         .bind(detail)
         .bind(message.as_ref().map(|m| m.id.clone()))
         .bind(now)
+        .bind(due_at)
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() != 1 {

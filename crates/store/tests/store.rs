@@ -725,9 +725,14 @@ async fn business_events_runs_and_dead_letters(engine: Engine) {
         "the replayed run adds nothing"
     );
     let m3 = message("ten_a", &["rep@example.com"]);
+    // Built from one item while two are there (an event joined meanwhile):
+    // not closed, nothing queued.
+    let stale = message("ten_a", &["rep@example.com"]);
+    assert!(!store.finish_batch(&due[0].id, 1, Some(stale.clone()), None, None, T0 + 1000).await.unwrap());
+    assert!(store.get_message("ten_a", &stale.id).await.unwrap().is_none());
     let m4 = message("ten_a", &["rep@example.com"]);
-    assert!(store.finish_batch(&due[0].id, Some(m3.clone()), None, None, T0 + 1000).await.unwrap());
-    assert!(!store.finish_batch(&due[0].id, Some(m4.clone()), None, None, T0 + 1001).await.unwrap());
+    assert!(store.finish_batch(&due[0].id, 2, Some(m3.clone()), None, None, T0 + 1000).await.unwrap());
+    assert!(!store.finish_batch(&due[0].id, 2, Some(m4.clone()), None, None, T0 + 1001).await.unwrap());
     assert!(store.get_message("ten_a", &m3.id).await.unwrap().is_some());
     assert!(store.get_message("ten_a", &m4.id).await.unwrap().is_none());
     assert!(store.due_batches(T0 + 5000, 10).await.unwrap().is_empty());
@@ -865,21 +870,34 @@ async fn workflow_runs_and_escalations(engine: Engine) {
     assert!(store.due_escalations(T0 + 999, 10).await.unwrap().is_empty());
     let due = store.due_escalations(T0 + 1000, 10).await.unwrap();
     assert_eq!(due.len(), 1);
-    let later =
-        store.finish_escalation(&due[0].id, "waiting", "the mail waits", Some(T0 + 9000), None, None, T0 + 1000);
+    let later = store.finish_escalation(
+        &due[0].id,
+        T0 + 1000,
+        "waiting",
+        "the mail waits",
+        Some(T0 + 9000),
+        None,
+        None,
+        T0 + 1000,
+    );
     assert!(later.await.unwrap());
+    // A decision taken on the old due time loses to the postponement.
+    let stale = message("ten_a", &["boss@example.com"]);
+    let lost = store.finish_escalation(&due[0].id, T0 + 1000, "sent", "x", None, Some(stale.clone()), None, T0 + 1001);
+    assert!(!lost.await.unwrap());
+    assert!(store.get_message("ten_a", &stale.id).await.unwrap().is_none());
     assert!(store.due_escalations(T0 + 8999, 10).await.unwrap().is_empty());
     let m4 = message("ten_a", &["boss@example.com"]);
     let m5 = message("ten_a", &["boss@example.com"]);
     assert!(
         store
-            .finish_escalation(&due[0].id, "sent", "not clicked", None, Some(m4.clone()), None, T0 + 9000)
+            .finish_escalation(&due[0].id, T0 + 9000, "sent", "not clicked", None, Some(m4.clone()), None, T0 + 9000)
             .await
             .unwrap()
     );
     assert!(
         !store
-            .finish_escalation(&due[0].id, "sent", "not clicked", None, Some(m5.clone()), None, T0 + 9001)
+            .finish_escalation(&due[0].id, T0 + 9000, "sent", "not clicked", None, Some(m5.clone()), None, T0 + 9001)
             .await
             .unwrap()
     );

@@ -96,6 +96,10 @@ async fn an_alert_nobody_clicked_is_escalated_to_the_manager_once() {
         let (s, v) = post(&t, "/v1/rules", &bad).await;
         assert_eq!((s, v["error"]["field"].as_str()), (422, Some(field)), "{v}");
     }
+    let mut untracked = rule.clone();
+    untracked["track_clicks"] = json!(false);
+    let (s, v) = post(&t, "/v1/rules", &untracked).await;
+    assert_eq!((s, v["error"]["field"].as_str()), (422, Some("escalate.unless")), "{v}");
     let (s, v) = post(&t, "/v1/rules", &rule).await;
     assert_eq!(s, 201, "{v}");
 
@@ -215,10 +219,17 @@ async fn digests_and_a_three_step_workflow_run_to_the_end_across_a_restart() {
     assert_eq!(bad_tz["runs"][0]["status"], "failed");
     assert!(bad_tz["runs"][0]["detail"].as_str().unwrap().contains("IANA"), "{bad_tz}");
 
-    let mut started = vec![];
     for u in ["u1", "u2", "u3"] {
-        started.push(event(&t, trial(u)).await);
+        event(&t, trial(u)).await;
     }
+    // u4 converted half an hour into its trial, but the broker delivered
+    // that before the start: the run stops before its first mail.
+    let mut converted = json!({"type": "trial.converted", "key": "u4-converted", "entity": "u4", "data": {},
+                               "occurred_at": "2027-01-15T07:30:00Z"});
+    event(&t, converted.clone()).await;
+    let mut late_start = trial("u4");
+    late_start["occurred_at"] = json!("2027-01-15T07:00:00Z");
+    event(&t, late_start).await;
     let welcomes = t.sink.wait_count(3, WAIT).await;
     // u1 clicks its welcome; u3 converts (the event stops its run).
     let u1 = welcomes.iter().find(|m| m.rcpts == vec!["u1@customer.example".to_string()]).unwrap();
@@ -228,6 +239,15 @@ async fn digests_and_a_three_step_workflow_run_to_the_end_across_a_restart() {
     event(&t, json!({"type": "trial.converted", "key": "u3-converted", "entity": "u3", "data": {}})).await;
     let runs = runs_by_entity(&t, &wid).await;
     assert_eq!(runs["u3"]["status"], "exited", "{}", runs["u3"]);
+    assert_eq!(runs["u4"]["status"], "exited", "{}", runs["u4"]);
+    assert!(runs["u4"]["steps"].as_object().unwrap().is_empty(), "{}", runs["u4"]);
+    // A conversion from before the trial does not stop it.
+    converted["key"] = json!("u5-old-conversion");
+    converted["entity"] = json!("u5");
+    converted["occurred_at"] = json!("2026-06-01T00:00:00Z");
+    event(&t, converted).await;
+    event(&t, trial("u5")).await;
+    t.sink.wait_count(4, WAIT).await;
     assert_eq!(runs["u2"]["status"], "waiting");
     assert_eq!(runs["u2"]["next_step"], "engaged");
     assert_eq!(runs["u2"]["due_at"], "2027-01-17T08:00:00Z");
@@ -236,7 +256,7 @@ async fn digests_and_a_three_step_workflow_run_to_the_end_across_a_restart() {
     // digest goes with both deals.
     t.restart().await;
     t.advance(Duration::from_secs(5 * 3600));
-    t.sink.wait_count(4, WAIT).await;
+    t.sink.wait_count(5, WAIT).await;
     let ann = mail_to(&t, "ann@shop.example");
     assert_eq!(ann.len(), 1);
     assert_eq!(ann[0].header("Subject").as_deref(), Some("2 deal updates"));
@@ -248,7 +268,7 @@ async fn digests_and_a_three_step_workflow_run_to_the_end_across_a_restart() {
     t.halt().await;
     t.advance(Duration::from_secs(2 * 86_400));
     t.resume().await;
-    t.sink.wait_count(6, WAIT).await;
+    t.sink.wait_count(8, WAIT).await;
     let bob = mail_to(&t, "bob@shop.example");
     assert_eq!((bob.len(), bob[0].header("Subject").as_deref()), (1, Some("1 deal update")));
     let runs = wait_for("u1 and u2 past the branch", WAIT, || async {
@@ -262,29 +282,36 @@ async fn digests_and_a_three_step_workflow_run_to_the_end_across_a_restart() {
     assert_eq!(kinds, ["sent", "waiting", "resumed", "branch", "sent", "waiting"], "{}", runs["u2"]);
     assert_eq!(mail_to(&t, "u2@customer.example")[1].header("Subject").as_deref(), Some("Need a hand, u2?"));
 
+    // The workflow changes while runs wait: a step is put first. Runs go on
+    // from the step they were waiting for, by name: nothing is sent again.
+    let mut changed = workflow.clone();
+    changed["steps"].as_array_mut().unwrap().insert(0, json!({"id": "intro", "wait": "1h"}));
+    let r = t.client.put(t.url(&format!("/v1/workflows/{wid}"))).bearer_auth(KEY).json(&changed).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
     // The day before the trial ends: the last mail, and the run is done.
     t.restart().await;
     t.advance(Duration::from_secs(4 * 86_400));
-    t.sink.wait_count(7, WAIT).await;
-    let runs = wait_for("u2 done", WAIT, || async {
+    t.sink.wait_count(10, WAIT).await;
+    let runs = wait_for("u2 and u5 done", WAIT, || async {
         let runs = runs_by_entity(&t, &wid).await;
-        (runs["u2"]["status"] == "completed").then_some(runs)
+        (runs["u2"]["status"] == "completed" && runs["u5"]["status"] == "completed").then_some(runs)
     })
     .await;
     assert!(runs["u2"]["due_at"].is_null());
     let done = t.get_json(&format!("/v1/workflows/{wid}/runs?status=completed")).await;
-    assert_eq!(done["data"].as_array().unwrap().len(), 2, "{done}");
-    // Each mail once: u1 the welcome only (it clicked), u2 all three, u3
-    // the welcome only (it converted); one digest each for Ann and Bob and
-    // none for a day with nothing collected.
+    assert_eq!(done["data"].as_array().unwrap().len(), 3, "{done}");
+    // Each mail once: u1 the welcome only (it clicked), u2 and u5 all
+    // three, u3 the welcome only (it converted), u4 nothing (converted
+    // before its start arrived); one digest each for Ann and Bob and none
+    // for a day with nothing collected.
     t.advance(Duration::from_secs(2 * 86_400));
     event(&t, deal("d5", "bob@shop.example", "Asia/Tokyo")).await;
-    let counts: Vec<usize> = ["u1@customer.example", "u2@customer.example", "u3@customer.example", "ann@shop.example"]
-        .iter()
-        .map(|r| count_to(&t, r))
-        .collect();
-    assert_eq!(counts, [1, 3, 1, 1]);
-    assert_eq!(t.sink.received().len(), 7);
+    let counts: Vec<usize> =
+        ["u1", "u2", "u3", "u4", "u5"].iter().map(|u| count_to(&t, &format!("{u}@customer.example"))).collect();
+    assert_eq!(counts, [1, 3, 1, 0, 3]);
+    assert_eq!(count_to(&t, "ann@shop.example"), 1);
+    assert_eq!(t.sink.received().len(), 10);
     let dead = t.get_json("/v1/dead-letters").await;
     assert!(dead["data"][0]["reason"].as_str().unwrap().contains("daily deal digest"), "{dead}");
     t.stop().await;
@@ -312,6 +339,12 @@ async fn bad_workflows_say_what_to_fix() {
         (json!({"steps": [{"id": "a", "if": "data.x >", "then": "exit"}]}), "steps[0].if"),
         (json!({"steps": [{"id": "a", "if": "data.x", "then": "nowhere"}]}), "steps[0].then"),
         (json!({"steps": [{"id": "a", "wait": "1d", "then": "exit"}]}), "steps[0]"),
+        (
+            json!({"steps": [{"id": "a", "send": {"template": "welcome", "to": "x@y.example"}},
+                             {"id": "b", "if": "not steps.a.clicked", "then": "a"}]}),
+            "steps[1].then",
+        ),
+        (json!({"steps": [{"id": "a", "wait": "3651d"}]}), "steps[0].wait"),
         (json!({"steps": [{"id": "a", "wait": "1d", "offset": "-1h"}]}), "steps[0].offset"),
         (
             json!({"from": null, "steps": [{"id": "a", "send": {"template": "welcome", "to": "x@y.example"}}]}),

@@ -68,6 +68,7 @@ impl AmqpConsumer {
             let d = d.map_err(|e| format!("delivery failed: {e}"))?;
             match intake.take(&d.data, &self.tenant_id, &source).await {
                 Ok(_) => {
+                    super::failpoint_after_commit();
                     d.ack(BasicAckOptions::default()).await.map_err(|e| format!("ack failed: {e}"))?;
                 }
                 Err(e) => {

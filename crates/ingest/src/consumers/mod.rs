@@ -22,6 +22,25 @@ use tokio::sync::{Notify, watch};
 
 use crate::events::parse_event;
 
+/// A failpoint for crash tests: with `EPISTLE_FAILPOINT=consumer-after-commit:N`
+/// the process aborts right after the Nth consumed event is committed and
+/// before the broker is told, as a power cut there would. Unset (always,
+/// outside tests), it costs one load of a set-once value.
+pub(crate) fn failpoint_after_commit() {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static AT: OnceLock<Option<u64>> = OnceLock::new();
+    static SEEN: AtomicU64 = AtomicU64::new(0);
+    let at = AT
+        .get_or_init(|| std::env::var("EPISTLE_FAILPOINT").ok()?.strip_prefix("consumer-after-commit:")?.parse().ok());
+    if let Some(n) = at
+        && SEEN.fetch_add(1, Ordering::SeqCst) + 1 == *n
+    {
+        eprintln!("failpoint consumer-after-commit:{n}: aborting after the commit, before the ack");
+        std::process::abort();
+    }
+}
+
 /// Where consumed events go.
 #[derive(Clone)]
 pub struct Intake {

@@ -78,7 +78,10 @@ impl NatsConsumer {
             let Some(m) = next else { return Err("the message stream ended".into()) };
             let m = m.map_err(|e| format!("pull failed: {e}"))?;
             match intake.take(&m.payload, &self.tenant_id, &source).await {
-                Ok(_) => m.ack().await.map_err(|e| format!("ack failed: {e}"))?,
+                Ok(_) => {
+                    super::failpoint_after_commit();
+                    m.ack().await.map_err(|e| format!("ack failed: {e}"))?
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot store a consumed event; NATS will deliver it again");
                     let _ = m.ack_with(AckKind::Nak(Some(Duration::from_secs(5)))).await;

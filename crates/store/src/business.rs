@@ -369,21 +369,7 @@ impl Store {
 
     /// The first stored event about `entity` of one of these types.
     pub async fn entity_event(&self, tenant_id: &str, entity: &str, types: &[String]) -> Result<Option<BusinessEvent>> {
-        for t in types {
-            let row = sqlx::query(&format!(
-                "SELECT {EVENT_COLS} FROM business_events WHERE tenant_id = $1 AND entity = $2 AND type = $3 \
-                 ORDER BY received_at LIMIT 1"
-            ))
-            .bind(tenant_id)
-            .bind(entity)
-            .bind(t)
-            .fetch_optional(&self.read)
-            .await?;
-            if let Some(r) = row {
-                return Ok(Some(event_row(&r)?));
-            }
-        }
-        Ok(None)
+        self.entity_event_since(tenant_id, entity, types, i64::MIN, "").await
     }
 
     /// The first stored event about `entity` of one of these types that

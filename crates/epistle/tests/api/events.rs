@@ -34,21 +34,6 @@ fn order(key: &str, email: &str, total: f64) -> Value {
     })
 }
 
-async fn post(t: &TestApp, path: &str, body: &Value) -> (u16, Value) {
-    let r = t.post(path, body).await;
-    let s = r.status().as_u16();
-    (s, r.json().await.unwrap_or(Value::Null))
-}
-
-/// Waits until the rules have acted on the event.
-async fn processed(t: &TestApp, id: &str) -> Value {
-    wait_for(&format!("event {id} processed"), WAIT, || async {
-        let v = t.get_json(&format!("/v1/events/{id}")).await;
-        (v["status"] == "processed").then_some(v)
-    })
-    .await
-}
-
 async fn dead_letters(t: &TestApp, n: usize) -> Vec<Value> {
     wait_for(&format!("{n} dead letters"), WAIT, || async {
         let v = t.get_json("/v1/dead-letters").await;

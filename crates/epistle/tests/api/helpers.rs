@@ -215,3 +215,19 @@ impl TestApp {
         }
     }
 }
+
+/// Posts JSON; the status and the JSON answer (null when there is none).
+pub async fn post(t: &TestApp, path: &str, body: &Value) -> (u16, Value) {
+    let r = t.post(path, body).await;
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Waits until the rules have acted on a business event; the event.
+pub async fn processed(t: &TestApp, id: &str) -> Value {
+    epistle_testkit::wait_for(&format!("event {id} processed"), WAIT, || async {
+        let v = t.get_json(&format!("/v1/events/{id}")).await;
+        (v["status"] == "processed").then_some(v)
+    })
+    .await
+}

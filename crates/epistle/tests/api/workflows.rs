@@ -12,20 +12,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-async fn post(t: &TestApp, path: &str, body: &Value) -> (u16, Value) {
-    let r = t.post(path, body).await;
-    let s = r.status().as_u16();
-    (s, r.json().await.unwrap_or(Value::Null))
-}
-
-async fn processed(t: &TestApp, id: &str) -> Value {
-    wait_for(&format!("event {id} processed"), WAIT, || async {
-        let v = t.get_json(&format!("/v1/events/{id}")).await;
-        (v["status"] == "processed").then_some(v)
-    })
-    .await
-}
-
 /// Posts an event and waits until the rules have acted on it.
 async fn event(t: &TestApp, body: Value) -> Value {
     let (s, v) = post(t, "/v1/events", &body).await;

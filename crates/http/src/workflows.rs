@@ -322,9 +322,19 @@ async fn exit_run(st: &AppState, mut run: WorkflowRun, why: &str, now: i64) -> R
 /// How many moved.
 pub(crate) async fn advance_due(st: &AppState, x: &Expressions, now: i64, lease_ms: i64) -> Result<usize, StoreError> {
     let runs = st.store.claim_workflow_runs(now, lease_ms, 50).await?;
+    // Many runs of a round belong to the same workflow: read each once.
+    let mut specs: std::collections::HashMap<String, Result<WorkflowSpec, String>> = Default::default();
     let mut n = 0;
     for run in runs {
-        if advance(st, x, run, now).await? {
+        if !specs.contains_key(&run.workflow_id) {
+            let spec = match st.store.workflow(&run.tenant_id, &run.workflow_id).await? {
+                Some(w) => serde_json::from_value::<WorkflowSpec>(w.spec).map_err(|e| e.to_string()),
+                None => Err("the workflow was deleted".to_string()),
+            };
+            specs.insert(run.workflow_id.clone(), spec);
+        }
+        let spec = specs[&run.workflow_id].clone();
+        if advance(st, x, run, spec, now).await? {
             n += 1;
         }
     }
@@ -333,11 +343,13 @@ pub(crate) async fn advance_due(st: &AppState, x: &Expressions, now: i64, lease_
 
 /// Runs a run's steps until it waits or ends, and commits; false when
 /// nothing was committed (it is tried again when its claim runs out).
-async fn advance(st: &AppState, x: &Expressions, run: WorkflowRun, now: i64) -> Result<bool, StoreError> {
-    let spec = match st.store.workflow(&run.tenant_id, &run.workflow_id).await? {
-        Some(w) => serde_json::from_value::<WorkflowSpec>(w.spec).map_err(|e| e.to_string()),
-        None => Err("the workflow was deleted".to_string()),
-    };
+async fn advance(
+    st: &AppState,
+    x: &Expressions,
+    run: WorkflowRun,
+    spec: Result<WorkflowSpec, String>,
+    now: i64,
+) -> Result<bool, StoreError> {
     let mut state = run.state.clone();
     if !state["steps"].is_object() {
         state["steps"] = json!({});

@@ -9,6 +9,7 @@
 use serde_json::Value;
 use sqlx::Row;
 
+use crate::definitions::RULES;
 use crate::sql::{Val, bind_all, multi_insert};
 use crate::{Dialect, Durability, NewMessage, Result, Store, StoreError};
 
@@ -51,19 +52,8 @@ pub enum EventAccepted {
     Duplicate(String),
 }
 
-/// A stored rule: its trigger and its whole specification as JSON (read
-/// by the rules engine).
-#[derive(Debug, Clone)]
-pub struct RuleRecord {
-    pub id: String,
-    pub tenant_id: String,
-    pub name: String,
-    pub on_type: String,
-    pub spec: Value,
-    pub enabled: bool,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
+/// A stored rule (its `spec` is what the API took).
+pub type RuleRecord = crate::Definition;
 
 /// What one rule did with one event.
 #[derive(Debug, Clone)]
@@ -195,21 +185,6 @@ fn event_row(r: &sqlx::any::AnyRow) -> Result<BusinessEvent> {
         source: r.get(8),
         status: r.get(9),
         processed_at: r.get(10),
-    })
-}
-
-const RULE_COLS: &str = "id, tenant_id, name, on_type, spec_json, enabled, created_at, updated_at";
-
-fn rule_row(r: &sqlx::any::AnyRow) -> Result<RuleRecord> {
-    Ok(RuleRecord {
-        id: r.get(0),
-        tenant_id: r.get(1),
-        name: r.get(2),
-        on_type: r.get(3),
-        spec: serde_json::from_str(&r.get::<String, _>(4)).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        enabled: r.get::<i64, _>(5) != 0,
-        created_at: r.get(6),
-        updated_at: r.get(7),
     })
 }
 
@@ -791,61 +766,23 @@ impl Store {
     }
 
     pub async fn create_rule(&self, r: &RuleRecord) -> Result<()> {
-        sqlx::query(&format!("INSERT INTO rules ({RULE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"))
-            .bind(&r.id)
-            .bind(&r.tenant_id)
-            .bind(&r.name)
-            .bind(&r.on_type)
-            .bind(r.spec.to_string())
-            .bind(i64::from(r.enabled))
-            .bind(r.created_at)
-            .bind(r.updated_at)
-            .execute(&mut *self.writer(Durability::Durable).await?)
-            .await?;
-        Ok(())
+        self.create_definition(RULES, r).await
     }
 
     /// Replaces a rule's definition; false when there is no such rule.
     pub async fn update_rule(&self, r: &RuleRecord) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE rules SET name = $3, on_type = $4, spec_json = $5, enabled = $6, updated_at = $7 \
-             WHERE tenant_id = $1 AND id = $2",
-        )
-        .bind(&r.tenant_id)
-        .bind(&r.id)
-        .bind(&r.name)
-        .bind(&r.on_type)
-        .bind(r.spec.to_string())
-        .bind(i64::from(r.enabled))
-        .bind(r.updated_at)
-        .execute(&mut *self.writer(Durability::Durable).await?)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        self.update_definition(RULES, r).await
     }
 
     pub async fn delete_rule(&self, tenant_id: &str, id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM rules WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant_id)
-            .bind(id)
-            .execute(&mut *self.writer(Durability::Durable).await?)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        self.delete_definition(RULES, tenant_id, id).await
     }
 
     pub async fn rule(&self, tenant_id: &str, id: &str) -> Result<Option<RuleRecord>> {
-        let row = sqlx::query(&format!("SELECT {RULE_COLS} FROM rules WHERE tenant_id = $1 AND id = $2"))
-            .bind(tenant_id)
-            .bind(id)
-            .fetch_optional(&self.read)
-            .await?;
-        row.as_ref().map(rule_row).transpose()
+        self.definition(RULES, tenant_id, id).await
     }
 
     pub async fn rules(&self, tenant_id: &str) -> Result<Vec<RuleRecord>> {
-        let rows = sqlx::query(&format!("SELECT {RULE_COLS} FROM rules WHERE tenant_id = $1 ORDER BY created_at, id"))
-            .bind(tenant_id)
-            .fetch_all(&self.read)
-            .await?;
-        rows.iter().map(rule_row).collect()
+        self.definitions(RULES, tenant_id).await
     }
 }

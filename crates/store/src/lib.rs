@@ -10,6 +10,7 @@
 //! instead of spinning on `SQLITE_BUSY`, while WAL lets reads go on.
 
 mod business;
+mod definitions;
 mod domains;
 mod feedback;
 mod group_commit;
@@ -35,6 +36,7 @@ pub use business::{
     BusinessEvent, DeadLetter, Escalation, EventAccepted, EventOutcome, MessageEngagement, NewBusinessEvent,
     NewEscalation, RuleBatch, RuleRecord, RuleRun, RunOutput,
 };
+pub use definitions::Definition;
 pub use domains::{DkimKeyRecord, DomainRecord, NewDkimKey};
 pub use feedback::{Engagement, EventRow, FeedbackUpdate, RecipientRef, SuppressionFilter, UnsubscribeSubject};
 pub use group_commit::Committer;

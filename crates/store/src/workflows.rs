@@ -11,19 +11,11 @@ use serde_json::Value;
 use sqlx::Row;
 
 use crate::business::DeadLetter;
+use crate::definitions::WORKFLOWS;
 use crate::{Dialect, Durability, NewMessage, Result, Store, StoreError};
 
-#[derive(Debug, Clone)]
-pub struct WorkflowRecord {
-    pub id: String,
-    pub tenant_id: String,
-    pub name: String,
-    pub trigger_type: String,
-    pub spec: Value,
-    pub enabled: bool,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
+/// A stored workflow (its `spec` is what the API took).
+pub type WorkflowRecord = crate::Definition;
 
 /// A run a trigger event starts.
 #[derive(Debug, Clone)]
@@ -68,25 +60,11 @@ pub struct RunAdvance {
     pub dead_letters: Vec<DeadLetter>,
 }
 
-const WF_COLS: &str = "id, tenant_id, name, trigger_type, spec_json, enabled, created_at, updated_at";
 const RUN_COLS: &str = "id, tenant_id, workflow_id, event_id, entity, status, step, due_at, state_json, history_json, \
                         version, created_at, updated_at";
 
 fn json_col(r: &sqlx::any::AnyRow, i: usize) -> Result<Value> {
     serde_json::from_str(&r.get::<String, _>(i)).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn wf_row(r: &sqlx::any::AnyRow) -> Result<WorkflowRecord> {
-    Ok(WorkflowRecord {
-        id: r.get(0),
-        tenant_id: r.get(1),
-        name: r.get(2),
-        trigger_type: r.get(3),
-        spec: json_col(r, 4)?,
-        enabled: r.get::<i64, _>(5) != 0,
-        created_at: r.get(6),
-        updated_at: r.get(7),
-    })
 }
 
 fn run_row(r: &sqlx::any::AnyRow) -> Result<WorkflowRun> {
@@ -133,64 +111,25 @@ pub(crate) async fn insert_run(conn: &mut sqlx::AnyConnection, r: &NewWorkflowRu
 
 impl Store {
     pub async fn create_workflow(&self, w: &WorkflowRecord) -> Result<()> {
-        sqlx::query(&format!("INSERT INTO workflows ({WF_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"))
-            .bind(&w.id)
-            .bind(&w.tenant_id)
-            .bind(&w.name)
-            .bind(&w.trigger_type)
-            .bind(w.spec.to_string())
-            .bind(i64::from(w.enabled))
-            .bind(w.created_at)
-            .bind(w.updated_at)
-            .execute(&mut *self.writer(Durability::Durable).await?)
-            .await?;
-        Ok(())
+        self.create_definition(WORKFLOWS, w).await
     }
 
     /// Replaces a workflow's definition (runs under way go on with it from
-    /// the step they are at); false when there is no such workflow.
+    /// the step they wait for); false when there is no such workflow.
     pub async fn update_workflow(&self, w: &WorkflowRecord) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE workflows SET name = $3, trigger_type = $4, spec_json = $5, enabled = $6, updated_at = $7 \
-             WHERE tenant_id = $1 AND id = $2",
-        )
-        .bind(&w.tenant_id)
-        .bind(&w.id)
-        .bind(&w.name)
-        .bind(&w.trigger_type)
-        .bind(w.spec.to_string())
-        .bind(i64::from(w.enabled))
-        .bind(w.updated_at)
-        .execute(&mut *self.writer(Durability::Durable).await?)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        self.update_definition(WORKFLOWS, w).await
     }
 
     pub async fn delete_workflow(&self, tenant_id: &str, id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM workflows WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant_id)
-            .bind(id)
-            .execute(&mut *self.writer(Durability::Durable).await?)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        self.delete_definition(WORKFLOWS, tenant_id, id).await
     }
 
     pub async fn workflow(&self, tenant_id: &str, id: &str) -> Result<Option<WorkflowRecord>> {
-        let row = sqlx::query(&format!("SELECT {WF_COLS} FROM workflows WHERE tenant_id = $1 AND id = $2"))
-            .bind(tenant_id)
-            .bind(id)
-            .fetch_optional(&self.read)
-            .await?;
-        row.as_ref().map(wf_row).transpose()
+        self.definition(WORKFLOWS, tenant_id, id).await
     }
 
     pub async fn workflows(&self, tenant_id: &str) -> Result<Vec<WorkflowRecord>> {
-        let rows =
-            sqlx::query(&format!("SELECT {WF_COLS} FROM workflows WHERE tenant_id = $1 ORDER BY created_at, id"))
-                .bind(tenant_id)
-                .fetch_all(&self.read)
-                .await?;
-        rows.iter().map(wf_row).collect()
+        self.definitions(WORKFLOWS, tenant_id).await
     }
 
     /// Takes up to `limit` runs whose time has come, for `lease_ms`.

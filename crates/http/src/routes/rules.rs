@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use epistle_core::timefmt::rfc3339;
 use epistle_render::expr::Expressions;
-use epistle_store::RuleRecord;
+use epistle_store::Definition;
 use serde_json::{Value, json};
 
 use crate::auth::Caller;
@@ -14,12 +14,14 @@ use crate::json::ApiJson;
 use crate::rules::RuleSpec;
 use crate::state::AppState;
 
-fn view(r: &RuleRecord) -> Value {
-    let mut v = r.spec.clone();
-    v["id"] = json!(r.id);
-    v["enabled"] = json!(r.enabled);
-    v["created_at"] = json!(rfc3339(r.created_at));
-    v["updated_at"] = json!(rfc3339(r.updated_at));
+/// A rule or workflow as the API shows it: its specification, with its id,
+/// `enabled` and times.
+pub(crate) fn view(d: &Definition) -> Value {
+    let mut v = d.spec.clone();
+    v["id"] = json!(d.id);
+    v["enabled"] = json!(d.enabled);
+    v["created_at"] = json!(rfc3339(d.created_at));
+    v["updated_at"] = json!(rfc3339(d.updated_at));
     v
 }
 
@@ -40,21 +42,37 @@ async fn checked(st: &AppState, tenant_id: &str, spec: &RuleSpec) -> Result<(), 
     Ok(())
 }
 
-fn record(tenant_id: &str, id: String, spec: &RuleSpec, created_at: i64, now: i64) -> RuleRecord {
+/// What is stored of a rule or workflow: the specification as given, less
+/// `enabled` (a column of its own).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn record<S: serde::Serialize>(
+    tenant_id: &str,
+    id: String,
+    name: &str,
+    trigger: &str,
+    spec: &S,
+    enabled: bool,
+    created_at: i64,
+    now: i64,
+) -> Definition {
     let mut v = serde_json::to_value(spec).unwrap_or_default();
     if let Some(o) = v.as_object_mut() {
         o.remove("enabled");
     }
-    RuleRecord {
+    Definition {
         id,
         tenant_id: tenant_id.into(),
-        name: spec.name.clone(),
-        on_type: spec.on.clone(),
+        name: name.into(),
+        trigger: trigger.into(),
         spec: v,
-        enabled: spec.enabled,
+        enabled,
         created_at,
         updated_at: now,
     }
+}
+
+fn rule_record(tenant_id: &str, id: String, spec: &RuleSpec, created_at: i64, now: i64) -> Definition {
+    record(tenant_id, id, &spec.name, &spec.on, spec, spec.enabled, created_at, now)
 }
 
 /// `POST /v1/rules`
@@ -62,7 +80,7 @@ pub async fn create(State(st): State<AppState>, caller: Caller, body: ApiJson<Ru
     caller.require("rules:write")?;
     checked(&st, &caller.tenant_id, &body.value).await?;
     let now = st.clock.now_ms();
-    let r = record(&caller.tenant_id, epistle_core::ids::new_id("rul"), &body.value, now, now);
+    let r = rule_record(&caller.tenant_id, epistle_core::ids::new_id("rul"), &body.value, now, now);
     st.store.create_rule(&r).await?;
     Ok((StatusCode::CREATED, axum::Json(view(&r))).into_response())
 }
@@ -77,7 +95,7 @@ pub async fn update(
     caller.require("rules:write")?;
     let Some(old) = st.store.rule(&caller.tenant_id, &id).await? else { return Err(ApiError::not_found("rule")) };
     checked(&st, &caller.tenant_id, &body.value).await?;
-    let r = record(&caller.tenant_id, id, &body.value, old.created_at, st.clock.now_ms());
+    let r = rule_record(&caller.tenant_id, id, &body.value, old.created_at, st.clock.now_ms());
     if !st.store.update_rule(&r).await? {
         return Err(ApiError::not_found("rule"));
     }

@@ -8,23 +8,15 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use epistle_core::timefmt::rfc3339;
 use epistle_render::expr::Expressions;
-use epistle_store::{WorkflowRecord, WorkflowRun};
+use epistle_store::{Definition, WorkflowRun};
 use serde_json::{Value, json};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::json::ApiJson;
+use crate::routes::rules::{record, view};
 use crate::state::AppState;
 use crate::workflows::WorkflowSpec;
-
-fn view(w: &WorkflowRecord) -> Value {
-    let mut v = w.spec.clone();
-    v["id"] = json!(w.id);
-    v["enabled"] = json!(w.enabled);
-    v["created_at"] = json!(rfc3339(w.created_at));
-    v["updated_at"] = json!(rfc3339(w.updated_at));
-    v
-}
 
 fn run_view(r: &WorkflowRun, spec: Option<&WorkflowSpec>) -> Value {
     let next = if r.due_at.is_some() {
@@ -54,21 +46,8 @@ async fn checked(st: &AppState, tenant_id: &str, spec: &WorkflowSpec) -> Result<
     Ok(())
 }
 
-fn record(tenant_id: &str, id: String, spec: &WorkflowSpec, created_at: i64, now: i64) -> WorkflowRecord {
-    let mut v = serde_json::to_value(spec).unwrap_or_default();
-    if let Some(o) = v.as_object_mut() {
-        o.remove("enabled");
-    }
-    WorkflowRecord {
-        id,
-        tenant_id: tenant_id.into(),
-        name: spec.name.clone(),
-        trigger_type: spec.trigger.clone(),
-        spec: v,
-        enabled: spec.enabled,
-        created_at,
-        updated_at: now,
-    }
+fn workflow_record(tenant_id: &str, id: String, spec: &WorkflowSpec, created_at: i64, now: i64) -> Definition {
+    record(tenant_id, id, &spec.name, &spec.trigger, spec, spec.enabled, created_at, now)
 }
 
 /// `POST /v1/workflows`
@@ -80,7 +59,7 @@ pub async fn create(
     caller.require("workflows:write")?;
     checked(&st, &caller.tenant_id, &body.value).await?;
     let now = st.clock.now_ms();
-    let w = record(&caller.tenant_id, epistle_core::ids::new_id("wfl"), &body.value, now, now);
+    let w = workflow_record(&caller.tenant_id, epistle_core::ids::new_id("wfl"), &body.value, now, now);
     st.store.create_workflow(&w).await?;
     Ok((StatusCode::CREATED, axum::Json(view(&w))).into_response())
 }
@@ -98,7 +77,7 @@ pub async fn update(
         return Err(ApiError::not_found("workflow"));
     };
     checked(&st, &caller.tenant_id, &body.value).await?;
-    let w = record(&caller.tenant_id, id, &body.value, old.created_at, st.clock.now_ms());
+    let w = workflow_record(&caller.tenant_id, id, &body.value, old.created_at, st.clock.now_ms());
     if !st.store.update_workflow(&w).await? {
         return Err(ApiError::not_found("workflow"));
     }

@@ -3,6 +3,12 @@
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc: rendering, MIME building and JSON allocate many small,
+/// short-lived objects, where it is faster than glibc's allocator (7 % on
+/// the render benchmark, bench/RESULTS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     let cli = epistle::cli::Cli::parse();

@@ -11,6 +11,10 @@ use std::time::Instant;
 
 use epistle_render::{Library, Source};
 
+/// The allocator of the `epistle` binary, so this measures what the server does.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let path = args.next().expect("usage: render_bench FILE N");

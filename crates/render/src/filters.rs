@@ -1,6 +1,6 @@
 //! Filters for mail: `money` and `datetime`.
 
-use minijinja::{Environment, Error, ErrorKind};
+use minijinja::{Environment, Error, ErrorKind, Value};
 
 pub fn register(env: &mut Environment<'static>) {
     env.add_filter("money", money);
@@ -207,16 +207,17 @@ fn datetime(
 /// → `$1,234.50`. Amounts are numbers in the currency's main unit.
 /// Locales: `en` (default) and `de`/`fr`/`es`/`it`/`nl` (comma decimals,
 /// symbol after).
-fn money(amount: f64, currency: Option<String>, locale: Option<String>) -> Result<String, Error> {
+fn money(amount: f64, currency: Option<&str>, locale: Option<&str>) -> Result<Value, Error> {
     if !amount.is_finite() {
         return Err(Error::new(ErrorKind::InvalidOperation, "money: the amount is not a number"));
     }
-    let currency = currency.unwrap_or_else(|| "USD".into()).to_ascii_uppercase();
-    let locale = locale.unwrap_or_else(|| "en".into()).to_ascii_lowercase();
-    let decimals = if matches!(currency.as_str(), "JPY" | "KRW" | "ISK") { 0 } else { 2 };
-    let comma_decimals = matches!(locale.get(..2), Some("de" | "fr" | "es" | "it" | "nl" | "pt"));
+    // Called for every price of every line: no allocation but the result's.
+    let currency = currency.unwrap_or("USD");
+    let is = |code: &str| currency.eq_ignore_ascii_case(code);
+    let decimals = if is("JPY") || is("KRW") || is("ISK") { 0 } else { 2 };
+    let lang = locale.unwrap_or("en").get(..2).unwrap_or("");
+    let comma_decimals = ["de", "fr", "es", "it", "nl", "pt"].iter().any(|l| lang.eq_ignore_ascii_case(l));
     let (group, point) = if comma_decimals { ('.', ',') } else { (',', '.') };
-    let negative = amount < 0.0;
     // Whole minor units as an integer: exact for any price a mail shows,
     // and much cheaper than formatting the float.
     let scale = if decimals == 0 { 1.0 } else { 100.0 };
@@ -226,32 +227,55 @@ fn money(amount: f64, currency: Option<String>, locale: Option<String>) -> Resul
     }
     let minor = minor as u64;
     let (whole, frac) = if decimals == 0 { (minor, 0) } else { (minor / 100, minor % 100) };
-    let int = whole.to_string();
-    let mut number = String::with_capacity(int.len() + int.len() / 3 + 4);
-    for (i, c) in int.chars().enumerate() {
-        if i > 0 && (int.len() - i) % 3 == 0 {
-            number.push(group);
+    let symbol = if is("USD") {
+        "$"
+    } else if is("EUR") {
+        "€"
+    } else if is("GBP") {
+        "£"
+    } else if is("JPY") {
+        "¥"
+    } else {
+        ""
+    };
+    let mut out = String::with_capacity(32 + currency.len());
+    if amount < 0.0 && minor > 0 {
+        out.push('-');
+    }
+    if !symbol.is_empty() && !comma_decimals {
+        out.push_str(symbol);
+    }
+    let mut digits = [0u8; 20];
+    let mut n = whole;
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
         }
-        number.push(c);
+    }
+    for i in (0..len).rev() {
+        out.push(char::from(digits[i]));
+        if i > 0 && i % 3 == 0 {
+            out.push(group);
+        }
     }
     if decimals > 0 {
-        number.push(point);
-        number.push(char::from(b'0' + (frac / 10) as u8));
-        number.push(char::from(b'0' + (frac % 10) as u8));
+        out.push(point);
+        out.push(char::from(b'0' + (frac / 10) as u8));
+        out.push(char::from(b'0' + (frac % 10) as u8));
     }
-    let symbol = match currency.as_str() {
-        "USD" => "$",
-        "EUR" => "€",
-        "GBP" => "£",
-        "JPY" => "¥",
-        _ => "",
-    };
-    let body = match (symbol, comma_decimals) {
-        ("", _) => format!("{number} {currency}"),
-        (s, true) => format!("{number} {s}"),
-        (s, false) => format!("{s}{number}"),
-    };
-    Ok(if negative { format!("-{body}") } else { body })
+    if symbol.is_empty() {
+        out.push(' ');
+        out.extend(currency.chars().map(|c| c.to_ascii_uppercase()));
+    } else if comma_decimals {
+        out.push(' ');
+        out.push_str(symbol);
+    }
+    // Short results live inside the value itself.
+    Ok(Value::from(out.as_str()))
 }
 
 #[cfg(test)]
@@ -278,7 +302,7 @@ mod tests {
 
     #[test]
     fn money_formats() {
-        let m = |a: f64, c: Option<&str>, l: Option<&str>| money(a, c.map(Into::into), l.map(Into::into)).unwrap();
+        let m = |a: f64, c: Option<&str>, l: Option<&str>| money(a, c, l).unwrap().to_string();
         assert_eq!(m(1234.5, None, None), "$1,234.50");
         assert_eq!(m(1234.5, Some("eur"), Some("de")), "1.234,50 €");
         assert_eq!(m(1234567.0, Some("JPY"), None), "¥1,234,567");
@@ -286,6 +310,10 @@ mod tests {
         assert_eq!(m(-5.25, Some("GBP"), None), "-£5.25");
         assert_eq!(m(0.0, None, None), "$0.00");
         assert_eq!(m(0.005, None, None), "$0.01");
+        assert_eq!(m(-0.001, None, None), "$0.00");
+        assert_eq!(m(999.999, Some("usd"), Some("EN")), "$1,000.00");
+        assert_eq!(m(1234567.891, Some("chf"), Some("de-CH")), "1.234.567,89 CHF");
+        assert_eq!(m(100.0, Some("eur"), Some("fr")), "100,00 €");
         assert_eq!(m(19.999, None, None), "$20.00");
         assert!(money(f64::NAN, None, None).is_err());
         assert!(money(1e30, None, None).is_err());

@@ -17,6 +17,7 @@
 //! template it has loaded.
 
 pub mod builtin;
+mod data;
 pub mod expr;
 mod filters;
 pub mod tracking;
@@ -190,17 +191,8 @@ impl Library {
     ) -> Result<Rendered, RenderError> {
         // `brand` is always there (empty when the tenant has none), so
         // templates can write `brand.company_name | default(…)`.
-        // (A plain map with `brand` added: a merged context would make every
-        // lookup try two maps.)
-        let ctx = match data.as_object() {
-            Some(obj) if !obj.contains_key("brand") => {
-                let mut top: std::collections::BTreeMap<&str, minijinja::Value> =
-                    obj.iter().map(|(k, v)| (k.as_str(), minijinja::Value::from_serialize(v))).collect();
-                top.insert("brand", minijinja::Value::from_serialize(serde_json::Map::new()));
-                minijinja::Value::from_serialize(&top)
-            }
-            _ => minijinja::Value::from_serialize(data),
-        };
+        let no_brand = serde_json::Value::Object(serde_json::Map::new());
+        let ctx = data::to_value(data, Some(&no_brand));
         let mut parts: HashMap<&str, String> = HashMap::new();
         for (part, ext) in PARTS {
             if only.is_some_and(|o| part_of(o, ext).is_none()) {
@@ -218,13 +210,18 @@ impl Library {
             };
             // Written through a cap, so a template cannot build a huge
             // string before the size is checked.
-            let mut out = Capped { buf: Vec::new(), over: false };
+            // Sized from the template's own length: a part's output is
+            // usually a few times its source, so it rarely grows twice.
+            let mut out = Capped { buf: Vec::with_capacity((tmpl.source().len() * 4).clamp(64, 64 * 1024)), over: false };
             let result = tmpl.render_captured_to(&ctx, &mut out).map(|_| ());
             if out.over {
                 return Err(fail(name, part, format!("the output is larger than {MAX_OUTPUT_BYTES} bytes")));
             }
             result.map_err(|e| error(name, part, &e))?;
-            parts.insert(part, String::from_utf8_lossy(&out.buf).into_owned());
+            // MiniJinja writes `str`s, so this is UTF-8; the lossy copy is
+            // only a fallback.
+            let text = String::from_utf8(out.buf).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+            parts.insert(part, text);
         }
         let subject = parts.remove("subject").unwrap_or_default().split_whitespace().collect::<Vec<_>>().join(" ");
         let mut html = match parts.remove("mjml") {

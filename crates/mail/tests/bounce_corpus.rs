@@ -130,8 +130,8 @@ fn corpus_figures() {
 
     let reason_pct = Tally::pct(total.reason_ok, total.expected);
     let hard_pct = Tally::pct(total.hard_ok, total.expected);
-    assert!(reason_pct >= 74.0, "reason accuracy {reason_pct:.2}% fell below the floor");
-    assert!(hard_pct >= 87.0, "hard/soft accuracy {hard_pct:.2}% fell below the floor");
+    assert!(reason_pct >= 76.5, "reason accuracy {reason_pct:.2}% fell below the floor");
+    assert!(hard_pct >= 90.0, "hard/soft accuracy {hard_pct:.2}% fell below the floor");
     assert!(total.found * 100 >= total.expected * 97, "recipients found {}/{}", total.found, total.expected);
 }
 
@@ -196,6 +196,35 @@ fn never_panics_on_garbage() {
     for input in inputs {
         let _ = classify_mail(&input);
     }
+}
+
+/// A Postfix-style bounce whose only diagnostic is `diag`.
+fn postfix_bounce(diag: &str) -> Vec<u8> {
+    format!(
+        "From: MAILER-DAEMON@mx.example\nTo: shop@example.com\nSubject: Undelivered Mail Returned to Sender\n\n\
+         I'm sorry to have to inform you that your message could not be delivered.\n\n\
+         <ann@phone.example>: host mx.phone.example[192.0.2.9] said: {diag}\n"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_bare_user_unknown_is_about_the_address_only_at_rcpt_or_with_a_code_saying_so() {
+    let one = |diag: &str| {
+        let got = classify_mail(&postfix_bounce(diag));
+        assert_eq!(got.len(), 1, "{diag}");
+        (got[0].reason, got[0].hard_bounce)
+    };
+    // Answered to RCPT TO, or with x.1.1: the mailbox does not exist.
+    assert_eq!(one("550 User unknown (in reply to RCPT TO command)"), (Reason::UserUnknown, true));
+    assert_eq!(one("550 5.1.1 User unknown"), (Reason::UserUnknown, true));
+    // After the message was sent, or with no command and no code about the address: a
+    // filter's answer, not proof the address is bad (carriers and gateways answer so).
+    assert_eq!(one("550 User unknown (in reply to end of DATA command)"), (Reason::Filtered, false));
+    assert_eq!(one("550 : User unknown"), (Reason::Filtered, false));
+    assert_eq!(one("550 5.2.1 No such user"), (Reason::Filtered, false));
+    // Other wordings of a missing mailbox are not affected.
+    assert_eq!(one("550 mailbox not found"), (Reason::UserUnknown, true));
 }
 
 #[test]

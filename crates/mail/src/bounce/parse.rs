@@ -258,7 +258,7 @@ fn judge(
         .iter()
         .find_map(|t| phase_in(t))
         .or_else(|| phase_texts.iter().chain([&transcript]).find_map(|t| transcript_phase(t, addr)));
-    let reason = adjust_for_phase(reason, phase);
+    let reason = adjust_for_phase(reason, phase, &status, chosen);
     let hard = reason.is_hard(permanent(&status, code.unwrap_or(0)));
     let diag = texts.iter().find(|t| !t.trim().is_empty()).copied().unwrap_or("").to_string();
     (status, code, reason, hard, diag)

@@ -1076,14 +1076,25 @@ fn vague(r: Reason) -> bool {
     )
 }
 
+const BARE_UNKNOWN: &[&str] = &["user unknown", "unknown user", "no such user"];
+
 /// What the SMTP phase the reply answered says about a reason read from loose phrases.
 ///
 /// - After DATA the recipient had been accepted: a "user unknown" then comes from a filter.
 /// - At MAIL FROM the refusal is about the envelope sender, not the recipient: `rejected`.
 /// - At the greeting or HELO the refusal is about the sending client: `blocked`.
-pub(crate) fn adjust_for_phase(reason: Reason, phase: Option<Phase>) -> Reason {
+pub(crate) fn adjust_for_phase(reason: Reason, phase: Option<Phase>, status: &str, text: &str) -> Reason {
     match (phase, reason) {
         (Some(Phase::Data), Reason::UserUnknown) => Reason::Filtered,
+        // The bare "user unknown" with no command named and no status code saying the
+        // address is bad: what filters at mobile carriers and mail gateways answer after
+        // the message was sent, in place of their own verdict.
+        (None, Reason::UserUnknown)
+            if !matches!(status.get(1..), Some(".1.1" | ".1.0" | ".1.3" | ".1.10"))
+                && BARE_UNKNOWN.iter().any(|p| normalize(text).contains(p)) =>
+        {
+            Reason::Filtered
+        }
         (
             Some(Phase::MailFrom),
             Reason::UserUnknown

@@ -224,6 +224,7 @@ const PHASE_PHRASES: &[(Phase, &[&str])] = &[
             "does not like recipient",
             "did not like our rcpt",
             "rcpt command",
+            "[rcpt_to]",
         ],
     ),
     (

@@ -7,6 +7,7 @@
 //! the SMTP reply code.
 
 mod parse;
+mod provider;
 mod reason;
 mod text;
 
@@ -45,5 +46,8 @@ pub fn classify_mail(raw: &[u8]) -> Vec<Recipient> {
 /// whether it is a hard bounce. Uses the same rules as [`classify_mail`].
 pub fn classify_reply(code: u16, enhanced: Option<&str>, text: &str) -> (Reason, bool) {
     let status = enhanced.and_then(text::status_in).or_else(|| text::status_in(text)).unwrap_or_default();
-    reason::decide(&status, code, text)
+    match provider::provider_reason(&reason::normalize(text)) {
+        Some(r) => (r, r.is_hard(reason::permanent(&status, code))),
+        None => reason::decide(&status, code, text),
+    }
 }

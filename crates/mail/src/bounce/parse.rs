@@ -3,7 +3,8 @@
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 
 use super::Recipient;
-use super::reason::{Reason, adjust_for_phase, decide, permanent, reason_from_status, reason_from_text};
+use super::provider::provider_reason;
+use super::reason::{Reason, adjust_for_phase, normalize, decide, permanent, reason_from_status, reason_from_text};
 use super::text::{
     addresses, cut_original, first_address, phase_in, recipient_on_line, reply_code_in, status_in, strip_html,
     transcript_phase,
@@ -258,7 +259,10 @@ fn judge(
         .iter()
         .find_map(|t| phase_in(t))
         .or_else(|| phase_texts.iter().chain([&transcript]).find_map(|t| transcript_phase(t, addr)));
-    let reason = adjust_for_phase(reason, phase, &status, chosen);
+    let reason = match texts.iter().find_map(|t| provider_reason(&normalize(t))) {
+        Some(r) => r,
+        None => adjust_for_phase(reason, phase, &status, chosen),
+    };
     let hard = reason.is_hard(permanent(&status, code.unwrap_or(0)));
     let diag = texts.iter().find(|t| !t.trim().is_empty()).copied().unwrap_or("").to_string();
     (status, code, reason, hard, diag)

@@ -388,7 +388,19 @@ fn classify_one(raw: &[u8]) -> Vec<Recipient> {
     if !bounce_like {
         return Vec::new();
     }
-    plain_text(&msg, &parts, human, &subject, &from, &to)
+    let mut out = plain_text(&msg, &parts, human, &subject, &from, &to);
+    // Google Groups returns a post (in the poster's language) when the group does not exist
+    // or does not take posts from the sender: the group refused the sender.
+    for r in &mut out {
+        if r.email.to_ascii_lowercase().ends_with("@googlegroups.com")
+            && matches!(r.reason, Reason::Undefined | Reason::OnHold | Reason::Filtered | Reason::UserUnknown)
+            && headers.contains("googlegroups")
+        {
+            r.reason = Reason::Rejected;
+            r.hard_bounce = false;
+        }
+    }
+    out
 }
 
 fn feedback(parts: &Parts) -> Vec<Recipient> {

@@ -164,6 +164,17 @@ const PHRASES: &[(Reason, &[&str])] = &[
         Reason::UserUnknown,
         &["user unknown", "unknown user", "no such user", "no such mailbox", "not listed in", "mailbox not found"],
     ),
+    // The sender's address is refused (not the sending host's IP): before the block lists.
+    (
+        Reason::Rejected,
+        &[
+            "address that has been blacklisted",
+            "sender address has been blacklisted",
+            "your email address has been blacklisted",
+            "not a registered gateway user",
+            "recipient addresses rejected : access denied",
+        ],
+    ),
     // A message going round in circles: the network, whatever else the reply says.
     (
         Reason::NetworkError,

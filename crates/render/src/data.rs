@@ -167,7 +167,11 @@ mod tests {
     #[test]
     fn brand_is_added_in_key_order_unless_the_data_has_one() {
         let brand = Some(json!({"company_name": "Shop"}));
-        let out = render("{{ brand.company_name }} {{ a }} {{ z }} {% for k in d %}{{ k }},{% endfor %}", json!({"a": 1, "z": 2, "d": {"b": 1, "c": 2}}), brand.clone());
+        let out = render(
+            "{{ brand.company_name }} {{ a }} {{ z }} {% for k in d %}{{ k }},{% endfor %}",
+            json!({"a": 1, "z": 2, "d": {"b": 1, "c": 2}}),
+            brand.clone(),
+        );
         assert_eq!(out, "Shop 1 2 b,c,");
         let top = render("{{ brand.company_name }}", json!({"brand": {"company_name": "Own"}}), brand);
         assert_eq!(top, "Own");

@@ -212,7 +212,8 @@ impl Library {
             // string before the size is checked.
             // Sized from the template's own length: a part's output is
             // usually a few times its source, so it rarely grows twice.
-            let mut out = Capped { buf: Vec::with_capacity((tmpl.source().len() * 4).clamp(64, 64 * 1024)), over: false };
+            let mut out =
+                Capped { buf: Vec::with_capacity((tmpl.source().len() * 4).clamp(64, 64 * 1024)), over: false };
             let result = tmpl.render_captured_to(&ctx, &mut out).map(|_| ());
             if out.over {
                 return Err(fail(name, part, format!("the output is larger than {MAX_OUTPUT_BYTES} bytes")));
@@ -220,7 +221,8 @@ impl Library {
             result.map_err(|e| error(name, part, &e))?;
             // MiniJinja writes `str`s, so this is UTF-8; the lossy copy is
             // only a fallback.
-            let text = String::from_utf8(out.buf).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+            let text =
+                String::from_utf8(out.buf).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
             parts.insert(part, text);
         }
         let subject = parts.remove("subject").unwrap_or_default().split_whitespace().collect::<Vec<_>>().join(" ");

@@ -4,7 +4,7 @@ use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 
 use super::Recipient;
 use super::provider::provider_reason;
-use super::reason::{Reason, adjust_for_phase, normalize, decide, permanent, reason_from_status, reason_from_text};
+use super::reason::{Reason, adjust_for_phase, decide, normalize, permanent, reason_from_status, reason_from_text};
 use super::text::{
     addresses, cut_original, first_address, phase_in, recipient_on_line, reply_code_in, status_in, strip_html,
     transcript_phase,

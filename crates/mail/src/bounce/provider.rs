@@ -102,11 +102,7 @@ fn orange(t: &str) -> Option<Reason> {
         // `LPN007_416`: the reason is the number after the underscore.
         let tail = rest.trim_start_matches(|c: char| c.is_ascii_digit()).trim_start_matches('_');
         let digits: String = tail.chars().take_while(char::is_ascii_digit).collect();
-        let digits = if digits.len() == 3 {
-            digits
-        } else {
-            rest.chars().take_while(char::is_ascii_digit).collect()
-        };
+        let digits = if digits.len() == 3 { digits } else { rest.chars().take_while(char::is_ascii_digit).collect() };
         if digits.len() == 3 {
             code = digits.parse::<u32>().ok();
             break;
@@ -220,12 +216,21 @@ mod tests {
         assert_eq!(provider_reason("421 4.7.0 aup#1310 too many connections from your ip"), Some(TooManyConn));
         assert_eq!(provider_reason("550 aup#1530 message too big"), Some(MesgTooBig));
         assert_eq!(provider_reason("554 192.0.2.1 rejected. ib401 authentication required"), Some(SecurityError));
-        assert_eq!(provider_reason("550 5.5.0 adresse destinataire invalide. invalid recipient. lpn007_416"), Some(UserUnknown));
+        assert_eq!(
+            provider_reason("550 5.5.0 adresse destinataire invalide. invalid recipient. lpn007_416"),
+            Some(UserUnknown)
+        );
         assert_eq!(provider_reason("550 5.7.1 service refused, please try later. ofr_506 [506]"), Some(SpamDetected));
         assert_eq!(provider_reason("550 mailbox full. ouk_417"), Some(MailboxFull));
         assert_eq!(provider_reason("550 spam message discarded. http://mail.i.ua/err/9/"), Some(Blocked));
-        assert_eq!(provider_reason("550 5.1.1 rcp-p1 http://www.facebook.com/postmaster/response_codes"), Some(UserUnknown));
-        assert_eq!(provider_reason("554 email rejected due to security policies - mcspamsignature"), Some(VirusDetected));
+        assert_eq!(
+            provider_reason("550 5.1.1 rcp-p1 http://www.facebook.com/postmaster/response_codes"),
+            Some(UserUnknown)
+        );
+        assert_eq!(
+            provider_reason("554 email rejected due to security policies - mcspamsignature"),
+            Some(VirusDetected)
+        );
         // Look-alikes are not codes.
         assert_eq!(provider_reason("550 user unknown (ib4012345 queue id)"), None);
         assert_eq!(provider_reason("550 pol-p1 without the provider"), None);

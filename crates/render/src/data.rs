@@ -12,14 +12,14 @@ use std::sync::Arc;
 
 use minijinja::value::{Enumerator, Object, ObjectExt, ObjectRepr, Value};
 
-/// `data` as a template value; `brand` (when given) is added at the top
-/// level unless the data has its own.
-pub fn to_value(data: &serde_json::Value, brand: Option<&serde_json::Value>) -> Value {
-    match (data, brand) {
-        (serde_json::Value::Object(map), Some(brand)) if !map.contains_key("brand") => {
+/// `data` as a template value. A top-level object always has `brand` (empty
+/// when the data has none), so templates can write `brand.x | default(…)`.
+pub fn to_value(data: &serde_json::Value) -> Value {
+    match data {
+        serde_json::Value::Object(map) if !map.contains_key("brand") => {
             let mut entries = entries(map);
             let at = entries.partition_point(|e| e.cmp(prefix("brand"), "brand").is_lt());
-            entries.insert(at, Entry::new("brand", convert(brand)));
+            entries.insert(at, Entry::new("brand", Value::from_object(JsonMap::new(Vec::new()))));
             Value::from_object(JsonMap::new(entries))
         }
         _ => convert(data),
@@ -140,9 +140,9 @@ mod tests {
 
     use super::to_value;
 
-    fn render(src: &str, data: serde_json::Value, brand: Option<serde_json::Value>) -> String {
+    fn render(src: &str, data: serde_json::Value) -> String {
         let env = Environment::new();
-        env.render_str(src, to_value(&data, brand.as_ref())).unwrap()
+        env.render_str(src, to_value(&data)).unwrap()
     }
 
     #[test]
@@ -158,7 +158,7 @@ mod tests {
                    {{ many | length }} {{ many.nope is undefined }} {{ items[1]['a'] }} \
                    {% for k, v in items[0] | items %}{{ k }}={{ v }}{% endfor %} {{ items[0] | tojson }} \
                    {{ long.shared_prefix_0 }}{{ long.shared_prefix_19 }}{{ long.shared_prefix_7 }}{{ long.shared }}{{ long['shared\x00'] }}{{ long.shared_prefix_20 is undefined }}";
-        let direct = render(src, data.clone(), None);
+        let direct = render(src, data.clone());
         let via_serde = Environment::new().render_str(src, minijinja::Value::from_serialize(&data)).unwrap();
         assert_eq!(direct, via_serde);
         assert_eq!(direct, "Ana 4 18446744073709551615 3.0 True True 12 2 7 39 40 True 2 a=1 {\"a\":1} 0197szTrue");
@@ -166,14 +166,17 @@ mod tests {
 
     #[test]
     fn brand_is_added_in_key_order_unless_the_data_has_one() {
-        let brand = Some(json!({"company_name": "Shop"}));
-        let out = render(
-            "{{ brand.company_name }} {{ a }} {{ z }} {% for k in d %}{{ k }},{% endfor %}",
-            json!({"a": 1, "z": 2, "d": {"b": 1, "c": 2}}),
-            brand.clone(),
-        );
-        assert_eq!(out, "Shop 1 2 b,c,");
-        let top = render("{{ brand.company_name }}", json!({"brand": {"company_name": "Own"}}), brand);
-        assert_eq!(top, "Own");
+        // Keys on both sides of `brand`, more than a scan covers: it goes in its
+        // place, so the map stays sorted and lookups binary-search.
+        let mut data: serde_json::Map<String, serde_json::Value> =
+            (0..20).map(|i| (format!("a{i:02}"), json!(i))).collect();
+        data.extend((0..5).map(|i| (format!("c{i:02}"), json!(i))));
+        let value = to_value(&serde_json::Value::Object(data.clone()));
+        let map = value.downcast_object_ref::<super::JsonMap>().expect("a JSON map");
+        assert!(map.sorted && map.entries.len() == 26);
+        let src = "{{ brand | length }} {{ brand.company_name | default('none') }} {{ a00 }} {{ a19 }} {{ c04 }}";
+        assert_eq!(render(src, serde_json::Value::Object(data)), "0 none 0 19 4");
+        let own = render("{{ brand.company_name }}", json!({"brand": {"company_name": "Own"}}));
+        assert_eq!(own, "Own");
     }
 }

@@ -189,10 +189,8 @@ impl Library {
         data: &serde_json::Value,
         only: Option<&Source>,
     ) -> Result<Rendered, RenderError> {
-        // `brand` is always there (empty when the tenant has none), so
-        // templates can write `brand.company_name | default(…)`.
-        let no_brand = serde_json::Value::Object(serde_json::Map::new());
-        let ctx = data::to_value(data, Some(&no_brand));
+        // `brand` is always there (empty when the tenant has none).
+        let ctx = data::to_value(data);
         let mut parts: HashMap<&str, String> = HashMap::new();
         for (part, ext) in PARTS {
             if only.is_some_and(|o| part_of(o, ext).is_none()) {

@@ -1101,8 +1101,10 @@ pub(crate) fn adjust_for_phase(reason: Reason, phase: Option<Phase>, status: &st
         // address is bad: what filters at mobile carriers and mail gateways answer after
         // the message was sent, in place of their own verdict.
         (None, Reason::UserUnknown)
-            if !matches!(status.get(1..), Some(".1.1" | ".1.0" | ".1.3" | ".1.10"))
-                && BARE_UNKNOWN.iter().any(|p| normalize(text).contains(p)) =>
+            if !matches!(status.get(1..), Some(".1.1" | ".1.0" | ".1.3" | ".1.10")) && {
+                let t = normalize(text);
+                BARE_UNKNOWN.iter().any(|p| t.contains(p))
+            } =>
         {
             Reason::Filtered
         }

@@ -6,6 +6,10 @@
 //! With BUILTIN (e.g. `order-confirmation`), that built-in MJML template
 //! renders the file's data instead of the file's own template: the cost of
 //! the full MJML pipeline (Jinja, mrml, CSS inlining, text from HTML).
+//!
+//! With `RENDER_OUT=DIR`, the first render's parts are written to
+//! `DIR/epistle.{subject,html,text}` so bench/render.sh can check that both
+//! engines produced the same bytes.
 
 use std::time::Instant;
 
@@ -34,6 +38,12 @@ fn main() {
     let name = builtin.as_deref().unwrap_or("order-confirmation");
     let data = &doc["data"];
     let first = lib.render(name, data).expect("renders");
+    if let Some(dir) = std::env::var_os("RENDER_OUT") {
+        let dir = std::path::PathBuf::from(dir);
+        std::fs::write(dir.join("epistle.subject"), &first.subject).expect("write the subject");
+        std::fs::write(dir.join("epistle.html"), first.html.as_deref().unwrap_or_default()).expect("write the HTML");
+        std::fs::write(dir.join("epistle.text"), first.text.as_deref().unwrap_or_default()).expect("write the text");
+    }
     let mut bytes = 0;
     let t0 = Instant::now();
     for _ in 0..n {

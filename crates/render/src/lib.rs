@@ -18,6 +18,7 @@
 
 pub mod builtin;
 mod data;
+mod escape;
 pub mod expr;
 mod filters;
 pub mod tracking;
@@ -136,6 +137,7 @@ fn environment() -> Environment<'static> {
     env.set_auto_escape_callback(|name| {
         if name.ends_with(".html") || name.ends_with(".mjml") { AutoEscape::Html } else { AutoEscape::None }
     });
+    env.set_formatter(escape::format);
     filters::register(&mut env);
     env
 }
@@ -252,12 +254,19 @@ struct Capped {
 
 impl std::io::Write for Capped {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write_all(buf).map(|()| buf.len())
+    }
+    // MiniJinja writes through `write_all`; std's default loops over
+    // `write`, which showed in profiles for the many small pieces of a
+    // template.
+    #[inline]
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
         if self.buf.len() + buf.len() > MAX_OUTPUT_BYTES {
             self.over = true;
             return Err(std::io::Error::other("output too large"));
         }
         self.buf.extend_from_slice(buf);
-        Ok(buf.len())
+        Ok(())
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())

@@ -76,10 +76,13 @@ impl Entry {
 }
 
 fn prefix(key: &str) -> u64 {
-    let mut bytes = [0u8; 8];
-    let n = key.len().min(8);
-    bytes[..n].copy_from_slice(&key.as_bytes()[..n]);
-    u64::from_be_bytes(bytes)
+    // Computed for every lookup: a load for long keys, a few shifts for
+    // short ones, and no call to `memcpy` (a variable-length copy was one).
+    let bytes = key.as_bytes();
+    match bytes.first_chunk::<8>() {
+        Some(first) => u64::from_be_bytes(*first),
+        None => bytes.iter().enumerate().fold(0, |p, (i, &b)| p | u64::from(b) << (56 - 8 * i)),
+    }
 }
 
 /// A JSON object: its entries in key order.
@@ -162,6 +165,18 @@ mod tests {
         let via_serde = Environment::new().render_str(src, minijinja::Value::from_serialize(&data)).unwrap();
         assert_eq!(direct, via_serde);
         assert_eq!(direct, "Ana 4 18446744073709551615 3.0 True True 12 2 7 39 40 True 2 a=1 {\"a\":1} 0197szTrue");
+    }
+
+    #[test]
+    fn prefixes_order_like_the_keys() {
+        use super::prefix;
+        assert_eq!(prefix(""), 0);
+        assert_eq!(prefix("a"), 0x6100_0000_0000_0000);
+        assert_eq!(prefix("abcdefgh"), u64::from_be_bytes(*b"abcdefgh"));
+        assert_eq!(prefix("abcdefghij"), prefix("abcdefgh"));
+        let mut keys = ["b", "a", "ab", "abcdefg", "abcdefgh", "zz", "a\u{0}", "é", "Z"];
+        keys.sort();
+        assert!(keys.windows(2).all(|w| prefix(w[0]) <= prefix(w[1])));
     }
 
     #[test]

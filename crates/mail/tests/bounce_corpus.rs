@@ -65,6 +65,9 @@ fn corpus_figures() {
     let mut halves: BTreeMap<&str, Tally> = BTreeMap::new();
     let mut per_reason: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     let mut extra = 0;
+    // Per half, what the classifier answered where it was wrong (no file names or
+    // texts: says whether misses are parsing or judging, without reading half B).
+    let mut wrong_answers: BTreeMap<&str, BTreeMap<String, usize>> = BTreeMap::new();
     for (name, want) in expected {
         let raw = std::fs::read(dir.join("eml").join(name)).expect("corpus file");
         let got = classify_mail(&raw);
@@ -90,6 +93,10 @@ fn corpus_figures() {
             {
                 tally.status_compared += 1;
                 tally.status_class_ok += usize::from(g.status.get(..1) == w_status.get(..1));
+            }
+            if !reason_ok {
+                let answered = g.map_or("(recipient not found)".to_string(), |g| g.reason.as_str().to_string());
+                *wrong_answers.entry(h).or_default().entry(answered).or_default() += 1;
             }
             let e = per_reason.entry(w_reason.to_string()).or_default();
             e.0 += 1;
@@ -126,6 +133,10 @@ fn corpus_figures() {
         total.status_compared += t.status_compared;
     }
     println!("{}", total.line("total"));
+    for (h, answers) in &wrong_answers {
+        let list: Vec<String> = answers.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        println!("half {h} wrong answers were: {}", list.join(", "));
+    }
     println!("recipients reported beyond the expected ones: {extra}");
 
     let reason_pct = Tally::pct(total.reason_ok, total.expected);

@@ -843,6 +843,81 @@ impl RuleEngine {
         }
     }
 
+    /// The run a rule's outcome for event `e` is recorded as, with what it
+    /// produces; `None` when nothing may be committed now (a transient
+    /// failure: the event stays claimed until its lease runs out, then a
+    /// round takes it again).
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        rule: &RuleRecord,
+        spec: &RuleSpec,
+        e: &BusinessEvent,
+        ctx: &Value,
+        applied: Applied,
+        outcome: &mut EventOutcome,
+        now: i64,
+    ) -> Option<(RuleRun, RunOutput)> {
+        let mut run = RuleRun {
+            rule_id: rule.id.clone(),
+            event_id: e.id.clone(),
+            tenant_id: e.tenant_id.clone(),
+            entity: e.entity.clone(),
+            status: String::new(),
+            message_id: None,
+            detail: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let output = match applied {
+            Applied::Message(m, at) => {
+                run.status = if at.is_some() { "scheduled" } else { "queued" }.into();
+                run.message_id = Some(m.id.clone());
+                run.detail = at.map(|t| format!("to be sent at {}", timefmt::rfc3339(t)));
+                let made = (m.id.clone(), ctx.clone(), at.unwrap_or(now));
+                if let Some(esc) = self.escalation(spec, &e.tenant_id, &rule.id, made) {
+                    outcome.escalations.push(esc);
+                }
+                RunOutput::Message(m)
+            }
+            Applied::Batch { recipient, due_at } => {
+                run.status = "batched".into();
+                run.detail = Some(format!("collected for {recipient} until {}", timefmt::rfc3339(due_at)));
+                let mut item = e.data.clone();
+                if let Value::Object(m) = &mut item {
+                    m.entry("event").or_insert_with(|| ctx["event"].clone());
+                }
+                RunOutput::Batch { recipient, item, opened_at: e.received_at, due_at }
+            }
+            Applied::Skipped(why) => {
+                run.status = "skipped".into();
+                run.detail = Some(why);
+                RunOutput::Nothing
+            }
+            Applied::Transient(why) => {
+                tracing::warn!(rule = %rule.name, event = %e.id, reason = %why, "rule not applied now; trying again");
+                return None;
+            }
+            Applied::Failed(why) => {
+                tracing::warn!(rule = %rule.name, event = %e.id, reason = %why, "rule failed");
+                let payload =
+                    json!({"type": e.event_type, "key": e.key, "entity": e.entity, "data": e.data}).to_string();
+                outcome.dead_letters.push(dead_letter(
+                    &e.tenant_id,
+                    format!("rule `{}`: {why}", rule.name),
+                    payload,
+                    Some(e.id.clone()),
+                    Some(rule.id.clone()),
+                    now,
+                ));
+                run.status = "failed".into();
+                run.detail = Some(why);
+                RunOutput::Nothing
+            }
+        };
+        Some((run, output))
+    }
+
     /// When a digest collecting from `received_at` goes out.
     fn digest_time(&self, d: &DigestSpec, ctx: &Value, received_at: i64) -> Result<i64, String> {
         let cron = crate::cron::Cron::parse(&d.schedule).map_err(|e| format!("`digest.schedule`: {e}"))?;
@@ -860,110 +935,93 @@ impl RuleEngine {
         let ctx = context(e);
         let store = &self.st.store;
         let mut outcome = EventOutcome::default();
-        let payload = || json!({"type": e.event_type, "key": e.key, "entity": e.entity, "data": e.data}).to_string();
-        let dead = |rule: &RuleRecord, reason: String| {
-            dead_letter(
-                &e.tenant_id,
-                format!("rule `{}`: {reason}", rule.name),
-                payload(),
-                Some(e.id.clone()),
-                Some(rule.id.clone()),
-                now,
-            )
-        };
 
-        // What this event cancels or moves: idempotent, so done before the
-        // event is marked processed (a crash in between repeats them).
+        // What this event cancels: idempotent, so done before the event is
+        // marked processed (a crash in between repeats them). What it moves
+        // is collected here and rendered again below.
+        let mut moved: Vec<(&RuleRecord, &RuleSpec, Vec<RuleRun>)> = Vec::new();
         for (rule, spec) in &plan.rules {
             let cancels = spec.cancelled_by.contains(&e.event_type);
             let moves = spec.rescheduled_by.contains(&e.event_type);
             if !cancels && !moves {
                 continue;
             }
-            for run in store.scheduled_runs(&e.tenant_id, &e.entity, &rule.id).await? {
+            let runs: Vec<RuleRun> = store
+                .scheduled_runs(&e.tenant_id, &e.entity, &rule.id)
+                .await?
+                .into_iter()
+                .filter(|r| r.message_id.is_some())
+                .collect();
+            if !cancels {
+                if !runs.is_empty() {
+                    moved.push((rule, spec, runs));
+                }
+                continue;
+            }
+            for run in runs {
                 let Some(message) = &run.message_id else { continue };
-                if cancels {
-                    let why = format!("cancelled by {} `{}`", e.event_type, e.key);
-                    store.cancel_message_because(&e.tenant_id, message, now, &why).await?;
-                    store.update_run(&run.rule_id, &run.event_id, "cancelled", &why, now).await?;
-                    continue;
-                }
-                match self.when_to_send(spec, &ctx, now) {
-                    Ok(Some(t)) if t > now || spec.send_late => {
-                        store.reschedule_message(&e.tenant_id, message, t.max(now), now).await?;
-                        let why = format!("moved to {} by {} `{}`", timefmt::rfc3339(t), e.event_type, e.key);
-                        store.update_run(&run.rule_id, &run.event_id, "scheduled", &why, now).await?;
-                    }
-                    Ok(Some(t)) => {
-                        let why = format!(
-                            "{} `{}` moved it to {}, which had passed",
-                            e.event_type,
-                            e.key,
-                            timefmt::rfc3339(t)
-                        );
-                        store.cancel_message_because(&e.tenant_id, message, now, &why).await?;
-                        store.update_run(&run.rule_id, &run.event_id, "skipped", &why, now).await?;
-                    }
-                    Ok(None) => {}
-                    Err(err) => outcome.dead_letters.push(dead(rule, format!("cannot reschedule: {err}"))),
-                }
+                let why = format!("cancelled by {} `{}`", e.event_type, e.key);
+                store.cancel_message_because(&e.tenant_id, message, now, &why).await?;
+                store.update_run(&run.rule_id, &run.event_id, "cancelled", &why, now).await?;
             }
         }
+
+        // A moved mail is rendered again, for its new time and with the new
+        // event's data laid over the one it was made from: a reminder must
+        // show the new time (and carry the new invitation), not only go at
+        // it. The new run replaces the waiting mail in one transaction
+        // (`EventOutcome::replaced`): a crash leaves the old mail or the new.
+        let mut handled = std::collections::HashSet::new();
+        for (rule, spec, old_runs) in moved {
+            handled.insert(rule.id.clone());
+            let earlier = match old_runs.first() {
+                Some(r) => store.business_event(&e.tenant_id, &r.event_id).await?.map(|b| b.data),
+                None => None,
+            };
+            let merged = BusinessEvent { data: overlay(earlier, &e.data), ..e.clone() };
+            let merged_ctx = context(&merged);
+            let applied = self.apply(rule, spec, &merged, &merged_ctx, now).await;
+            let by = format!("{} `{}`", e.event_type, e.key);
+            let (old_status, why) = match &applied {
+                Applied::Message(_, at) => (
+                    "cancelled",
+                    format!(
+                        "replaced by the mail for {by}{}",
+                        at.map(|t| format!(", sent at {}", timefmt::rfc3339(t))).unwrap_or_default()
+                    ),
+                ),
+                Applied::Skipped(why) => ("skipped", format!("{by} moved it and it was not sent again: {why}")),
+                // A mail that cannot be made again stays as it was; the
+                // failure goes to the dead letters.
+                _ => ("", String::new()),
+            };
+            let Some(output) = self.record(rule, spec, &merged, &merged_ctx, applied, &mut outcome, now) else {
+                return Ok(());
+            };
+            if !old_status.is_empty() {
+                for old in &old_runs {
+                    outcome.replaced.push(epistle_store::ReplacedRun {
+                        tenant_id: e.tenant_id.clone(),
+                        rule_id: old.rule_id.clone(),
+                        event_id: old.event_id.clone(),
+                        message_id: old.message_id.clone().unwrap_or_default(),
+                        why: why.clone(),
+                        status: old_status.into(),
+                    });
+                }
+            }
+            outcome.runs.push(output);
+        }
+
         // Workflow runs this event stops (`exit_on`) or starts.
         crate::workflows::on_event(&self.st, &self.x, e, &ctx, plan, &mut outcome, now).await?;
 
-        for (rule, spec) in plan.rules.iter().filter(|(_, s)| s.on == e.event_type) {
-            let mut run = RuleRun {
-                rule_id: rule.id.clone(),
-                event_id: e.id.clone(),
-                tenant_id: e.tenant_id.clone(),
-                entity: e.entity.clone(),
-                status: String::new(),
-                message_id: None,
-                detail: None,
-                created_at: now,
-                updated_at: now,
+        for (rule, spec) in plan.rules.iter().filter(|(r, s)| s.on == e.event_type && !handled.contains(&r.id)) {
+            let applied = self.apply(rule, spec, e, &ctx, now).await;
+            let Some(output) = self.record(rule, spec, e, &ctx, applied, &mut outcome, now) else {
+                return Ok(());
             };
-            let message = match self.apply(rule, spec, e, &ctx, now).await {
-                Applied::Message(m, at) => {
-                    run.status = if at.is_some() { "scheduled" } else { "queued" }.into();
-                    run.message_id = Some(m.id.clone());
-                    run.detail = at.map(|t| format!("to be sent at {}", timefmt::rfc3339(t)));
-                    let made = (m.id.clone(), ctx.clone(), at.unwrap_or(now));
-                    if let Some(esc) = self.escalation(spec, &e.tenant_id, &rule.id, made) {
-                        outcome.escalations.push(esc);
-                    }
-                    RunOutput::Message(m)
-                }
-                Applied::Batch { recipient, due_at } => {
-                    run.status = "batched".into();
-                    run.detail = Some(format!("collected for {recipient} until {}", timefmt::rfc3339(due_at)));
-                    let mut item = e.data.clone();
-                    if let Value::Object(m) = &mut item {
-                        m.entry("event").or_insert_with(|| ctx["event"].clone());
-                    }
-                    RunOutput::Batch { recipient, item, opened_at: e.received_at, due_at }
-                }
-                Applied::Skipped(why) => {
-                    run.status = "skipped".into();
-                    run.detail = Some(why);
-                    RunOutput::Nothing
-                }
-                Applied::Transient(why) => {
-                    // Nothing is committed: the event stays claimed until
-                    // its lease runs out, then a round takes it again.
-                    tracing::warn!(rule = %rule.name, event = %e.id, reason = %why, "rule not applied now; trying again");
-                    return Ok(());
-                }
-                Applied::Failed(why) => {
-                    tracing::warn!(rule = %rule.name, event = %e.id, reason = %why, "rule failed");
-                    outcome.dead_letters.push(dead(rule, why.clone()));
-                    run.status = "failed".into();
-                    run.detail = Some(why);
-                    RunOutput::Nothing
-                }
-            };
-            outcome.runs.push((run, message));
+            outcome.runs.push(output);
         }
         let queued = outcome.runs.iter().filter(|(_, m)| matches!(m, RunOutput::Message(_))).count();
         store.finish_business_event(&e.id, outcome, now).await?;
@@ -974,6 +1032,22 @@ impl RuleEngine {
             self.st.metrics.rule_messages.inc_by(queued as u64);
         }
         Ok(())
+    }
+}
+
+/// `newer` laid over `earlier`: objects merge key by key (recursively),
+/// anything else in `newer` wins. A rescheduling event may carry only what
+/// changed.
+fn overlay(earlier: Option<Value>, newer: &Value) -> Value {
+    match (earlier, newer) {
+        (Some(Value::Object(mut base)), Value::Object(top)) => {
+            for (k, v) in top {
+                let merged = overlay(base.remove(k), v);
+                base.insert(k.clone(), merged);
+            }
+            Value::Object(base)
+        }
+        _ => newer.clone(),
     }
 }
 
@@ -989,6 +1063,20 @@ pub(crate) fn time_of(x: &Expressions, field: &str, line: &str, ctx: &Value) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rescheduling_event_overlays_what_it_carries() {
+        let booked =
+            json!({"customer": {"email": "a@x.example", "name": "Ana"}, "appointment": {"start": "T1", "room": "3"}});
+        let moved = json!({"appointment": {"start": "T2"}, "note": "moved"});
+        assert_eq!(
+            overlay(Some(booked), &moved),
+            json!({"customer": {"email": "a@x.example", "name": "Ana"}, "appointment": {"start": "T2", "room": "3"}, "note": "moved"})
+        );
+        assert_eq!(overlay(None, &moved), moved);
+        assert_eq!(overlay(Some(json!([1])), &json!({"a": 1})), json!({"a": 1}));
+        assert_eq!(overlay(Some(json!({"a": {"b": 1}})), &json!({"a": null})), json!({"a": null}));
+    }
 
     #[test]
     fn offsets() {

@@ -111,6 +111,24 @@ pub struct EventOutcome {
     /// Workflow runs this event starts (once per workflow and event).
     pub workflow_runs: Vec<crate::NewWorkflowRun>,
     pub dead_letters: Vec<DeadLetter>,
+    /// Earlier runs whose waiting mail a run of this event replaces (a
+    /// reminder rendered again for a rescheduled appointment): cancelled in
+    /// the same transaction that stores the new run, so a crash leaves
+    /// either the old mail or the new one, never neither.
+    pub replaced: Vec<ReplacedRun>,
+}
+
+/// A run whose mail is cancelled because a new run replaces it.
+#[derive(Debug, Clone)]
+pub struct ReplacedRun {
+    pub tenant_id: String,
+    pub rule_id: String,
+    pub event_id: String,
+    pub message_id: String,
+    /// Why, for the run's detail and the message's events.
+    pub why: String,
+    /// The old run's status afterwards (`cancelled`, `skipped`).
+    pub status: String,
 }
 
 /// A timer on a rule's mail: when it fires and the mail was not acted on,
@@ -452,6 +470,20 @@ impl Store {
         }
         if !messages.is_empty() {
             self.insert_messages_in(&mut tx, messages, now).await?;
+        }
+        for r in &outcome.replaced {
+            crate::messages::cancel_in(&mut tx, self.dialect, &r.tenant_id, &r.message_id, now, &r.why).await?;
+            sqlx::query(
+                "UPDATE rule_runs SET status = $3, detail = $4, updated_at = $5 WHERE rule_id = $1 AND event_id = $2 \
+                 AND status = 'scheduled'",
+            )
+            .bind(&r.rule_id)
+            .bind(&r.event_id)
+            .bind(&r.status)
+            .bind(&r.why)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         }
         for esc in outcome.escalations.iter().filter(|e| inserted_rules.contains(&e.rule_id)) {
             insert_escalation(&mut tx, esc, now).await?;

@@ -34,7 +34,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use business::{
     BusinessEvent, DeadLetter, Escalation, EventAccepted, EventOutcome, MessageEngagement, NewBusinessEvent,
-    NewEscalation, RuleBatch, RuleRecord, RuleRun, RunOutput,
+    NewEscalation, ReplacedRun, RuleBatch, RuleRecord, RuleRun, RunOutput,
 };
 pub use definitions::Definition;
 pub use domains::{DkimKeyRecord, DomainRecord, NewDkimKey};

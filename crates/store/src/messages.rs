@@ -5,7 +5,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::sql::{EVENT_COLS, Val, bind_all, multi_insert, placeholders};
-use crate::{Durability, MessageRecord, MessageSummary, RecipientRecord, Result, Store, StoreError};
+use crate::{Dialect, Durability, MessageRecord, MessageSummary, RecipientRecord, Result, Store, StoreError};
 
 /// One envelope recipient to insert.
 #[derive(Debug, Clone)]
@@ -456,32 +456,7 @@ impl Store {
     pub async fn cancel_message_because(&self, tenant_id: &str, id: &str, now: i64, why: &str) -> Result<Vec<String>> {
         let mut conn = self.writer(Durability::Durable).await?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        let rows = sqlx::query(
-            "UPDATE recipients SET status = 'cancelled', due_at = NULL, claimed_by = NULL, updated_at = $3 \
-             WHERE tenant_id = $1 AND message_id = $2 AND status IN ('queued', 'scheduled', 'deferred') RETURNING email",
-        )
-        .bind(tenant_id)
-        .bind(id)
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await?;
-        let emails: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-        let events: Vec<Vec<Val>> = emails
-            .iter()
-            .map(|e| {
-                vec![
-                    tenant_id.into(),
-                    id.into(),
-                    e.as_str().into(),
-                    "cancelled".into(),
-                    Val::OS(Some(why.to_string())),
-                    Val::I(now),
-                ]
-            })
-            .collect();
-        for (sql, vals) in multi_insert(self.dialect, "events", EVENT_COLS, events, "") {
-            bind_all(sqlx::query(&sql), vals).execute(&mut *tx).await?;
-        }
+        let emails = cancel_in(&mut tx, self.dialect, tenant_id, id, now, why).await?;
         tx.commit().await?;
         Ok(emails)
     }
@@ -494,4 +469,43 @@ impl Store {
             .await?;
         Ok(done.rows_affected())
     }
+}
+
+/// Cancels what of message `id` still waits, inside the caller's
+/// transaction; returns the addresses cancelled.
+pub(crate) async fn cancel_in(
+    conn: &mut sqlx::AnyConnection,
+    dialect: Dialect,
+    tenant_id: &str,
+    id: &str,
+    now: i64,
+    why: &str,
+) -> Result<Vec<String>> {
+    let rows = sqlx::query(
+        "UPDATE recipients SET status = 'cancelled', due_at = NULL, claimed_by = NULL, updated_at = $3 \
+         WHERE tenant_id = $1 AND message_id = $2 AND status IN ('queued', 'scheduled', 'deferred') RETURNING email",
+    )
+    .bind(tenant_id)
+    .bind(id)
+    .bind(now)
+    .fetch_all(&mut *conn)
+    .await?;
+    let emails: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let events: Vec<Vec<Val>> = emails
+        .iter()
+        .map(|e| {
+            vec![
+                tenant_id.into(),
+                id.into(),
+                e.as_str().into(),
+                "cancelled".into(),
+                Val::OS(Some(why.to_string())),
+                Val::I(now),
+            ]
+        })
+        .collect();
+    for (sql, vals) in multi_insert(dialect, "events", EVENT_COLS, events, "") {
+        bind_all(sqlx::query(&sql), vals).execute(&mut *conn).await?;
+    }
+    Ok(emails)
 }

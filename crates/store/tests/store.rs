@@ -37,6 +37,7 @@ both_engines!(
     template_versions_and_uses,
     engagement_feedback_and_webhook_deliveries,
     business_events_runs_and_dead_letters,
+    a_new_run_replaces_a_waiting_mail_in_its_commit,
     workflow_runs_and_escalations,
 );
 
@@ -741,6 +742,76 @@ async fn business_events_runs_and_dead_letters(engine: Engine) {
     assert!(!store.delete_rule("ten_a", "rul_1").await.unwrap());
 }
 
+async fn a_new_run_replaces_a_waiting_mail_in_its_commit(engine: Engine) {
+    use epistle_store::{EventAccepted, EventOutcome, NewBusinessEvent, ReplacedRun, RuleRun, RunOutput};
+    let (store, _db) = store(engine).await;
+    let ev = |kind: &str, key: &str| NewBusinessEvent {
+        tenant_id: "ten_a".into(),
+        event_type: kind.into(),
+        key: key.into(),
+        entity: "a1".into(),
+        data: serde_json::json!({}),
+        occurred_at: T0,
+        source: "http".into(),
+    };
+    let EventAccepted::New(booked) = store.accept_event(&ev("appointment.booked", "a1"), T0).await.unwrap() else {
+        panic!("new")
+    };
+    let EventAccepted::New(moved) = store.accept_event(&ev("appointment.rescheduled", "a1-r1"), T0).await.unwrap()
+    else {
+        panic!("new")
+    };
+    let run = |event: &str, m: &NewMessage| RuleRun {
+        rule_id: "rul_1".into(),
+        event_id: event.into(),
+        tenant_id: "ten_a".into(),
+        entity: "a1".into(),
+        status: "scheduled".into(),
+        message_id: Some(m.id.clone()),
+        detail: None,
+        created_at: T0,
+        updated_at: T0,
+    };
+    let mut old = message("ten_a", &["a@example.com"]);
+    old.send_at = Some(T0 + 86_400_000);
+    let outcome = EventOutcome {
+        runs: vec![(run(&booked, &old), RunOutput::Message(Box::new(old.clone())))],
+        ..Default::default()
+    };
+    store.finish_business_event(&booked, outcome, T0 + 1).await.unwrap();
+
+    let mut new = message("ten_a", &["a@example.com"]);
+    new.send_at = Some(T0 + 93_600_000);
+    let replaced = ReplacedRun {
+        tenant_id: "ten_a".into(),
+        rule_id: "rul_1".into(),
+        event_id: booked.clone(),
+        message_id: old.id.clone(),
+        why: "replaced by the mail for appointment.rescheduled `a1-r1`".into(),
+        status: "cancelled".into(),
+    };
+    let outcome = EventOutcome {
+        runs: vec![(run(&moved, &new), RunOutput::Message(Box::new(new.clone())))],
+        replaced: vec![replaced],
+        ..Default::default()
+    };
+    store.finish_business_event(&moved, outcome, T0 + 2).await.unwrap();
+    // The old mail is cancelled (with an event saying why), its run says
+    // so, and only the new run waits.
+    let recipients = store.message_recipients("ten_a", &old.id).await.unwrap();
+    assert_eq!(recipients[0].status, RecipientStatus::Cancelled);
+    let events = store.message_event_rows("ten_a", &old.id).await.unwrap();
+    assert_eq!(events.iter().filter(|e| e.kind == "cancelled").count(), 1);
+    let old_run = &store.runs_of_event(&booked).await.unwrap()[0];
+    assert_eq!(
+        (old_run.status.as_str(), old_run.detail.as_deref()),
+        ("cancelled", Some("replaced by the mail for appointment.rescheduled `a1-r1`"))
+    );
+    let waiting = store.scheduled_runs("ten_a", "a1", "rul_1").await.unwrap();
+    assert_eq!(waiting.iter().map(|r| r.message_id.clone().unwrap()).collect::<Vec<_>>(), vec![new.id.clone()]);
+    assert_eq!(store.get_message("ten_a", &new.id).await.unwrap().unwrap().send_at, Some(T0 + 93_600_000));
+}
+
 async fn workflow_runs_and_escalations(engine: Engine) {
     use epistle_store::{
         Engagement, EventAccepted, EventOutcome, NewBusinessEvent, NewEscalation, NewWorkflowRun, RuleRun, RunAdvance,
@@ -778,6 +849,7 @@ async fn workflow_runs_and_escalations(engine: Engine) {
     // it adds neither again.
     let m1 = message("ten_a", &["a@example.com"]);
     let outcome = |m: &NewMessage| EventOutcome {
+        replaced: vec![],
         runs: vec![(
             RuleRun {
                 rule_id: "rul_1".into(),

@@ -208,24 +208,42 @@ async fn appointment_reminders_fire_on_time_move_and_stop() {
     let got = t.sink.wait_count(3, WAIT).await;
     assert!(got.iter().all(|m| m.text().contains("text/calendar")), "confirmations carry the invite");
 
-    // b is cancelled; a is moved two hours later.
+    // b is cancelled; a is moved two hours later, by an event that carries
+    // only the new time (the rest comes from the booking).
     let (_, x) = post(&t, "/v1/events", &json!({"type": "appointment.cancelled", "key": "b1", "data": {}})).await;
-    let (_, y) =
-        post(&t, "/v1/events", &appointment("appointment.rescheduled", "a1-r1", "a1", "2027-01-17T12:00:00Z")).await;
+    let new_start = "2027-01-17T12:00:00Z";
+    let moved_only = json!({"type": "appointment.rescheduled", "key": "a1-r1", "entity": "a1", "data": {
+        "appointment": {"when": new_start, "start": new_start, "end": half_hour_after(new_start)}}});
+    let (_, y) = post(&t, "/v1/events", &moved_only).await;
     processed(&t, x["id"].as_str().unwrap()).await;
-    processed(&t, y["id"].as_str().unwrap()).await;
+    let y = processed(&t, y["id"].as_str().unwrap()).await;
 
-    // a's 24h reminder moved from the 16th, 10:00, to 12:00; b's stays
-    // cancelled.
-    let moved = t.get_json(&format!("/v1/messages/{}", a["runs"][1]["message_id"].as_str().unwrap())).await;
+    // a's reminders are made again for the new time: the 24h one now goes
+    // on the 16th at 12:00 instead of 10:00, and the mail made at booking
+    // is cancelled, saying why.
+    assert_eq!(statuses(&y), vec!["scheduled", "scheduled"], "{y}");
+    let old_24h = a["runs"][1]["message_id"].as_str().unwrap();
+    let new_24h =
+        y["runs"].as_array().unwrap().iter().find(|r| r["rule_id"] == a["runs"][1]["rule_id"]).unwrap()["message_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let old = t.get_json(&format!("/v1/messages/{old_24h}")).await;
+    assert_eq!(old["status"], "cancelled", "{old}");
+    let a_now = t.get_json(&format!("/v1/events/{}", a["id"].as_str().unwrap())).await;
+    assert_eq!(statuses(&a_now), vec!["queued", "cancelled", "cancelled"], "{a_now}");
+    assert!(a_now["runs"][1]["detail"].as_str().unwrap().contains("replaced by the mail for appointment.rescheduled"));
+    let moved = t.get_json(&format!("/v1/messages/{new_24h}")).await;
     assert_eq!(moved["send_at"], "2027-01-16T12:00:00Z", "{moved}");
+    assert_eq!(moved["to"][0], "a1@customer.example", "the address comes from the booking: {moved}");
     t.advance(Duration::from_secs(26 * 3600 + 60));
-    assert_eq!(
-        t.get_json(&format!("/v1/messages/{}", a["runs"][1]["message_id"].as_str().unwrap())).await["status"],
-        "scheduled"
-    );
+    assert_eq!(t.get_json(&format!("/v1/messages/{new_24h}")).await["status"], "scheduled");
     t.advance(Duration::from_secs(2 * 3600));
-    t.sink.wait_count(4, WAIT).await;
+    let got = t.sink.wait_count(4, WAIT).await;
+    // The reminder shows the new time and carries the moved invitation.
+    let reminder = got.iter().find(|m| m.text().contains("Subject: Reminder")).expect("the 24h reminder").text();
+    assert!(reminder.contains("12:00") && !reminder.contains("10:00"), "the new time, not the old: {reminder}");
+    assert!(reminder.contains("DTSTART:20270117T120000Z"), "the moved invitation: {reminder}");
     // The day itself, 11:00 and past: a's 1h reminder, nothing for b or c.
     t.advance(Duration::from_secs(23 * 3600));
     t.sink.wait_count(5, WAIT).await;

@@ -950,7 +950,9 @@ impl RuleEngine {
                 .scheduled_runs(&e.tenant_id, &e.entity, &rule.id)
                 .await?
                 .into_iter()
-                .filter(|r| r.message_id.is_some())
+                // Not this event's own run: processed again (its claim ran
+                // out mid-way), it must not replace what it made.
+                .filter(|r| r.message_id.is_some() && r.event_id != e.id)
                 .collect();
             if !cancels {
                 if !runs.is_empty() {

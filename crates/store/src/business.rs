@@ -113,8 +113,9 @@ pub struct EventOutcome {
     pub dead_letters: Vec<DeadLetter>,
     /// Earlier runs whose waiting mail a run of this event replaces (a
     /// reminder rendered again for a rescheduled appointment): cancelled in
-    /// the same transaction that stores the new run, so a crash leaves
-    /// either the old mail or the new one, never neither.
+    /// the same transaction that stores the new run of the same rule, and
+    /// only if it is stored, so a crash or a race leaves either the old mail
+    /// or the new one, never neither.
     pub replaced: Vec<ReplacedRun>,
 }
 
@@ -471,7 +472,9 @@ impl Store {
         if !messages.is_empty() {
             self.insert_messages_in(&mut tx, messages, now).await?;
         }
-        for r in &outcome.replaced {
+        // Like escalations, a replacement goes with its new run: if another
+        // node stored that run first, it replaced the mail then.
+        for r in outcome.replaced.iter().filter(|r| inserted_rules.contains(&r.rule_id)) {
             crate::messages::cancel_in(&mut tx, self.dialect, &r.tenant_id, &r.message_id, now, &r.why).await?;
             sqlx::query(
                 "UPDATE rule_runs SET status = $3, detail = $4, updated_at = $5 WHERE rule_id = $1 AND event_id = $2 \
@@ -727,32 +730,6 @@ impl Store {
         .execute(&mut *self.writer(Durability::Durable).await?)
         .await?;
         Ok(())
-    }
-
-    /// Moves a scheduled message to another time. Returns how many
-    /// recipients moved (0 when it is no longer waiting).
-    pub async fn reschedule_message(&self, tenant_id: &str, id: &str, send_at: i64, now: i64) -> Result<u64> {
-        let mut conn = self.writer(Durability::Durable).await?;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        let moved = sqlx::query(
-            "UPDATE recipients SET due_at = $3, updated_at = $4 WHERE tenant_id = $1 AND message_id = $2 \
-             AND status = 'scheduled'",
-        )
-        .bind(tenant_id)
-        .bind(id)
-        .bind(send_at)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        sqlx::query("UPDATE messages SET send_at = $3 WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant_id)
-            .bind(id)
-            .bind(send_at)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(moved)
     }
 
     pub async fn put_dead_letter(&self, d: &DeadLetter) -> Result<()> {

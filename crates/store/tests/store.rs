@@ -673,16 +673,13 @@ async fn business_events_runs_and_dead_letters(engine: Engine) {
     assert_eq!(store.business_event("ten_a", &a).await.unwrap().unwrap().status, "processed");
     assert_eq!(store.pending_business_events().await.unwrap(), 1);
 
-    // Scheduled runs are found by entity, moved and cancelled.
+    // Scheduled runs are found by entity and cancelled.
     let runs = store.scheduled_runs("ten_a", "a1", "rul_1").await.unwrap();
     assert_eq!(runs.len(), 1);
-    assert_eq!(store.reschedule_message("ten_a", &m1.id, T0 + 90_000_000, T0 + 7).await.unwrap(), 1);
-    assert_eq!(store.get_message("ten_a", &m1.id).await.unwrap().unwrap().send_at, Some(T0 + 90_000_000));
     store.cancel_message_because("ten_a", &m1.id, T0 + 8, "cancelled by appointment.cancelled").await.unwrap();
     store.update_run("rul_1", &a, "cancelled", "cancelled by appointment.cancelled", T0 + 8).await.unwrap();
     assert!(store.scheduled_runs("ten_a", "a1", "rul_1").await.unwrap().is_empty());
     assert_eq!(store.runs_of_event(&a).await.unwrap()[0].status, "cancelled");
-    assert_eq!(store.reschedule_message("ten_a", &m1.id, T0 + 1, T0 + 9).await.unwrap(), 0, "cancelled stays");
 
     // Events by entity and type; dead letters page newest first.
     let found = store.entity_event("ten_a", "b1", &["appointment.booked".into()]).await.unwrap();
@@ -810,6 +807,25 @@ async fn a_new_run_replaces_a_waiting_mail_in_its_commit(engine: Engine) {
     let waiting = store.scheduled_runs("ten_a", "a1", "rul_1").await.unwrap();
     assert_eq!(waiting.iter().map(|r| r.message_id.clone().unwrap()).collect::<Vec<_>>(), vec![new.id.clone()]);
     assert_eq!(store.get_message("ten_a", &new.id).await.unwrap().unwrap().send_at, Some(T0 + 93_600_000));
+
+    // A node that processed the same event again, its run already stored,
+    // replaces nothing: the mail the first one made keeps waiting.
+    let again = message("ten_a", &["a@example.com"]);
+    let raced = EventOutcome {
+        runs: vec![(run(&moved, &again), RunOutput::Message(Box::new(again.clone())))],
+        replaced: vec![ReplacedRun {
+            tenant_id: "ten_a".into(),
+            rule_id: "rul_1".into(),
+            event_id: moved.clone(),
+            message_id: new.id.clone(),
+            why: "replaced".into(),
+            status: "cancelled".into(),
+        }],
+        ..Default::default()
+    };
+    store.finish_business_event(&moved, raced, T0 + 3).await.unwrap();
+    assert_eq!(store.message_recipients("ten_a", &new.id).await.unwrap()[0].status, RecipientStatus::Scheduled);
+    assert!(store.get_message("ten_a", &again.id).await.unwrap().is_none(), "the raced mail is not queued");
 }
 
 async fn workflow_runs_and_escalations(engine: Engine) {

@@ -48,6 +48,6 @@ pub fn classify_reply(code: u16, enhanced: Option<&str>, text: &str) -> (Reason,
     let status = enhanced.and_then(text::status_in).or_else(|| text::status_in(text)).unwrap_or_default();
     match provider::provider_reason(&reason::normalize(text)) {
         Some(r) => (r, r.is_hard(reason::permanent(&status, code))),
-        None => reason::decide(&status, code, text),
+        None => reason::decide(&status, code, text, Some(text::Phase::RcptTo)),
     }
 }

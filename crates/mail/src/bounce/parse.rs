@@ -4,7 +4,7 @@ use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 
 use super::Recipient;
 use super::provider::provider_reason;
-use super::reason::{Reason, adjust_for_phase, decide, normalize, permanent, reason_from_status, reason_from_text};
+use super::reason::{Reason, decide, normalize, permanent, reason_from_text, status_name};
 use super::text::{
     addresses, cut_original, first_address, phase_in, recipient_on_line, reply_code_in, status_in, strip_html,
     transcript_phase,
@@ -254,14 +254,13 @@ fn judge(
         }
     }
     let chosen = texts.iter().find(|t| reason_from_text(t).is_some()).copied().unwrap_or("");
-    let (reason, _) = decide(&status, code.unwrap_or(0), chosen);
     let phase = phase_texts
         .iter()
         .find_map(|t| phase_in(t))
         .or_else(|| phase_texts.iter().chain([&transcript]).find_map(|t| transcript_phase(t, addr)));
     let reason = match texts.iter().find_map(|t| provider_reason(&normalize(t))) {
         Some(r) => r,
-        None => adjust_for_phase(reason, phase, &status, chosen),
+        None => decide(&status, code.unwrap_or(0), chosen, phase).0,
     };
     let hard = reason.is_hard(permanent(&status, code.unwrap_or(0)));
     let diag = texts.iter().find(|t| !t.trim().is_empty()).copied().unwrap_or("").to_string();
@@ -481,7 +480,7 @@ fn from_dsn(r: DsnRecord, human: &str, subject: &str) -> Recipient {
         // could not be resolved, what it reports is the time the message spent in the queue.
         reason = Reason::Expired;
         hard = false;
-    } else if !named && reason_from_status(&status).is_none() && code.is_none() {
+    } else if !named && status_name(&status).is_none() && code.is_none() {
         // A failure that gives neither a diagnostic nor a specific status code: nothing to
         // judge the reason from.
         reason = Reason::OnHold;

@@ -1017,122 +1017,6 @@ fn contains_phrase(t: &str, p: &str) -> bool {
 const STEMS: &[&str] =
     &["violat", "throttl", "misconfigur", "filter", "spam", "infected", "suspend", "blacklist", "blocklist"];
 
-/// The reason an RFC 3463 enhanced status code stands for, where it names one.
-pub(crate) fn reason_from_status(status: &str) -> Option<Reason> {
-    let mut it = status.split('.');
-    let class = it.next()?;
-    let subject: u32 = it.next()?.parse().ok()?;
-    let detail: u32 = it.next()?.parse().ok()?;
-    let permanent = class == "5";
-    let r = match (subject, detail) {
-        (0, _) => return None,
-        (1, 1) | (1, 0) | (1, 3) | (1, 10) => Reason::UserUnknown,
-        (1, 2) => Reason::HostUnknown,
-        (1, 6) => Reason::HasMoved,
-        (1, 7) | (1, 8) => Reason::Rejected,
-        (1, 4) | (1, 5) => Reason::UserUnknown,
-        (2, 1) => Reason::Suspend,
-        (2, 2) => Reason::MailboxFull,
-        (2, 3) => Reason::ExceedLimit,
-        (2, 4) => Reason::SystemError,
-        (3, 1) => Reason::SystemFull,
-        (3, 2) => Reason::NotAccept,
-        (3, 4) => Reason::MesgTooBig,
-        (3, _) => Reason::SystemError,
-        (4, 1) | (4, 2) if !permanent => Reason::NetworkError,
-        (4, 3) => Reason::SystemError,
-        (4, 4) => Reason::HostUnknown,
-        (4, 5) => Reason::SystemFull,
-        (4, 6) => Reason::NetworkError,
-        (4, 7) => Reason::Expired,
-        (4, _) => Reason::NetworkError,
-        (5, _) => Reason::SyntaxError,
-        (6, _) => Reason::ContentError,
-        (7, 1) => Reason::Rejected,
-        (7, 13) => Reason::Suspend,
-        (7, 23) | (7, 24) | (7, 26) | (7, 515) => Reason::AuthFailure,
-        (7, 25) => Reason::RequirePtr,
-        (7, 27) => Reason::NotAccept,
-        (7, 7) | (7, 9) => Reason::PolicyViolation,
-        (7, 8) | (7, 10) | (7, 11) | (7, 4) | (7, 5) | (7, 0) => Reason::SecurityError,
-        (7, 28) => Reason::SpamDetected,
-        (7, 606..=608) | (7, 510..=512) => Reason::Blocked,
-        (7, _) => Reason::SecurityError,
-        _ => return None,
-    };
-    Some(r)
-}
-
-/// Codes whose meaning is precise enough to beat a vague phrase.
-fn precise_status(status: &str) -> bool {
-    matches!(
-        status.get(1..),
-        Some(".1.1" | ".1.2" | ".1.6" | ".1.10" | ".2.2" | ".3.4" | ".7.13" | ".7.25" | ".7.26" | ".7.27" | ".4.7")
-    )
-}
-
-/// Reasons whose phrases are loose: a precise status code beats them.
-fn vague(r: Reason) -> bool {
-    matches!(
-        r,
-        Reason::PolicyViolation
-            | Reason::ContentError
-            | Reason::SystemError
-            | Reason::NetworkError
-            | Reason::Expired
-            | Reason::Filtered
-            | Reason::MailerError
-            | Reason::Blocked
-            | Reason::Suspend
-    )
-}
-
-const BARE_UNKNOWN: &[&str] = &["user unknown", "unknown user", "no such user"];
-
-/// What the SMTP phase the reply answered says about a reason read from loose phrases.
-///
-/// - After DATA the recipient had been accepted: a "user unknown" then comes from a filter.
-/// - At MAIL FROM the refusal is about the envelope sender, not the recipient: `rejected`.
-/// - At the greeting or HELO the refusal is about the sending client: `blocked`.
-pub(crate) fn adjust_for_phase(reason: Reason, phase: Option<Phase>, status: &str, text: &str) -> Reason {
-    match (phase, reason) {
-        (Some(Phase::Data), Reason::UserUnknown) => Reason::Filtered,
-        // The bare "user unknown" with no command named and no status code saying the
-        // address is bad: what filters at mobile carriers and mail gateways answer after
-        // the message was sent, in place of their own verdict.
-        (None, Reason::UserUnknown)
-            if !matches!(status.get(1..), Some(".1.1" | ".1.0" | ".1.3" | ".1.10")) && {
-                let t = normalize(text);
-                BARE_UNKNOWN.iter().any(|p| t.contains(p))
-            } =>
-        {
-            Reason::Filtered
-        }
-        (
-            Some(Phase::MailFrom),
-            Reason::UserUnknown
-            | Reason::HostUnknown
-            | Reason::HasMoved
-            | Reason::Filtered
-            | Reason::Suspend
-            | Reason::PolicyViolation
-            | Reason::Undefined
-            | Reason::OnHold,
-        ) => Reason::Rejected,
-        (
-            Some(Phase::Connect),
-            Reason::Rejected
-            | Reason::UserUnknown
-            | Reason::Filtered
-            | Reason::PolicyViolation
-            | Reason::SecurityError
-            | Reason::Undefined
-            | Reason::OnHold,
-        ) => Reason::Blocked,
-        _ => reason,
-    }
-}
-
 /// Whether the failure is permanent: a 5.x.x status, else a 5xx reply (or no code at all).
 pub(crate) fn permanent(status: &str, reply_code: u16) -> bool {
     match status.as_bytes().first() {
@@ -1142,35 +1026,268 @@ pub(crate) fn permanent(status: &str, reply_code: u16) -> bool {
     }
 }
 
-/// The shared decision: status code (`5.1.1` or empty), SMTP reply code (0 if none) and
-/// diagnostic text → reason and whether the bounce is hard.
-pub fn decide(status: &str, reply_code: u16, text: &str) -> (Reason, bool) {
-    let permanent = permanent(status, reply_code);
-    let from_text = reason_from_text(text);
-    let from_status = reason_from_status(status);
-    let mut reason = match (from_text, from_status) {
-        (Some(t), Some(s)) if vague(t) && precise_status(status) => s,
-        (Some(t), _) => t,
-        (None, Some(s)) => s,
-        (None, None) => match reply_code {
-            521 | 556 => Reason::NotAccept,
-            552 => Reason::MailboxFull,
-            554 | 550 | 553 => Reason::Rejected,
-            421 => Reason::SystemError,
-            _ => Reason::Undefined,
-        },
+/// The reason an enhanced status code names on its own, in the reading the classifier's
+/// labels use (RFC 3463 and the IANA registry; a code that names no single cause gives
+/// `None`: x.0.0, 4.3.0, 4.4.0, 4.5.0, 4.7.0, 5.5.0, 5.5.1, …).
+pub(crate) fn status_name(status: &str) -> Option<Reason> {
+    let mut it = status.split('.');
+    let class = it.next()?;
+    let subject: u32 = it.next()?.parse().ok()?;
+    let detail: u32 = it.next()?.parse().ok()?;
+    use Reason::*;
+    let r = match (class, subject, detail) {
+        ("2", ..) => Delivered,
+        (_, 1, 6) => HasMoved,
+        (_, 1, 7 | 8) => Rejected,
+        (_, 1, 9) => SystemError,
+        (_, 2, 2) => MailboxFull,
+        (_, 2, 3) => ExceedLimit,
+        (_, 3, 1) => SystemFull,
+        (_, 3, 2) => NotAccept,
+        (_, 3, 3 | 5) => SystemError,
+        (_, 4, 3) => SystemError,
+        (_, 4, 4) if class == "5" => HostUnknown,
+        (_, 4, 2 | 4 | 6 | 8) => NetworkError,
+        (_, 5, 3) if class == "4" => SystemError,
+        (_, 5, 5) => SystemError,
+        (_, 6, _) if detail != 4 => ContentError,
+        (_, 7, 16) => MesgTooBig,
+        (_, 7, 24 | 26) => AuthFailure,
+        (_, 7, 25) => RequirePtr,
+        ("4", 2, 1) => Blocked,
+        ("4", 2, 4) => Filtered,
+        ("4", 4, 1 | 7) => Expired,
+        ("4", 4, 5) => SystemFull,
+        ("4", 7, 1 | 2) => Blocked,
+        ("4", 7, 5..=7 | 12 | 15) => SecurityError,
+        ("5", 1, 0 | 1 | 3) => UserUnknown,
+        ("5", 1, 2) => HostUnknown,
+        ("5", 1, 4) => Filtered,
+        ("5", 1, 10) => NotAccept,
+        ("5", 2, 0 | 1 | 4) => Filtered,
+        ("5", 3, 0) => SystemError,
+        ("5", 3, 4) => MesgTooBig,
+        ("5", 4, 0) => NetworkError,
+        ("5", 5, 2 | 6) => SyntaxError,
+        ("5", 5, 3) => TooManyConn,
+        ("5", 5, 4) => SystemError,
+        ("5", 7, 13) => Suspend,
+        ("5", 7, 17 | 18) => HasMoved,
+        ("5", 7, 20..=23 | 29) => AuthFailure,
+        ("5", 7, 27) => NotAccept,
+        ("5", 7, 28) => SpamDetected,
+        ("5", 7, 30) => FailedStartTls,
+        ("5", 7, 0..=11 | 14 | 15 | 19) => SecurityError,
+        _ => return None,
     };
-    // RFC 7504: 521 / 556 say the host accepts no mail at all.
+    Some(r)
+}
+
+/// Wordings that only a directory lookup of the recipient produces, whatever the SMTP
+/// command: Lotus Domino's directory, Exchange's resolver and recipient table, the
+/// account lookups of Gmail, Yahoo and Outlook.com.
+const LOOKUP_WORDINGS: &[&str] = &[
+    "not listed in",
+    "recipient name is not recognized",
+    "recipientnotfound",
+    "recipient not found by smtp address lookup",
+    "address couldn't be found",
+    "account that you tried to reach does not exist",
+    "doesn't have a",
+    "does not have a",
+    "requested action not taken: mailbox unavailable",
+];
+
+fn lookup_wording(text: &str) -> bool {
+    let t = normalize(text);
+    LOOKUP_WORDINGS.iter().any(|w| t.contains(w))
+}
+
+/// Names that only say "something failed" and let the wording decide.
+fn loose_name(r: Option<Reason>) -> bool {
+    matches!(
+        r,
+        None | Some(
+            Reason::Undefined
+                | Reason::OnHold
+                | Reason::SystemError
+                | Reason::SecurityError
+                | Reason::Expired
+                | Reason::NetworkError
+                | Reason::HostUnknown
+                | Reason::UserUnknown
+        )
+    )
+}
+
+/// The decision in two passes, the order in which a reason is believed:
+///
+/// 1. reasons a specific status code or a specific wording states, most specific first
+///    (a full mailbox before a missing one, a missing one before a refused sender, …); a
+///    missing mailbox only where the recipient itself was refused (RCPT, or a x.1.1 code),
+///    a refusal after the recipient was accepted is a filter's;
+/// 2. where the code names no single cause, the looser wordings (policy, system, network,
+///    expiry), then the code's class.
+pub fn decide(status: &str, reply_code: u16, text: &str, phase: Option<Phase>) -> (Reason, bool) {
+    use Reason::*;
+    let permanent = permanent(status, reply_code);
+    let name = status_name(status);
+    if name == Some(Delivered) {
+        return (Delivered, false);
+    }
+    let found: Vec<Reason> = reason_from_text(text).into_iter().collect();
+    let has = |r: Reason| found.contains(&r);
+    let before_data = matches!(phase, Some(Phase::Connect | Phase::MailFrom | Phase::RcptTo));
+    let first = [
+        MailboxFull,
+        MesgTooBig,
+        ExceedLimit,
+        Suspend,
+        HasMoved,
+        NoRelaying,
+        AuthFailure,
+        UserUnknown,
+        Filtered,
+        RequirePtr,
+        NotCompliantRfc,
+        BadReputation,
+        ContentError,
+        Rejected,
+        HostUnknown,
+        SpamDetected,
+        Speeding,
+        TooManyConn,
+        Blocked,
+    ];
+    let probe = |r: Reason| -> bool {
+        match r {
+            UserUnknown => {
+                if name == Some(UserUnknown) {
+                    ![Blocked, MailboxFull, HasMoved, Rejected, NotAccept].iter().any(|o| has(*o))
+                } else {
+                    has(UserUnknown) && (phase == Some(Phase::RcptTo) || phase.is_none() && lookup_wording(text))
+                }
+            }
+            Filtered => {
+                if name == Some(Filtered) {
+                    has(UserUnknown) || has(Filtered)
+                } else {
+                    !before_data && (has(Filtered) || has(UserUnknown))
+                }
+            }
+            Rejected => {
+                name == Some(Rejected)
+                    || has(Rejected)
+                        && (phase == Some(Phase::MailFrom)
+                            || phase == Some(Phase::Data) && name != Some(UserUnknown)
+                            || matches!(name, None | Some(SecurityError | SystemError)))
+            }
+            // x.6.x is the whole class of content problems: a wording that names the
+            // problem (spam, a virus) says more.
+            ContentError => has(ContentError) || name == Some(ContentError) && found.is_empty(),
+            _ => name == Some(r) || has(r),
+        }
+    };
+    let mut reason = first.into_iter().find(|r| probe(*r));
+    if reason.is_none() {
+        if loose_name(name) {
+            let second = [
+                MailboxFull,
+                AuthFailure,
+                BadReputation,
+                Speeding,
+                SpamDetected,
+                VirusDetected,
+                PolicyViolation,
+                NoRelaying,
+                SystemError,
+                NetworkError,
+                Suspend,
+                ContentError,
+                SystemFull,
+                NotAccept,
+                Expired,
+                FailedStartTls,
+                SecurityError,
+                MailerError,
+            ];
+            reason = second.into_iter().find(|r| has(*r)).or(name).or_else(|| match status.get(..3) {
+                Some("5.6" | "4.6") => Some(ContentError),
+                Some("5.7" | "4.7") => Some(SecurityError),
+                _ if has(SyntaxError) => Some(SyntaxError),
+                _ if phase == Some(Phase::Connect) => Some(Blocked),
+                _ => None,
+            });
+        } else {
+            reason = name;
+        }
+    }
+    let mut reason = reason.unwrap_or(match reply_code {
+        521 | 556 => NotAccept,
+        552 => MailboxFull,
+        554 | 550 | 553 => Rejected,
+        421 => SystemError,
+        _ => Undefined,
+    });
     if matches!(reply_code, 521 | 556) {
-        reason = Reason::NotAccept;
+        reason = NotAccept;
     }
-    // A limit of this recipient's (x.2.3), not of the system, on the message size.
-    if reason == Reason::MesgTooBig && status.get(1..) == Some(".2.3") {
-        reason = Reason::ExceedLimit;
+    if reason == MesgTooBig && status.get(1..) == Some(".2.3") {
+        reason = ExceedLimit;
     }
-    // A name that could not be looked up just now is a network problem, not a bad domain.
-    if reason == Reason::HostUnknown && !permanent {
-        reason = Reason::NetworkError;
+    if reason == HostUnknown && !permanent {
+        reason = NetworkError;
     }
     (reason, reason.is_hard(permanent))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_codes_name_reasons_as_the_registry_reads() {
+        use Reason::*;
+        for (code, want) in [
+            ("5.1.1", Some(UserUnknown)),
+            ("5.1.2", Some(HostUnknown)),
+            ("5.1.10", Some(NotAccept)),
+            ("5.2.1", Some(Filtered)),
+            ("4.2.1", Some(Blocked)),
+            ("4.2.2", Some(MailboxFull)),
+            ("5.3.4", Some(MesgTooBig)),
+            ("4.4.7", Some(Expired)),
+            ("5.4.4", Some(HostUnknown)),
+            ("5.5.3", Some(TooManyConn)),
+            ("5.6.1", Some(ContentError)),
+            ("5.7.1", Some(SecurityError)),
+            ("4.7.1", Some(Blocked)),
+            ("5.7.26", Some(AuthFailure)),
+            ("2.1.5", Some(Delivered)),
+            ("5.0.0", None),
+            ("4.7.0", None),
+            ("5.5.1", None),
+            ("x.y.z", None),
+            ("", None),
+        ] {
+            assert_eq!(status_name(code), want, "{code}");
+        }
+    }
+
+    #[test]
+    fn a_specific_wording_beats_a_broad_code() {
+        use Reason::*;
+        // x.6.x is the class of content problems: "spam" says which.
+        assert_eq!(decide("5.6.1", 500, "Message content rejected", None).0, SpamDetected);
+        assert_eq!(decide("5.6.1", 554, "", None).0, ContentError);
+        // A full mailbox is believed before a missing one.
+        assert_eq!(decide("5.1.1", 550, "mailbox full", Some(Phase::RcptTo)).0, MailboxFull);
+        // A code naming no single cause leaves it to the wording, then to the class.
+        assert_eq!(decide("5.7.1", 550, "", None).0, SecurityError);
+        assert_eq!(decide("4.7.0", 421, "try again later", None).0, SystemError);
+        // A refusal at MAIL FROM is about the sender.
+        assert_eq!(decide("", 550, "sender verify failed", Some(Phase::MailFrom)).0, Rejected);
+        // A name that could not be looked up just now is the network.
+        assert_eq!(decide("4.4.4", 450, "host not found", None).0, NetworkError);
+    }
 }

@@ -156,7 +156,7 @@ fn corpus_figures() {
 
     let reason_pct = Tally::pct(total.reason_ok, total.expected);
     let hard_pct = Tally::pct(total.hard_ok, total.expected);
-    assert!(reason_pct >= 80.0, "reason accuracy {reason_pct:.2}% fell below the floor");
+    assert!(reason_pct >= 82.0, "reason accuracy {reason_pct:.2}% fell below the floor");
     assert!(hard_pct >= 90.0, "hard/soft accuracy {hard_pct:.2}% fell below the floor");
     assert!(total.found * 100 >= total.expected * 97, "recipients found {}/{}", total.found, total.expected);
 }
@@ -266,4 +266,20 @@ fn a_missing_mailbox_is_about_the_address_only_at_rcpt_or_with_a_code_or_lookup_
 fn ordinary_mail_is_not_a_bounce() {
     let raw = b"From: Jane <jane@example.com>\nTo: joe@example.org\nSubject: Lunch?\n\nAre you free at noon?\n";
     assert!(classify_mail(raw).is_empty());
+}
+
+#[test]
+fn the_quoted_remote_reply_is_read_not_the_framing_around_it() {
+    let raw = "From: Mail Delivery Subsystem <mailer-daemon@googlemail.com>\nTo: shop@example.com\n\
+               Subject: Delivery Status Notification (Failure)\n\n\
+               Delivery to the following recipient failed permanently:\n\n     ann@example.net\n\n\
+               Technical details of permanent failure:\nGoogle tried to deliver your message, but it was rejected \
+               by the recipient domain. We recommend contacting the other email provider for further information \
+               about the cause of this error. The error that the other server returned was: 500 Remote server does \
+               not support TLS (state 6).\n";
+    let got = classify_mail(raw.as_bytes());
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].email, "ann@example.net");
+    assert_eq!(got[0].reason, Reason::FailedStartTls, "{:?}", got[0].diagnostic);
+    assert!(!got[0].hard_bounce);
 }

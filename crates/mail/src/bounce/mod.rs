@@ -2,9 +2,11 @@
 //! report (RFC 5965 ARF) or auto-reply says about each recipient.
 //!
 //! [`classify_mail`] reads a whole returned mail; [`classify_reply`] reads one live SMTP
-//! reply. Both end in the same decision ([`reason::decide`]): phrases of the diagnostic text
-//! first (they are usually the more specific), then the RFC 3463 enhanced status code, then
-//! the SMTP reply code.
+//! reply. Both end in the same decision ([`reason::decide`]): the reasons a specific status
+//! code or wording names, in a fixed order (a missing mailbox counts against the address only
+//! at RCPT TO, with an x.1.x code or in words of a directory lookup), then, where the code
+//! names no single cause, the looser wordings, the code's class and the reply code.
+//! `docs/bounces.md` describes it.
 
 mod parse;
 mod provider;
@@ -43,7 +45,8 @@ pub fn classify_mail(raw: &[u8]) -> Vec<Recipient> {
 }
 
 /// Classifies a live SMTP reply (`550`, `Some("5.1.1")`, `"user unknown"`): the reason and
-/// whether it is a hard bounce. Uses the same rules as [`classify_mail`].
+/// whether it is a hard bounce, read as the answer to RCPT TO. Uses the same rules as
+/// [`classify_mail`].
 pub fn classify_reply(code: u16, enhanced: Option<&str>, text: &str) -> (Reason, bool) {
     let status = enhanced.and_then(text::status_in).or_else(|| text::status_in(text)).unwrap_or_default();
     match provider::provider_reason(&reason::normalize(text)) {

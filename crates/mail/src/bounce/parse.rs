@@ -241,6 +241,10 @@ fn judge(
     transcript: &str,
     texts: &[&str],
 ) -> (String, Option<u16>, Reason, bool, String) {
+    // Where a text quotes the remote server's own reply, that reply is read instead of the
+    // reporting MTA's framing around it ("… was rejected by the recipient domain").
+    let texts: Vec<&str> = texts.iter().map(|t| remote_reply(t).unwrap_or(t)).collect();
+    let texts = texts.as_slice();
     let mut status = status.to_string();
     let mut code = None;
     for t in texts {
@@ -265,6 +269,22 @@ fn judge(
     let hard = reason.is_hard(permanent(&status, code.unwrap_or(0)));
     let diag = texts.iter().find(|t| !t.trim().is_empty()).copied().unwrap_or("").to_string();
     (status, code, reason, hard, diag)
+}
+
+/// Where MTAs quote the remote server's reply: Gmail's "The error that the other server
+/// returned was:", Exchange's "Remote Server returned", qmail's and Yahoo's "Remote host
+/// said:".
+const REMOTE_REPLY_MARKERS: &[&str] =
+    &["the error that the other server returned was:", "remote server returned", "remote host said:"];
+
+/// The remote server's reply quoted in `t`, up to the end of its paragraph.
+fn remote_reply(t: &str) -> Option<&str> {
+    let lower = t.to_ascii_lowercase();
+    let (i, m) = REMOTE_REPLY_MARKERS.iter().find_map(|m| lower.find(m).map(|i| (i, m)))?;
+    let rest = t.get(i + m.len()..)?;
+    let end = rest.find("\n\n").unwrap_or(rest.len());
+    let reply = rest[..end].trim().trim_matches(['\'', '"']);
+    (!reply.is_empty()).then_some(reply)
 }
 
 const DAEMONS: &[&str] =

@@ -1051,9 +1051,9 @@ pub(crate) fn status_name(status: &str) -> Option<Reason> {
         (_, 3, 2) => NotAccept,
         (_, 3, 3 | 5) => SystemError,
         (_, 4, 3) => SystemError,
-        (_, 4, 4) if class == "5" => HostUnknown,
+        ("5", 4, 4) => HostUnknown,
         (_, 4, 2 | 4 | 6 | 8) => NetworkError,
-        (_, 5, 3) if class == "4" => SystemError,
+        ("4", 5, 3) => SystemError,
         (_, 5, 5) => SystemError,
         (_, 6, _) if detail != 4 => ContentError,
         (_, 7, 16) => MesgTooBig,
@@ -1082,6 +1082,10 @@ pub(crate) fn status_name(status: &str) -> Option<Reason> {
         ("5", 7, 27) => NotAccept,
         ("5", 7, 28) => SpamDetected,
         ("5", 7, 30) => FailedStartTls,
+        // Microsoft's own 5.7.5xx / 5.7.6xx codes (Exchange Online, Outlook.com): the sender
+        // domain fails its authentication requirements; the sending IP or sender is banned.
+        ("5", 7, 515) => AuthFailure,
+        ("5", 7, 510..=512 | 606..=649) => Blocked,
         ("5", 7, 0..=11 | 14 | 15 | 19) => SecurityError,
         _ => return None,
     };
@@ -1108,14 +1112,12 @@ fn lookup_wording(text: &str) -> bool {
     LOOKUP_WORDINGS.iter().any(|w| t.contains(w))
 }
 
-/// Names that only say "something failed" and let the wording decide.
+/// Codes that name no cause, or only one that a wording may make more precise.
 fn loose_name(r: Option<Reason>) -> bool {
     matches!(
         r,
         None | Some(
-            Reason::Undefined
-                | Reason::OnHold
-                | Reason::SystemError
+            Reason::SystemError
                 | Reason::SecurityError
                 | Reason::Expired
                 | Reason::NetworkError
@@ -1140,8 +1142,8 @@ pub fn decide(status: &str, reply_code: u16, text: &str, phase: Option<Phase>) -
     if name == Some(Delivered) {
         return (Delivered, false);
     }
-    let found: Vec<Reason> = reason_from_text(text).into_iter().collect();
-    let has = |r: Reason| found.contains(&r);
+    let said = reason_from_text(text);
+    let has = |r: Reason| said == Some(r);
     let before_data = matches!(phase, Some(Phase::Connect | Phase::MailFrom | Phase::RcptTo));
     let first = [
         MailboxFull,
@@ -1189,7 +1191,7 @@ pub fn decide(status: &str, reply_code: u16, text: &str, phase: Option<Phase>) -
             }
             // x.6.x is the whole class of content problems: a wording that names the
             // problem (spam, a virus) says more.
-            ContentError => has(ContentError) || name == Some(ContentError) && found.is_empty(),
+            ContentError => has(ContentError) || name == Some(ContentError) && said.is_none(),
             _ => name == Some(r) || has(r),
         }
     };
@@ -1268,6 +1270,8 @@ mod tests {
             ("5.7.1", Some(SecurityError)),
             ("4.7.1", Some(Blocked)),
             ("5.7.26", Some(AuthFailure)),
+            ("5.7.515", Some(AuthFailure)),
+            ("5.7.606", Some(Blocked)),
             ("2.1.5", Some(Delivered)),
             ("5.0.0", None),
             ("4.7.0", None),

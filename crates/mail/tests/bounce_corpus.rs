@@ -283,3 +283,76 @@ fn the_quoted_remote_reply_is_read_not_the_framing_around_it() {
     assert_eq!(got[0].reason, Reason::FailedStartTls, "{:?}", got[0].diagnostic);
     assert!(!got[0].hard_bounce);
 }
+
+#[test]
+fn an_ses_notification_mailed_by_sns_is_read_per_recipient() {
+    let notification = serde_json::json!({
+        "notificationType": "Bounce",
+        "bounce": {"bounceType": "Permanent", "bounceSubType": "General", "bouncedRecipients": [
+            {"emailAddress": "ann@example.net", "action": "failed", "status": "5.1.1",
+             "diagnosticCode": "smtp; 550 5.1.1 <ann@example.net>: Recipient address rejected: User unknown"},
+            {"emailAddress": "bob@example.net", "action": "failed", "status": "5.2.2",
+             "diagnosticCode": "smtp; 552 5.2.2 Mailbox full"}]},
+        "mail": {"destination": ["ann@example.net", "bob@example.net"]}
+    });
+    let envelope = serde_json::json!({"Type": "Notification", "Message": notification.to_string()});
+    let raw = format!(
+        "From: AWS Notifications <no-reply@sns.amazonaws.com>\nTo: ops@example.com\nSubject: AWS Notification Message\n\n\
+         {envelope}\n\n--\nIf you wish to stop receiving notifications from this topic, please click the link below.\n"
+    );
+    let got = classify_mail(raw.as_bytes());
+    let seen: Vec<_> = got.iter().map(|r| (r.email.as_str(), r.status.as_str(), r.reason, r.hard_bounce)).collect();
+    assert_eq!(
+        seen,
+        [
+            ("ann@example.net", "5.1.1", Reason::UserUnknown, true),
+            ("bob@example.net", "5.2.2", Reason::MailboxFull, false)
+        ]
+    );
+    // A complaint mailed the same way is feedback, with its type.
+    let complaint = serde_json::json!({"notificationType": "Complaint", "complaint": {
+        "complaintFeedbackType": "abuse", "complainedRecipients": [{"emailAddress": "cy@example.net"}]}, "mail": {}});
+    let raw = format!("From: no-reply@sns.amazonaws.com\nSubject: AWS Notification Message\n\n{complaint}\n");
+    let got = classify_mail(raw.as_bytes());
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].reason, got[0].feedback_type.as_str()), (Reason::Feedback, "abuse"));
+}
+
+/// An Exim bounce with `lines` under the failed address.
+fn exim_bounce(lines: &str) -> Vec<u8> {
+    format!(
+        "From: Mail Delivery System <Mailer-Daemon@mx.example>\nTo: shop@example.com\n\
+         Subject: Mail delivery failed: returning message to sender\nMessage-Id: <E1P1YNN-0003AD-Ga@mx.example>\n\n\
+         This message was created automatically by mail delivery software.\n\n\
+         A message that you sent could not be delivered to one or more of its\n\
+         recipients. This is a permanent error. The following address(es) failed:\n\n  ann@example.net\n{lines}\n\n\
+         ------ This is a copy of the message, including all the headers. ------\n\nTo: ann@example.net\n"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn exims_own_wording_names_the_reason() {
+    let one = |lines: &str| {
+        let got = classify_mail(&exim_bounce(lines));
+        assert_eq!(got.len(), 1, "{lines}");
+        assert_eq!(got[0].email, "ann@example.net");
+        (got[0].reason, got[0].hard_bounce)
+    };
+    // Exim routed the domain nowhere: the domain, not the mailbox.
+    assert_eq!(one("    Unrouteable address"), (Reason::HostUnknown, true));
+    assert_eq!(one("    all relevant MX records point to non-existent hosts"), (Reason::HostUnknown, true));
+    assert_eq!(one("    retry timeout exceeded"), (Reason::Expired, false));
+    // A mail loop Exim counted in the headers is the message's content.
+    assert_eq!(one("    Too many \"Received\" headers - suspected mail loop"), (Reason::ContentError, false));
+    // A refusal at MAIL FROM whose reply says nothing more is on hold, not the recipient's fault.
+    assert_eq!(
+        one("    SMTP error from remote mail server after MAIL FROM:<shop@example.com> SIZE=1234:\n    550 Go away"),
+        (Reason::OnHold, false)
+    );
+    // The remote reply still decides where it is specific.
+    assert_eq!(
+        one("    SMTP error from remote mail server after RCPT TO:<ann@example.net>:\n    550 5.1.1 User unknown"),
+        (Reason::UserUnknown, true)
+    );
+}

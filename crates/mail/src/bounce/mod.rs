@@ -8,6 +8,8 @@
 //! names no single cause, the looser wordings, the code's class and the reply code.
 //! `docs/bounces.md` describes it.
 
+mod mta;
+mod notification;
 mod parse;
 mod provider;
 mod reason;

@@ -3,11 +3,13 @@
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 
 use super::Recipient;
+use super::mta::{Mta, detect, hint};
+use super::notification::{Kind, Reported, ses_notification, settled};
 use super::provider::provider_reason;
-use super::reason::{Reason, decide, normalize, permanent, reason_from_text, status_name};
+use super::reason::{Reason, decide_with, normalize, permanent, reason_from_text, status_name};
 use super::text::{
-    addresses, cut_original, first_address, phase_in, recipient_on_line, reply_code_in, status_in, strip_html,
-    transcript_phase,
+    addresses, command_word, cut_original, first_address, phase_in, recipient_on_line, reply_code_in, status_in,
+    strip_html, transcript_phase,
 };
 
 /// What the parts of the mail hold.
@@ -235,6 +237,7 @@ fn recipient(email: String, status: String, code: Option<u16>, reason: Reason, h
 /// first that names a reason by its phrases is used, else the codes decide. The SMTP phase the
 /// reply answered (named in the texts, or in an SMTP transcript) then adjusts it.
 fn judge(
+    mta: Mta,
     status: &str,
     addr: &str,
     phase_texts: &[&str],
@@ -261,10 +264,14 @@ fn judge(
     let phase = phase_texts
         .iter()
         .find_map(|t| phase_in(t))
-        .or_else(|| phase_texts.iter().chain([&transcript]).find_map(|t| transcript_phase(t, addr)));
+        .or_else(|| phase_texts.iter().chain([&transcript]).find_map(|t| transcript_phase(t, addr)))
+        .or_else(|| phase_texts.iter().find_map(|t| command_word(t)));
     let reason = match texts.iter().find_map(|t| provider_reason(&normalize(t))) {
         Some(r) => r,
-        None => decide(&status, code.unwrap_or(0), chosen, phase).0,
+        None => {
+            let hint = hint(mta, &phase_texts.join("\n"));
+            decide_with(&status, code.unwrap_or(0), chosen, phase, hint).0
+        }
     };
     let hard = reason.is_hard(permanent(&status, code.unwrap_or(0)));
     let diag = texts.iter().find(|t| !t.trim().is_empty()).copied().unwrap_or("").to_string();
@@ -277,9 +284,30 @@ fn judge(
 const REMOTE_REPLY_MARKERS: &[&str] =
     &["the error that the other server returned was:", "remote server returned", "remote host said:"];
 
+/// How Exim frames the reply it quotes: "SMTP error from remote mail server after RCPT
+/// TO:<a>:\n host mx [192.0.2.1]: 550 …". The command it names is the phase, not a wording.
+const COMMAND_FRAMES: &[&str] = &["smtp error from remote mail server after", "lmtp error after"];
+
 /// The remote server's reply quoted in `t`, up to the end of its paragraph.
 fn remote_reply(t: &str) -> Option<&str> {
     let lower = t.to_ascii_lowercase();
+    if let Some(i) = COMMAND_FRAMES.iter().find_map(|m| lower.find(m)) {
+        let rest = &t[i..];
+        let end = rest.find("\n\n").unwrap_or(rest.len());
+        let rest = &rest[..end];
+        // The reply starts at its code: three digits, 4xx or 5xx, then a space or a dash.
+        let b = rest.as_bytes();
+        let start = (0..b.len().saturating_sub(3)).find(|&k| {
+            (k == 0 || !b[k - 1].is_ascii_alphanumeric() && b[k - 1] != b'.')
+                && matches!(b[k], b'4' | b'5')
+                && b[k + 1].is_ascii_digit()
+                && b[k + 2].is_ascii_digit()
+                && matches!(b.get(k + 3), Some(b' ' | b'-'))
+        });
+        if let Some(k) = start {
+            return Some(rest[k..].trim());
+        }
+    }
     let (i, m) = REMOTE_REPLY_MARKERS.iter().find_map(|m| lower.find(m).map(|i| (i, m)))?;
     let rest = t.get(i + m.len()..)?;
     let end = rest.find("\n\n").unwrap_or(rest.len());
@@ -380,13 +408,18 @@ fn classify_one(raw: &[u8]) -> Vec<Recipient> {
     if !parts.arf.is_empty() {
         return feedback(&parts);
     }
+    if let Some(reported) = ses_notification(&parts.plain) {
+        return reported.iter().map(from_notification).collect();
+    }
 
     let human_full = if parts.plain.trim().is_empty() { parts.html.clone() } else { parts.plain.clone() };
     let human = cut_original(&human_full);
 
+    let message_id = header_text(&msg, "Message-ID").unwrap_or_default();
+    let mta = detect(&headers, &subject, &message_id, &human_full);
     let records: Vec<DsnRecord> = parts.dsn.iter().flat_map(|t| dsn_records(t)).collect();
     if !records.is_empty() {
-        return records.into_iter().map(|r| from_dsn(r, human, &subject)).collect();
+        return records.into_iter().map(|r| from_dsn(mta, r, human, &subject)).collect();
     }
 
     let daemon_sender = is_daemon(&from) || from.is_empty();
@@ -407,7 +440,7 @@ fn classify_one(raw: &[u8]) -> Vec<Recipient> {
     if !bounce_like {
         return Vec::new();
     }
-    let mut out = plain_text(&msg, &parts, human, &subject, &from, &to);
+    let mut out = plain_text(mta, &msg, &parts, human, &subject, &from, &to);
     // Google Groups returns a post (in the poster's language) when the group does not exist
     // or does not take posts from the sender: the group refused the sender.
     for r in &mut out {
@@ -481,13 +514,13 @@ fn segment_about<'a>(human: &'a str, addr: &str) -> &'a str {
     human.get(start..end).unwrap_or("")
 }
 
-fn from_dsn(r: DsnRecord, human: &str, subject: &str) -> Recipient {
+fn from_dsn(mta: Mta, r: DsnRecord, human: &str, subject: &str) -> Recipient {
     let email = pick_email(&r);
     let action = r.action.split_whitespace().next().unwrap_or("");
     let delivered = matches!(action, "delivered" | "relayed" | "expanded" | "deliverable") || r.status.starts_with('2');
     let seg = segment_about(human, &email);
     let texts = [r.diag.as_str(), r.status_note.as_str(), seg, subject];
-    let (status, code, mut reason, mut hard, diag) = judge(&r.status, &email, &[&r.diag, seg], human, &texts);
+    let (status, code, mut reason, mut hard, diag) = judge(mta, &r.status, &email, &[&r.diag, seg], human, &texts);
     let named = texts.iter().any(|t| reason_from_text(t).is_some());
     if delivered {
         reason = Reason::Delivered;
@@ -511,13 +544,33 @@ fn from_dsn(r: DsnRecord, human: &str, subject: &str) -> Recipient {
     out
 }
 
+/// A recipient of an SES notification mailed by SNS.
+fn from_notification(r: &Reported) -> Recipient {
+    if let Some(done) = settled(r) {
+        return done;
+    }
+    let diag = r.diagnostic.split_once(';').map_or(r.diagnostic.as_str(), |(_, d)| d).trim();
+    let (status, code, reason, hard, diag) = judge(Mta::Other, &r.status, &r.email, &[diag], "", &[diag]);
+    let mut out = recipient(r.email.clone(), status, code, reason, hard, &diag);
+    out.delayed = r.kind == Kind::Delay;
+    out
+}
+
 fn pick_email(r: &DsnRecord) -> String {
     first_address(&r.final_rcpt)
         .or_else(|| first_address(&r.orig_rcpt))
         .unwrap_or_else(|| r.final_rcpt.trim_matches(['<', '>']).to_string())
 }
 
-fn plain_text(msg: &Message<'_>, parts: &Parts, human: &str, subject: &str, from: &str, to: &str) -> Vec<Recipient> {
+fn plain_text(
+    mta: Mta,
+    msg: &Message<'_>,
+    parts: &Parts,
+    human: &str,
+    subject: &str,
+    from: &str,
+    to: &str,
+) -> Vec<Recipient> {
     let own = |a: &str| a.eq_ignore_ascii_case(from) || a.eq_ignore_ascii_case(to);
     // Per address: the text of every stretch of lines it heads.
     let mut order: Vec<String> = Vec::new();
@@ -566,7 +619,7 @@ fn plain_text(msg: &Message<'_>, parts: &Parts, human: &str, subject: &str, from
         .into_iter()
         .zip(texts)
         .map(|(email, t)| {
-            let (status, code, reason, hard, diag) = judge("", &email, &[&t], human, &[&t, &whole]);
+            let (status, code, reason, hard, diag) = judge(mta, "", &email, &[&t], human, &[&t, &whole]);
             recipient(email, status, code, reason, hard, &diag)
         })
         .collect()

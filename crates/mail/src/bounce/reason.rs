@@ -591,6 +591,15 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "invalid domain",
             "unrouteable mail domain",
             "unroutable mail domain",
+            // Exim's word when no router takes the address: its domain leads nowhere.
+            "unrouteable address",
+            "unroutable address",
+            "non-existent host",
+            "non-existent hosts",
+            "nonexistent host",
+            "nonexistent hosts",
+            "non-existent domain",
+            "nonexistent domain",
             "name or service not known",
             "nxdomain",
             "no mx",
@@ -694,8 +703,6 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "not a known user",
             "unknown local part",
             "unknown local-part",
-            "unrouteable address",
-            "unroutable address",
             "account does not exist",
             "account that you tried to reach does not exist",
             "does not exist",
@@ -1136,11 +1143,37 @@ fn loose_name(r: Option<Reason>) -> bool {
 /// 2. where the code names no single cause, the looser wordings (policy, system, network,
 ///    expiry), then the code's class.
 pub fn decide(status: &str, reply_code: u16, text: &str, phase: Option<Phase>) -> (Reason, bool) {
+    decide_with(status, reply_code, text, phase, None)
+}
+
+/// Reasons a reporting MTA's own wording may give that the remote reply's code or wording can
+/// still make more precise (a lookup that failed, a queue that gave up, …); any other hint is
+/// final.
+fn weighed(r: Reason) -> bool {
+    use Reason::*;
+    matches!(r, Undefined | OnHold | SystemError | SecurityError | Expired | NetworkError | HostUnknown | UserUnknown)
+}
+
+/// [`decide`] with what the reporting MTA's own wording says (`hint`, from
+/// [`super::mta::hint`]): a specific reason is final; a reason the remote reply may refine
+/// (see [`weighed`]) comes after the first pass; "on hold" replaces the reply-code fallback.
+pub(crate) fn decide_with(
+    status: &str,
+    reply_code: u16,
+    text: &str,
+    phase: Option<Phase>,
+    hint: Option<Reason>,
+) -> (Reason, bool) {
     use Reason::*;
     let permanent = permanent(status, reply_code);
     let name = status_name(status);
     if name == Some(Delivered) {
         return (Delivered, false);
+    }
+    if let Some(h) = hint
+        && !weighed(h)
+    {
+        return (h, h.is_hard(permanent));
     }
     let said = reason_from_text(text);
     let has = |r: Reason| said == Some(r);
@@ -1197,6 +1230,9 @@ pub fn decide(status: &str, reply_code: u16, text: &str, phase: Option<Phase>) -
     };
     let mut reason = first.into_iter().find(|r| probe(*r));
     if reason.is_none() {
+        reason = hint.filter(|h| !matches!(h, OnHold | Undefined));
+    }
+    if reason.is_none() {
         if loose_name(name) {
             let second = [
                 MailboxFull,
@@ -1229,7 +1265,7 @@ pub fn decide(status: &str, reply_code: u16, text: &str, phase: Option<Phase>) -
             reason = name;
         }
     }
-    let mut reason = reason.unwrap_or(match reply_code {
+    let mut reason = reason.or(hint).unwrap_or(match reply_code {
         521 | 556 => NotAccept,
         552 => MailboxFull,
         554 | 550 | 553 => Rejected,

@@ -277,6 +277,40 @@ pub(crate) fn phase_in(text: &str) -> Option<Phase> {
     best.map(|(_, p)| p)
 }
 
+/// The SMTP command a diagnostic names as an upper-case word (`… RCPT TO:<a> …`, `… DATA
+/// …`), as replies and MTAs write commands; where it names several, the latest in the
+/// session. Words inside addresses or host names (`DATA@x`, `MAIL.EXAMPLE`) do not count.
+pub(crate) fn command_word(text: &str) -> Option<Phase> {
+    const WORDS: &[(&str, Phase)] = &[
+        ("HELO", Phase::Connect),
+        ("EHLO", Phase::Connect),
+        ("STARTTLS", Phase::Connect),
+        ("AUTH", Phase::Connect),
+        ("MAIL FROM", Phase::MailFrom),
+        ("RCPT", Phase::RcptTo),
+        ("DATA", Phase::Data),
+        ("QUIT", Phase::Data),
+    ];
+    let bytes = text.as_bytes();
+    let glued = |b: Option<&u8>| b.is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, b'@' | b'.' | b'_' | b'-'));
+    let mut found = None;
+    for (word, phase) in WORDS {
+        let mut from = 0;
+        while let Some(i) = text[from..].find(word) {
+            let start = from + i;
+            let end = start + word.len();
+            let before = start.checked_sub(1).and_then(|j| bytes.get(j));
+            // "MAIL FROM" may be glued to its colon; the others stand alone.
+            if !glued(before) && !glued(bytes.get(end)) {
+                found = Some(*phase);
+                break;
+            }
+            from = end;
+        }
+    }
+    found
+}
+
 fn command_phase(command: &str) -> Option<Phase> {
     match command {
         "data" | "bdat" | "." => Some(Phase::Data),
@@ -430,6 +464,16 @@ mod tests {
         let t = ">>> RCPT To:<a@b.example>\n<<< 550 No such user here\n>>> DATA\n<<< 554 Transaction failed";
         assert_eq!(transcript_phase(t, "a@b.example"), Some(Phase::RcptTo));
         assert_eq!(transcript_phase(">>> DATA\n<<< 550 Unknown user c@d.example", "c@d.example"), Some(Phase::Data));
+    }
+
+    #[test]
+    fn commands_written_in_capitals() {
+        assert_eq!(command_word("550 5.1.1 <a@b.example> refused at RCPT TO:<a@b.example>"), Some(Phase::RcptTo));
+        assert_eq!(command_word("MAIL FROM:<s@x.example> then RCPT and DATA"), Some(Phase::Data));
+        assert_eq!(command_word("554 rejected after EHLO"), Some(Phase::Connect));
+        // Inside an address or a host name a command word is not a command.
+        assert_eq!(command_word("550 DATABASE@x.example MAIL.example.org unknown"), None);
+        assert_eq!(command_word("550 data was rejected"), None);
     }
 
     #[test]

@@ -356,3 +356,50 @@ fn exims_own_wording_names_the_reason() {
         (Reason::UserUnknown, true)
     );
 }
+
+#[test]
+fn other_mtas_own_words_and_categories() {
+    // PowerMTA classifies the failure itself in the DSN.
+    let raw = "From: MAILER-DAEMON@pmta.example\nTo: shop@example.com\nSubject: Delivery report\n\
+               Content-Type: multipart/report; report-type=delivery-status; boundary=b\n\n--b\n\
+               Content-Type: text/plain\n\nThe message could not be delivered.\n--b\n\
+               Content-Type: message/delivery-status\n\nReporting-MTA: dns; pmta.example\n\n\
+               Final-Recipient: rfc822; ann@example.net\nAction: failed\nStatus: 5.0.0\n\
+               Diagnostic-Code: smtp; 550 rejected\nX-PowerMTA-BounceCategory: quota-issues\n--b--\n";
+    let got = classify_mail(raw.as_bytes());
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].reason, got[0].hard_bounce), (Reason::MailboxFull, false));
+
+    // Gmail's relay state names the command: state 14 is RCPT TO.
+    let raw = "From: Mail Delivery Subsystem <mailer-daemon@googlemail.com>\nTo: shop@example.com\n\
+               Subject: Delivery Status Notification (Failure)\n\n\
+               Delivery to the following recipient failed permanently:\n\n     bob@example.net\n\n\
+               Technical details of permanent failure:\nGoogle tried to deliver your message, but it was rejected \
+               by the server for the recipient domain example.net by mx.example.net. [192.0.2.1].\n\n\
+               The error that the other server returned was:\n550 sorry, no mailbox here by that name (state 14).\n";
+    let got = classify_mail(raw.as_bytes());
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (got[0].email.as_str(), got[0].reason, got[0].hard_bounce),
+        ("bob@example.net", Reason::UserUnknown, true)
+    );
+
+    // qmail that could not connect and gave up: the network, not the queue time.
+    let raw = "From: MAILER-DAEMON@qmail.example\nTo: shop@example.com\nSubject: failure notice\n\n\
+               Hi. This is the qmail-send program at qmail.example.\n\
+               I'm afraid I wasn't able to deliver your message to the following addresses.\n\n\
+               <cy@example.net>:\nSorry, I wasn't able to establish an SMTP connection. (#4.4.1)\n\
+               I'm not going to try again; this message has been in the queue too long.\n";
+    let got = classify_mail(raw.as_bytes());
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].reason, Reason::NetworkError);
+
+    // Exchange's categorised code decides over the generic words.
+    let raw = "From: postmaster@outlook.example\nTo: shop@example.com\nSubject: Undeliverable: Hello\n\n\
+               Delivery has failed to these recipients or groups:\n\ndee@example.net\n\n\
+               Diagnostic information for administrators:\nRemote Server returned '550 5.7.1 \
+               RESOLVER.RST.NotAuthorized; not authorized'\n";
+    let got = classify_mail(raw.as_bytes());
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].email.as_str(), got[0].reason), ("dee@example.net", Reason::Rejected));
+}

@@ -10,6 +10,16 @@ use super::text::{Phase, command_word};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) enum Mta {
     Exim,
+    Qmail,
+    Gmail,
+    InterScan,
+    OpenSmtpd,
+    Courier,
+    DragonFly,
+    Notes,
+    Domino,
+    Kddi,
+    IMail,
     #[default]
     Other,
 }
@@ -32,17 +42,76 @@ fn exim_message_id(id: &str) -> bool {
     (lens == [7, 6, 2] || lens == [6, 11, 4]) && local.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
-/// Which MTA wrote the mail: two of Exim's marks (its sender name, its subjects, its message
-/// ids), Exim's opening sentence, or the headers of Exim-based MXLogic.
+/// The header fields of lower-cased header text, unfolded: (`name`, value).
+fn fields(headers_lower: &str) -> Vec<(&str, String)> {
+    let mut out: Vec<(&str, String)> = Vec::new();
+    for line in headers_lower.lines() {
+        if line.starts_with([' ', '\t']) {
+            if let Some((_, v)) = out.last_mut() {
+                v.push(' ');
+                v.push_str(line.trim());
+            }
+        } else if let Some((name, value)) = line.split_once(':') {
+            out.push((name.trim(), value.trim().to_string()));
+        }
+    }
+    out
+}
+
+/// The unfolded value of the first `name:` header in lower-cased header text.
+fn header(headers_lower: &str, name: &str) -> String {
+    fields(headers_lower).into_iter().find(|(n, _)| *n == name).map(|(_, v)| v).unwrap_or_default()
+}
+
+/// Which MTA wrote the mail, by the marks each puts in its bounces (sender, subject, message
+/// id, Received line, opening sentence).
 pub(crate) fn detect(headers_lower: &str, subject: &str, message_id: &str, body: &str) -> Mta {
     let subject = subject.to_ascii_lowercase();
-    let marks = usize::from(headers_lower.contains("from: mail delivery system"))
+    let from = header(headers_lower, "from");
+    let all = fields(headers_lower);
+    let received = |mark: &str| all.iter().any(|(n, v)| *n == "received" && v.contains(mark));
+    let marks = usize::from(from.contains("mail delivery system"))
         + usize::from(EXIM_SUBJECTS.iter().any(|s| subject.contains(s)))
         + usize::from(exim_message_id(message_id));
     let mxlogic = ["\nx-mx-bounce:", "\nx-mxl-hash:", "\nx-mxl-notehash:"].iter().any(|h| headers_lower.contains(h))
         || message_id.contains("<mxl~");
-    if marks >= 2 || mxlogic || body.contains("This message was created automatically by mail delivery software.") {
+    if from.contains("mailer-daemon@googlemail.com") && subject.contains("delivery status notification") {
+        Mta::Gmail
+    } else if received(" (dragonfly mail agent") {
+        Mta::DragonFly
+    } else if received(" (opensmtpd) with ") || body.contains("This is the MAILER-DAEMON, please DO NOT REPLY") {
+        Mta::OpenSmtpd
+    } else if marks >= 2
+        || mxlogic
+        || body.contains("This message was created automatically by mail delivery software.")
+    {
         Mta::Exim
+    } else if from.starts_with("\"interscan")
+        || header(headers_lower, "content-type").contains("interscan")
+        || body.contains(" InterScan ")
+    {
+        Mta::InterScan
+    } else if from.contains("courier mail server at ")
+        || subject.contains("notice: mail delivery status.")
+        || subject.contains("warning: delayed mail.")
+        || message_id.trim().starts_with("<courier.")
+    {
+        Mta::Courier
+    } else if subject.starts_with("undeliverable message") && body.contains("------- Failure Reasons") {
+        Mta::Notes
+    } else if subject.starts_with("delivery failure:") || subject.contains("delivery_failure") {
+        Mta::Domino
+    } else if from.contains(".dion.ne.jp")
+        || header(headers_lower, "reply-to").contains("no-reply@app.auone-net.jp")
+        || received("ezweb.ne.jp (")
+        || received(".au.com (")
+    {
+        Mta::Kddi
+    } else if subject.starts_with("undeliverable mail ") || header(headers_lower, "x-mailer").starts_with("<smtp32 v") {
+        Mta::IMail
+    } else if subject == "failure notice" || received("(qmail ") {
+        // Last: a qmail hop may be anywhere on the way, whoever wrote the bounce.
+        Mta::Qmail
     } else {
         Mta::Other
     }
@@ -91,30 +160,228 @@ const EXIM_DELAYED: &[&str] = &[
     "was frozen on arrival by ",
 ];
 
+/// qmail's and qmail-ldap's own messages.
+const QMAIL_MESSAGES: &[(Reason, &[&str])] = &[
+    (Reason::HostUnknown, &["sorry, i couldn't find any host "]),
+    (Reason::MailboxFull, &["disk quota exceeded"]),
+    (Reason::MesgTooBig, &["message size exceeds fixed maximum message size"]),
+    (
+        Reason::NetworkError,
+        &[
+            "sorry, i wasn't able to establish an smtp connection",
+            "although i'm listed as a best-preference mx or a for that host",
+        ],
+    ),
+    (Reason::NotAccept, &["sorry, i couldn't find a mail exchanger or ip address"]),
+    (Reason::SystemFull, &["mailbox unavailable (not enough free space)"]),
+    (Reason::UserUnknown, &["no mailbox here by that name"]),
+    (Reason::ExceedLimit, &["exeeded the maximum size the user accepts", "exceeded the maximum size the user accepts"]),
+    (Reason::Suspend, &["mailaddress is administrativ"]),
+    (
+        Reason::SystemError,
+        &[
+            "bad interpreter: no such file or directory",
+            "system error",
+            "automatic homedir creator crashed",
+            "illegal value in ldap attribute",
+            "ldap attribute is not given but mandatory",
+            "timeout while performing search on ldap server",
+            "too many results returned but needs to be unique",
+            "error while executing qmail-forward",
+            "error in automatic homedir creation",
+            "temporary failure in ldap lookup",
+            "unable to contact ldap server",
+            "unable to login into ldap server",
+        ],
+    ),
+];
+
+const OPENSMTPD_MESSAGES: &[(Reason, &[&str])] = &[
+    (Reason::Expired, &["envelope expired"]),
+    (Reason::SecurityError, &["could not retrieve credentials"]),
+    (Reason::HostUnknown, &["invalid domain name", "domain does not exist"]),
+    (
+        Reason::NetworkError,
+        &[
+            "address family mismatch on destination mxs",
+            "all routes to destination blocked",
+            "bad dns lookup error code",
+            "could not retrieve source address",
+            "loop detected",
+            "network error on destination mxs",
+            "no valid route to remote mx",
+            "no valid route to destination",
+            "temporary failure in mx lookup",
+        ],
+    ),
+    (
+        Reason::NotAccept,
+        &["destination seem to reject all mails", "no mx found for domain", "no mx found for destination"],
+    ),
+];
+
+const COURIER_MESSAGES: &[(Reason, &[&str])] = &[
+    (Reason::HostUnknown, &["no such domain."]),
+    (Reason::SystemError, &["this domain's dns violates rfc 1035."]),
+    (Reason::NetworkError, &["dns lookup failed."]),
+];
+
+const DRAGONFLY_MESSAGES: &[(Reason, &[&str])] =
+    &[(Reason::Expired, &["could not deliver for the last "]), (Reason::HostUnknown, &["dns lookup failure: host "])];
+
+const NOTES_MESSAGES: &[(Reason, &[&str])] = &[
+    (Reason::NetworkError, &["message has exceeded maximum hop count"]),
+    (Reason::UserUnknown, &["user not listed in public name & address book"]),
+];
+
+const DOMINO_MESSAGES: &[(Reason, &[&str])] = &[
+    (Reason::Filtered, &["cannot route mail to user"]),
+    (Reason::SystemError, &["several matches found in domino directory"]),
+    (
+        Reason::UserUnknown,
+        &[
+            "not listed in domino directory",
+            "not listed in public name & address book",
+            "no se encuentra en el directorio de domino",
+            "dans l'annuaire domino",
+        ],
+    ),
+];
+
+const KDDI_MESSAGES: &[(Reason, &[&str])] = &[
+    (Reason::MailboxFull, &["as their mailbox is full"]),
+    (Reason::NoRelaying, &["due to the following smtp relay error"]),
+    (Reason::HostUnknown, &["as the remote domain doesnt exist", "as the remote domain doesn't exist"]),
+];
+
+const IMAIL_MESSAGES: &[(Reason, &[&str])] = &[
+    (Reason::HostUnknown, &["unknown host"]),
+    (Reason::UserUnknown, &["unknown user", "invalid final delivery userid"]),
+    (Reason::MailboxFull, &["user mailbox exceeds allowed size"]),
+    (Reason::VirusDetected, &["requested action not taken: virus detected"]),
+    (Reason::SpamDetected, &["blacklisted url in message"]),
+    (Reason::Expired, &["delivery failed "]),
+];
+
+/// Gmail's relay states: the SMTP command its attempt had reached, and what a failure there
+/// means.
+fn gmail_state(t: &str) -> Option<(Phase, Reason)> {
+    let i = t.find("(state ")?;
+    let n: String = t[i + 7..].chars().take_while(char::is_ascii_digit).collect();
+    Some(match n.as_str() {
+        "6" => (Phase::MailFrom, Reason::FailedStartTls),
+        "8" => (Phase::Connect, Reason::SystemError),
+        "9" => (Phase::Connect, Reason::FailedStartTls),
+        "13" => (Phase::Connect, Reason::Blocked),
+        "14" => (Phase::RcptTo, Reason::UserUnknown),
+        "15" | "17" | "18" => (Phase::Data, Reason::Filtered),
+        _ => return None,
+    })
+}
+
+/// Exchange's categorised error codes (`RESOLVER.ADR.RecipNotFound`, `QUEUE.Expired`, …).
+fn exchange_code(t: &str) -> Option<Reason> {
+    const CODES: &[(&str, Reason)] = &[
+        ("resolver.adr.recipnotfound", Reason::UserUnknown),
+        ("resolver.adr.recipientnotfound", Reason::UserUnknown),
+        ("resolver.adr.exrecipnotfound", Reason::UserUnknown),
+        ("resolver.adr.badprimary", Reason::SystemError),
+        ("resolver.adr.invalidinsmtp", Reason::SystemError),
+        ("resolver.adr.ambiguous", Reason::SystemError),
+        ("resolver.adr.reciplimit", Reason::TooManyConn),
+        ("resolver.rst.authrequired", Reason::SecurityError),
+        ("resolver.rst.notauthorized", Reason::Rejected),
+        ("resolver.rst.recipsizelimit", Reason::ExceedLimit),
+        ("queue.expired", Reason::Expired),
+    ];
+    CODES.iter().find(|(code, _)| t.contains(code)).map(|(_, r)| *r)
+}
+
+fn table(t: &str, table: &[(Reason, &[&str])]) -> Option<Reason> {
+    table.iter().find(|(_, words)| words.iter().any(|w| t.contains(w))).map(|(r, _)| *r)
+}
+
+/// What the reporting MTA's own words say about one recipient.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hint {
+    /// The reason its wording names (weighed by [`super::reason::decide_with`]).
+    pub reason: Option<Reason>,
+    /// The SMTP command its format names, over what the text seems to say.
+    pub phase: Option<Phase>,
+}
+
 /// What the reporting MTA's own wording in `text` (the recipient's error lines) says.
-pub(crate) fn hint(mta: Mta, text: &str) -> Option<Reason> {
+pub(crate) fn hint(mta: Mta, text: &str, headers_lower: &str) -> Hint {
+    let t = text.to_ascii_lowercase();
+    let t = t.split_whitespace().collect::<Vec<_>>().join(" ");
+    let reason = |r: Option<Reason>| Hint { reason: r, phase: None };
+    if let Some(r) = exchange_code(&t) {
+        return reason(Some(r));
+    }
     match mta {
-        Mta::Other => None,
+        Mta::Other => Hint::default(),
         Mta::Exim => {
-            let t = text.to_ascii_lowercase();
-            let t = t.split_whitespace().collect::<Vec<_>>().join(" ");
             // The remote server refused us before any recipient: at HELO the client was
             // blocked; at MAIL FROM the reply alone must say why. (Refused at the greeting,
             // "after initial connection", the reply says why.)
             if t.contains("smtp error from remote") {
                 match command_word(text) {
-                    Some(Phase::Connect) => return Some(Reason::Blocked),
-                    Some(Phase::MailFrom) => return Some(Reason::OnHold),
+                    Some(Phase::Connect) => return reason(Some(Reason::Blocked)),
+                    Some(Phase::MailFrom) => return reason(Some(Reason::OnHold)),
                     _ => {}
                 }
             }
-            EXIM_MESSAGES
-                .iter()
-                .find(|(_, words)| words.iter().any(|w| t.contains(w)))
-                .map(|(r, _)| *r)
-                .or_else(|| EXIM_DELAYED.iter().any(|w| t.contains(w)).then_some(Reason::Expired))
-                .or_else(|| t.contains("pipe to |").then_some(Reason::MailerError))
+            reason(
+                table(&t, EXIM_MESSAGES)
+                    .or_else(|| EXIM_DELAYED.iter().any(|w| t.contains(w)).then_some(Reason::Expired))
+                    .or_else(|| t.contains("pipe to |").then_some(Reason::MailerError)),
+            )
         }
+        Mta::Qmail => {
+            if t.contains(" but my name was rejected") {
+                return Hint { reason: Some(Reason::Blocked), phase: Some(Phase::Connect) };
+            }
+            let long = t.contains("this message has been in the queue too long");
+            if long && t.contains("does not like recipient") {
+                return reason(Some(Reason::OnHold));
+            }
+            reason(table(&t, QMAIL_MESSAGES).or(long.then_some(Reason::Expired)))
+        }
+        Mta::Gmail => match gmail_state(&t) {
+            // A specific status code in the reply says more than the state.
+            Some((phase, r)) => {
+                let status = super::text::status_in(text).filter(|s| !s.contains(".0"));
+                let r = match status {
+                    Some(s) => super::reason::status_name(&s),
+                    None => Some(r),
+                };
+                Hint { reason: r, phase: Some(phase) }
+            }
+            None if t.contains("dns error: domain name not found")
+                || t.contains("dns error: dns server returned answer with no data") =>
+            {
+                reason(Some(Reason::HostUnknown))
+            }
+            None if t.contains("dns error: could not contact dns servers")
+                || t.contains("the recipient server did not accept our requests to connect") =>
+            {
+                reason(Some(Reason::Expired))
+            }
+            None => Hint::default(),
+        },
+        Mta::InterScan => reason(t.contains("unable to deliver").then_some(Reason::UserUnknown)),
+        Mta::OpenSmtpd => reason(table(&t, OPENSMTPD_MESSAGES)),
+        Mta::Courier => reason(table(&t, COURIER_MESSAGES)),
+        Mta::DragonFly => reason(table(&t, DRAGONFLY_MESSAGES)),
+        Mta::Notes => reason(table(&t, NOTES_MESSAGES)),
+        Mta::Domino => reason(table(&t, DOMINO_MESSAGES)),
+        Mta::Kddi => {
+            if header(headers_lower, "x-spasign") == "ng" {
+                return reason(Some(Reason::Filtered));
+            }
+            reason(table(&t, KDDI_MESSAGES))
+        }
+        Mta::IMail => reason(table(&t, IMAIL_MESSAGES)),
     }
 }
 
@@ -138,7 +405,7 @@ mod tests {
 
     #[test]
     fn exim_wordings_give_their_reasons() {
-        let e = |t: &str| hint(Mta::Exim, t);
+        let e = |t: &str| hint(Mta::Exim, t, "").reason;
         assert_eq!(e("  a@b.example\n    Unrouteable address"), Some(Reason::HostUnknown));
         assert_eq!(e("retry timeout exceeded"), Some(Reason::Expired));
         assert_eq!(e("Too many \"Received\" headers - suspected mail loop"), Some(Reason::ContentError));
@@ -150,6 +417,6 @@ mod tests {
         // Refused at the greeting: the reply says why.
         assert_eq!(e("SMTP error from remote mail server after initial connection: 554 no PTR"), None);
         assert_eq!(e("SMTP error from remote mail server after RCPT TO:<a@b.example>: 550 5.1.1 unknown"), None);
-        assert_eq!(hint(Mta::Other, "Unrouteable address"), None);
+        assert_eq!(hint(Mta::Other, "Unrouteable address", "").reason, None);
     }
 }

@@ -161,6 +161,8 @@ struct DsnRecord {
     /// The comment of the Status field (`5.0.0 (host name lookup failure)`).
     status_note: String,
     diag: String,
+    /// PowerMTA's own classification (`X-PowerMTA-BounceCategory: bad-mailbox`).
+    category: String,
 }
 
 /// The code of a DSN Status field (`5.1.1 (user unknown)` → `5.1.1`), success codes included.
@@ -205,6 +207,7 @@ fn dsn_records(text: &str) -> Vec<DsnRecord> {
                         .map(|(_, n)| n.trim_end().trim_end_matches(')').to_string())
                         .unwrap_or_default();
                 }
+                "x-powermta-bouncecategory" => r.category = value.to_ascii_lowercase(),
                 "diagnostic-code" => {
                     r.diag = value.split_once(';').map_or(value.as_str(), |(_, d)| d).trim().to_string();
                 }
@@ -237,7 +240,8 @@ fn recipient(email: String, status: String, code: Option<u16>, reason: Reason, h
 /// first that names a reason by its phrases is used, else the codes decide. The SMTP phase the
 /// reply answered (named in the texts, or in an SMTP transcript) then adjusts it.
 fn judge(
-    mta: Mta,
+    (mta, headers): (Mta, &str),
+    category: Option<Reason>,
     status: &str,
     addr: &str,
     phase_texts: &[&str],
@@ -261,17 +265,16 @@ fn judge(
         }
     }
     let chosen = texts.iter().find(|t| reason_from_text(t).is_some()).copied().unwrap_or("");
-    let phase = phase_texts
-        .iter()
-        .find_map(|t| phase_in(t))
+    let mut hint = hint(mta, &phase_texts.join("\n"), headers);
+    hint.reason = category.or(hint.reason);
+    let phase = hint
+        .phase
+        .or_else(|| phase_texts.iter().find_map(|t| phase_in(t)))
         .or_else(|| phase_texts.iter().chain([&transcript]).find_map(|t| transcript_phase(t, addr)))
         .or_else(|| phase_texts.iter().find_map(|t| command_word(t)));
     let reason = match texts.iter().find_map(|t| provider_reason(&normalize(t))) {
         Some(r) => r,
-        None => {
-            let hint = hint(mta, &phase_texts.join("\n"));
-            decide_with(&status, code.unwrap_or(0), chosen, phase, hint).0
-        }
+        None => decide_with(&status, code.unwrap_or(0), chosen, phase, hint.reason).0,
     };
     let hard = reason.is_hard(permanent(&status, code.unwrap_or(0)));
     let diag = texts.iter().find(|t| !t.trim().is_empty()).copied().unwrap_or("").to_string();
@@ -419,7 +422,7 @@ fn classify_one(raw: &[u8]) -> Vec<Recipient> {
     let mta = detect(&headers, &subject, &message_id, &human_full);
     let records: Vec<DsnRecord> = parts.dsn.iter().flat_map(|t| dsn_records(t)).collect();
     if !records.is_empty() {
-        return records.into_iter().map(|r| from_dsn(mta, r, human, &subject)).collect();
+        return records.into_iter().map(|r| from_dsn((mta, &headers), r, human, &subject)).collect();
     }
 
     let daemon_sender = is_daemon(&from) || from.is_empty();
@@ -440,7 +443,7 @@ fn classify_one(raw: &[u8]) -> Vec<Recipient> {
     if !bounce_like {
         return Vec::new();
     }
-    let mut out = plain_text(mta, &msg, &parts, human, &subject, &from, &to);
+    let mut out = plain_text((mta, &headers), &msg, &parts, human, &subject, &from, &to);
     // Google Groups returns a post (in the poster's language) when the group does not exist
     // or does not take posts from the sender: the group refused the sender.
     for r in &mut out {
@@ -514,13 +517,14 @@ fn segment_about<'a>(human: &'a str, addr: &str) -> &'a str {
     human.get(start..end).unwrap_or("")
 }
 
-fn from_dsn(mta: Mta, r: DsnRecord, human: &str, subject: &str) -> Recipient {
+fn from_dsn((mta, headers): (Mta, &str), r: DsnRecord, human: &str, subject: &str) -> Recipient {
     let email = pick_email(&r);
     let action = r.action.split_whitespace().next().unwrap_or("");
     let delivered = matches!(action, "delivered" | "relayed" | "expanded" | "deliverable") || r.status.starts_with('2');
     let seg = segment_about(human, &email);
     let texts = [r.diag.as_str(), r.status_note.as_str(), seg, subject];
-    let (status, code, mut reason, mut hard, diag) = judge(mta, &r.status, &email, &[&r.diag, seg], human, &texts);
+    let (status, code, mut reason, mut hard, diag) =
+        judge((mta, headers), powermta_category(&r.category), &r.status, &email, &[&r.diag, seg], human, &texts);
     let named = texts.iter().any(|t| reason_from_text(t).is_some());
     if delivered {
         reason = Reason::Delivered;
@@ -550,10 +554,26 @@ fn from_notification(r: &Reported) -> Recipient {
         return done;
     }
     let diag = r.diagnostic.split_once(';').map_or(r.diagnostic.as_str(), |(_, d)| d).trim();
-    let (status, code, reason, hard, diag) = judge(Mta::Other, &r.status, &r.email, &[diag], "", &[diag]);
+    let (status, code, reason, hard, diag) = judge((Mta::Other, ""), None, &r.status, &r.email, &[diag], "", &[diag]);
     let mut out = recipient(r.email.clone(), status, code, reason, hard, &diag);
     out.delayed = r.kind == Kind::Delay;
     out
+}
+
+/// PowerMTA's bounce categories, as its documentation names them.
+fn powermta_category(category: &str) -> Option<Reason> {
+    Some(match category {
+        "bad-domain" => Reason::HostUnknown,
+        "bad-mailbox" => Reason::UserUnknown,
+        "inactive-mailbox" => Reason::Suspend,
+        "message-expired" => Reason::Expired,
+        "no-answer-from-host" => Reason::NetworkError,
+        "policy-related" => Reason::PolicyViolation,
+        "quota-issues" => Reason::MailboxFull,
+        "routing-errors" => Reason::SystemError,
+        "spam-related" => Reason::SpamDetected,
+        _ => return None,
+    })
 }
 
 fn pick_email(r: &DsnRecord) -> String {
@@ -563,7 +583,7 @@ fn pick_email(r: &DsnRecord) -> String {
 }
 
 fn plain_text(
-    mta: Mta,
+    (mta, headers): (Mta, &str),
     msg: &Message<'_>,
     parts: &Parts,
     human: &str,
@@ -619,7 +639,8 @@ fn plain_text(
         .into_iter()
         .zip(texts)
         .map(|(email, t)| {
-            let (status, code, reason, hard, diag) = judge(mta, "", &email, &[&t], human, &[&t, &whole]);
+            let (status, code, reason, hard, diag) =
+                judge((mta, headers), None, "", &email, &[&t], human, &[&t, &whole]);
             recipient(email, status, code, reason, hard, &diag)
         })
         .collect()

@@ -56,9 +56,11 @@ fn cox(t: &str) -> Option<Reason> {
     table.iter().find(|(c, _)| code.starts_with(c)).map(|(_, r)| *r)
 }
 
-/// Charter / Spectrum: `AUP#` followed by four digits.
+/// Charter / Spectrum: `AUP#` followed by four digits, in newer replies after a letter
+/// that says the direction (`AUP#I1000` inbound, `AUP#O1010` outbound).
 fn spectrum(t: &str) -> Option<Reason> {
-    let code = number_after(t, "aup#", 4)?;
+    let code =
+        number_after(t, "aup#", 4).or_else(|| number_after(t, "aup#i", 4)).or_else(|| number_after(t, "aup#o", 4))?;
     Some(match code {
         1000 | 1200..=1250 => Blocked,
         1010..=1080 | 1500 | 1520 => Rejected,
@@ -195,13 +197,32 @@ fn messagelabs(t: &str) -> Option<Reason> {
     if !t.contains("messagelabs") {
         return None;
     }
-    if t.contains("please turn on smtp authentication") {
-        Some(SecurityError)
-    } else if t.contains("no such user") || t.contains("542 ") {
-        Some(UserUnknown)
-    } else {
-        None
-    }
+    const TABLE: &[(&str, Reason)] = &[
+        ("please turn on smtp authentication", SecurityError),
+        ("domain authentication fail", AuthFailure),
+        ("connection rejected by policy", BadReputation),
+        ("your ip is in the pbl", Blocked),
+        ("your envelope sender is in my badmailfrom list", Rejected),
+        ("sender envelope domain not allowed for sender ip address", Rejected),
+        ("your domain has been blocked", Rejected),
+        ("your domain has been blacklisted", Rejected),
+        ("your email address has been blocked", Rejected),
+        ("your email address has been blacklisted", Rejected),
+        ("your ip address", Blocked),
+        ("stray linefeeds in message", ContentError),
+        ("tls/sslv3 connection required", FailedStartTls),
+        (" as a relay", NoRelaying),
+        ("is not rfc 5322", NotCompliantRfc),
+        ("message filtered", SpamDetected),
+        ("filtered by outbound scanning", SpamDetected),
+        ("too many recipients received this hour", TooManyConn),
+        ("too many messages", TooManyConn),
+        ("no such user", UserUnknown),
+        ("invalid recipient", UserUnknown),
+        ("mailbox is not allowed", UserUnknown),
+        ("542 ", UserUnknown),
+    ];
+    TABLE.iter().find(|(p, _)| t.contains(p)).map(|(_, r)| *r)
 }
 
 #[cfg(test)]
@@ -215,6 +236,11 @@ mod tests {
         assert_eq!(provider_reason("554 5.7.1 aup#1270 : too many connections"), None);
         assert_eq!(provider_reason("421 4.7.0 aup#1310 too many connections from your ip"), Some(TooManyConn));
         assert_eq!(provider_reason("550 aup#1530 message too big"), Some(MesgTooBig));
+        assert_eq!(provider_reason("554 5.7.1 aup#i1000 ip blocked"), Some(Blocked));
+        assert_eq!(
+            provider_reason("553 your envelope sender is in my badmailfrom list. cluster1.eu.messagelabs.com"),
+            Some(Rejected)
+        );
         assert_eq!(provider_reason("554 192.0.2.1 rejected. ib401 authentication required"), Some(SecurityError));
         assert_eq!(
             provider_reason("550 5.5.0 adresse destinataire invalide. invalid recipient. lpn007_416"),

@@ -173,6 +173,9 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "your email address has been blacklisted",
             "not a registered gateway user",
             "recipient addresses rejected : access denied",
+            // Yahoo's TSS04 / TSS09: the sender's mail is deferred for complaints or volume.
+            "temporarily deferred due to unexpected volume or user complaints",
+            "will be permanently deferred",
         ],
     ),
     // A message going round in circles: the network, whatever else the reply says.
@@ -301,10 +304,7 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "too frequently",
         ],
     ),
-    (
-        Reason::BadReputation,
-        &["reputation", "sender score", "senderscore", "temporarily deferred due to unexpected volume"],
-    ),
+    (Reason::BadReputation, &["reputation", "sender score", "senderscore"]),
     (
         Reason::NoRelaying,
         &[
@@ -594,6 +594,7 @@ const PHRASES: &[(Reason, &[&str])] = &[
             // Exim's word when no router takes the address: its domain leads nowhere.
             "unrouteable address",
             "unroutable address",
+            "responded with code nxdomain",
             "non-existent host",
             "non-existent hosts",
             "nonexistent host",

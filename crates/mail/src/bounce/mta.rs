@@ -18,7 +18,10 @@ pub(crate) enum Mta {
     DragonFly,
     Notes,
     Domino,
-    Kddi,
+    /// KDDI (au); `spam_signed`: its `X-SPASIGN: NG` header says its filter refused the mail.
+    Kddi {
+        spam_signed: bool,
+    },
     IMail,
     #[default]
     Other,
@@ -58,17 +61,14 @@ fn fields(headers_lower: &str) -> Vec<(&str, String)> {
     out
 }
 
-/// The unfolded value of the first `name:` header in lower-cased header text.
-fn header(headers_lower: &str, name: &str) -> String {
-    fields(headers_lower).into_iter().find(|(n, _)| *n == name).map(|(_, v)| v).unwrap_or_default()
-}
-
 /// Which MTA wrote the mail, by the marks each puts in its bounces (sender, subject, message
 /// id, Received line, opening sentence).
 pub(crate) fn detect(headers_lower: &str, subject: &str, message_id: &str, body: &str) -> Mta {
     let subject = subject.to_ascii_lowercase();
-    let from = header(headers_lower, "from");
     let all = fields(headers_lower);
+    // The unfolded value of the first `name:` header.
+    let header = |name: &str| all.iter().find(|(n, _)| *n == name).map_or("", |(_, v)| v.as_str());
+    let from = header("from");
     let received = |mark: &str| all.iter().any(|(n, v)| *n == "received" && v.contains(mark));
     let marks = usize::from(from.contains("mail delivery system"))
         + usize::from(EXIM_SUBJECTS.iter().any(|s| subject.contains(s)))
@@ -87,7 +87,7 @@ pub(crate) fn detect(headers_lower: &str, subject: &str, message_id: &str, body:
     {
         Mta::Exim
     } else if from.starts_with("\"interscan")
-        || header(headers_lower, "content-type").contains("interscan")
+        || header("content-type").contains("interscan")
         || body.contains(" InterScan ")
     {
         Mta::InterScan
@@ -102,12 +102,12 @@ pub(crate) fn detect(headers_lower: &str, subject: &str, message_id: &str, body:
     } else if subject.starts_with("delivery failure:") || subject.contains("delivery_failure") {
         Mta::Domino
     } else if from.contains(".dion.ne.jp")
-        || header(headers_lower, "reply-to").contains("no-reply@app.auone-net.jp")
+        || header("reply-to").contains("no-reply@app.auone-net.jp")
         || received("ezweb.ne.jp (")
         || received(".au.com (")
     {
-        Mta::Kddi
-    } else if subject.starts_with("undeliverable mail ") || header(headers_lower, "x-mailer").starts_with("<smtp32 v") {
+        Mta::Kddi { spam_signed: header("x-spasign") == "ng" }
+    } else if subject.starts_with("undeliverable mail ") || header("x-mailer").starts_with("<smtp32 v") {
         Mta::IMail
     } else if subject == "failure notice" || received("(qmail ") {
         // Last: a qmail hop may be anywhere on the way, whoever wrote the bounce.
@@ -311,7 +311,7 @@ pub(crate) struct Hint {
 }
 
 /// What the reporting MTA's own wording in `text` (the recipient's error lines) says.
-pub(crate) fn hint(mta: Mta, text: &str, headers_lower: &str) -> Hint {
+pub(crate) fn hint(mta: Mta, text: &str) -> Hint {
     let t = text.to_ascii_lowercase();
     let t = t.split_whitespace().collect::<Vec<_>>().join(" ");
     let reason = |r: Option<Reason>| Hint { reason: r, phase: None };
@@ -375,8 +375,8 @@ pub(crate) fn hint(mta: Mta, text: &str, headers_lower: &str) -> Hint {
         Mta::DragonFly => reason(table(&t, DRAGONFLY_MESSAGES)),
         Mta::Notes => reason(table(&t, NOTES_MESSAGES)),
         Mta::Domino => reason(table(&t, DOMINO_MESSAGES)),
-        Mta::Kddi => {
-            if header(headers_lower, "x-spasign") == "ng" {
+        Mta::Kddi { spam_signed } => {
+            if spam_signed {
                 return reason(Some(Reason::Filtered));
             }
             reason(table(&t, KDDI_MESSAGES))
@@ -404,8 +404,27 @@ mod tests {
     }
 
     #[test]
+    fn other_mtas_are_known_by_their_marks() {
+        // A qmail hop on the way does not make InterScan's notice a qmail bounce.
+        let h = "received: (qmail 20255 invoked from network)\nreceived: from x by y with interscan messaging\n";
+        assert_eq!(
+            detect(h, "Mail could not be delivered", "", "****** Message from InterScan Messaging ******"),
+            Mta::InterScan
+        );
+        assert_eq!(detect(h, "failure notice", "", ""), Mta::Qmail);
+        // KDDI's filter mark, on a folded header block.
+        let h = "from: no-reply@dion.ne.jp\nx-spasign: ng\nreceived: from a by\n lsean.ezweb.ne.jp (x)\n";
+        assert_eq!(detect(h, "", "", ""), Mta::Kddi { spam_signed: true });
+        assert_eq!(hint(Mta::Kddi { spam_signed: true }, "550 whatever").reason, Some(Reason::Filtered));
+        assert_eq!(
+            hint(Mta::Kddi { spam_signed: false }, "As their mailbox is full").reason,
+            Some(Reason::MailboxFull)
+        );
+    }
+
+    #[test]
     fn exim_wordings_give_their_reasons() {
-        let e = |t: &str| hint(Mta::Exim, t, "").reason;
+        let e = |t: &str| hint(Mta::Exim, t).reason;
         assert_eq!(e("  a@b.example\n    Unrouteable address"), Some(Reason::HostUnknown));
         assert_eq!(e("retry timeout exceeded"), Some(Reason::Expired));
         assert_eq!(e("Too many \"Received\" headers - suspected mail loop"), Some(Reason::ContentError));
@@ -417,6 +436,6 @@ mod tests {
         // Refused at the greeting: the reply says why.
         assert_eq!(e("SMTP error from remote mail server after initial connection: 554 no PTR"), None);
         assert_eq!(e("SMTP error from remote mail server after RCPT TO:<a@b.example>: 550 5.1.1 unknown"), None);
-        assert_eq!(hint(Mta::Other, "Unrouteable address", "").reason, None);
+        assert_eq!(hint(Mta::Other, "Unrouteable address").reason, None);
     }
 }

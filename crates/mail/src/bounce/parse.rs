@@ -240,7 +240,7 @@ fn recipient(email: String, status: String, code: Option<u16>, reason: Reason, h
 /// first that names a reason by its phrases is used, else the codes decide. The SMTP phase the
 /// reply answered (named in the texts, or in an SMTP transcript) then adjusts it.
 fn judge(
-    (mta, headers): (Mta, &str),
+    mta: Mta,
     category: Option<Reason>,
     status: &str,
     addr: &str,
@@ -265,7 +265,7 @@ fn judge(
         }
     }
     let chosen = texts.iter().find(|t| reason_from_text(t).is_some()).copied().unwrap_or("");
-    let mut hint = hint(mta, &phase_texts.join("\n"), headers);
+    let mut hint = hint(mta, &phase_texts.join("\n"));
     hint.reason = category.or(hint.reason);
     let phase = hint
         .phase
@@ -422,7 +422,7 @@ fn classify_one(raw: &[u8]) -> Vec<Recipient> {
     let mta = detect(&headers, &subject, &message_id, &human_full);
     let records: Vec<DsnRecord> = parts.dsn.iter().flat_map(|t| dsn_records(t)).collect();
     if !records.is_empty() {
-        return records.into_iter().map(|r| from_dsn((mta, &headers), r, human, &subject)).collect();
+        return records.into_iter().map(|r| from_dsn(mta, r, human, &subject)).collect();
     }
 
     let daemon_sender = is_daemon(&from) || from.is_empty();
@@ -443,7 +443,7 @@ fn classify_one(raw: &[u8]) -> Vec<Recipient> {
     if !bounce_like {
         return Vec::new();
     }
-    let mut out = plain_text((mta, &headers), &msg, &parts, human, &subject, &from, &to);
+    let mut out = plain_text(mta, &msg, &parts, human, &subject, &from, &to);
     // Google Groups returns a post (in the poster's language) when the group does not exist
     // or does not take posts from the sender: the group refused the sender.
     for r in &mut out {
@@ -517,14 +517,14 @@ fn segment_about<'a>(human: &'a str, addr: &str) -> &'a str {
     human.get(start..end).unwrap_or("")
 }
 
-fn from_dsn((mta, headers): (Mta, &str), r: DsnRecord, human: &str, subject: &str) -> Recipient {
+fn from_dsn(mta: Mta, r: DsnRecord, human: &str, subject: &str) -> Recipient {
     let email = pick_email(&r);
     let action = r.action.split_whitespace().next().unwrap_or("");
     let delivered = matches!(action, "delivered" | "relayed" | "expanded" | "deliverable") || r.status.starts_with('2');
     let seg = segment_about(human, &email);
     let texts = [r.diag.as_str(), r.status_note.as_str(), seg, subject];
     let (status, code, mut reason, mut hard, diag) =
-        judge((mta, headers), powermta_category(&r.category), &r.status, &email, &[&r.diag, seg], human, &texts);
+        judge(mta, powermta_category(&r.category), &r.status, &email, &[&r.diag, seg], human, &texts);
     let named = texts.iter().any(|t| reason_from_text(t).is_some());
     if delivered {
         reason = Reason::Delivered;
@@ -554,7 +554,7 @@ fn from_notification(r: &Reported) -> Recipient {
         return done;
     }
     let diag = r.diagnostic.split_once(';').map_or(r.diagnostic.as_str(), |(_, d)| d).trim();
-    let (status, code, reason, hard, diag) = judge((Mta::Other, ""), None, &r.status, &r.email, &[diag], "", &[diag]);
+    let (status, code, reason, hard, diag) = judge(Mta::Other, None, &r.status, &r.email, &[diag], "", &[diag]);
     let mut out = recipient(r.email.clone(), status, code, reason, hard, &diag);
     out.delayed = r.kind == Kind::Delay;
     out
@@ -583,7 +583,7 @@ fn pick_email(r: &DsnRecord) -> String {
 }
 
 fn plain_text(
-    (mta, headers): (Mta, &str),
+    mta: Mta,
     msg: &Message<'_>,
     parts: &Parts,
     human: &str,
@@ -639,8 +639,7 @@ fn plain_text(
         .into_iter()
         .zip(texts)
         .map(|(email, t)| {
-            let (status, code, reason, hard, diag) =
-                judge((mta, headers), None, "", &email, &[&t], human, &[&t, &whole]);
+            let (status, code, reason, hard, diag) = judge(mta, None, "", &email, &[&t], human, &[&t, &whole]);
             recipient(email, status, code, reason, hard, &diag)
         })
         .collect()

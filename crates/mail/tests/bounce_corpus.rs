@@ -403,3 +403,71 @@ fn other_mtas_own_words_and_categories() {
     assert_eq!(got.len(), 1);
     assert_eq!((got[0].email.as_str(), got[0].reason), ("dee@example.net", Reason::Rejected));
 }
+
+#[test]
+fn services_known_by_the_host_that_answered() {
+    // MessageLabs' own wording, recognised because the reply came from its host although the
+    // reply itself does not name it.
+    let raw = "From: MAILER-DAEMON@mx.example.com\nTo: shop@example.com\nSubject: Undelivered Mail Returned to Sender\n\
+               Content-Type: multipart/report; report-type=delivery-status; boundary=b\n\n--b\n\
+               Content-Type: text/plain\n\n<ann@example.net>: host cluster9.eu.messagelabs.com[192.0.2.9] said:\n\
+               553 Sorry, your domain has been blocked (in reply to MAIL FROM command)\n--b\n\
+               Content-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.com\n\n\
+               Final-Recipient: rfc822; ann@example.net\nAction: failed\nStatus: 5.0.0\n\
+               Remote-MTA: dns; cluster9.eu.messagelabs.com\n\
+               Diagnostic-Code: smtp; 553 Sorry, your domain has been blocked\n--b--\n";
+    let got = classify_mail(raw.as_bytes());
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].reason, got[0].hard_bounce), (Reason::Rejected, false));
+
+    // NTT DOCOMO's one wording for a missing mailbox and its filter: refused after DATA, the
+    // message was filtered, not the address wrong.
+    let docomo = |status: &str, command: &str| {
+        let raw = format!(
+            "From: MAILER-DAEMON@mx.example.com\nTo: shop@example.com\nSubject: Undelivered Mail Returned to Sender\n\
+             Content-Type: multipart/report; report-type=delivery-status; boundary=b\n\n--b\n\
+             Content-Type: text/plain\n\n<ann@docomo.ne.jp>: host mfsmax.docomo.ne.jp[192.0.2.7] said:\n\
+             550 Unknown user ann@docomo.ne.jp (in reply to {command} command)\n--b\n\
+             Content-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.com\n\n\
+             Final-Recipient: rfc822; ann@docomo.ne.jp\nAction: failed\nStatus: {status}\n\
+             Diagnostic-Code: smtp; 550 Unknown user ann@docomo.ne.jp\n--b--\n"
+        );
+        let got = classify_mail(raw.as_bytes());
+        assert_eq!(got.len(), 1);
+        (got[0].reason, got[0].hard_bounce)
+    };
+    assert_eq!(docomo("5.2.0", "end of DATA"), (Reason::Filtered, false));
+    assert_eq!(docomo("5.1.1", "RCPT TO"), (Reason::UserUnknown, true));
+}
+
+#[test]
+fn delivery_status_written_in_the_text_and_bounces_forwarded_as_attachments() {
+    // The delivery-status fields in the text part itself.
+    let raw = "From: MAILER-DAEMON@mx.example.com\nTo: shop@example.com\nSubject: Returned mail\n\n\
+               Your message could not be delivered.\n\nReporting-MTA: dns; mx.example.com\n\n\
+               Final-Recipient: rfc822; ann@example.net\nAction: failed\nStatus: 5.2.2\n\
+               Diagnostic-Code: smtp; 552 5.2.2 Mailbox full\n";
+    let got = classify_mail(raw.as_bytes());
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].email.as_str(), got[0].reason), ("ann@example.net", Reason::MailboxFull));
+
+    // A gateway that forwards the bounce it got, with a text naming no address.
+    let inner = "From: MAILER-DAEMON@mx.example.com\nTo: shop@example.com\nSubject: Undelivered Mail\n\
+                 Content-Type: multipart/report; report-type=delivery-status; boundary=i\n\n--i\n\
+                 Content-Type: text/plain\n\nThe mail could not be delivered.\n--i\n\
+                 Content-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.com\n\n\
+                 Final-Recipient: rfc822; bob@example.net\nAction: failed\nStatus: 5.1.1\n\
+                 Diagnostic-Code: smtp; 550 5.1.1 No such user\n--i--\n";
+    let raw = format!(
+        "From: postmaster@gateway.example\nTo: shop@example.com\nSubject: Delivery failure\n\
+         Content-Type: multipart/mixed; boundary=o\n\n--o\nContent-Type: text/plain\n\n\
+         A message from this gateway was returned. The returned message is attached.\n--o\n\
+         Content-Type: message/rfc822\n\n{inner}\n--o--\n"
+    );
+    let got = classify_mail(raw.as_bytes());
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (got[0].email.as_str(), got[0].reason, got[0].hard_bounce),
+        ("bob@example.net", Reason::UserUnknown, true)
+    );
+}

@@ -13,6 +13,7 @@ mod notification;
 mod parse;
 mod provider;
 mod reason;
+mod rhost;
 mod text;
 
 use serde::Serialize;

@@ -6,7 +6,8 @@ use super::Recipient;
 use super::mta::{Mta, detect, hint};
 use super::notification::{Kind, Reported, ses_notification, settled};
 use super::provider::provider_reason;
-use super::reason::{Reason, decide_with, normalize, permanent, reason_from_text, status_name};
+use super::reason::{Reason, decide_with, normalize, permanent, reason_from_text, status_name, weighed};
+use super::rhost::{self, Fact, host_in, received_from_hosts};
 use super::text::{
     addresses, command_word, cut_original, first_address, phase_in, recipient_on_line, reply_code_in, status_in,
     strip_html, transcript_phase,
@@ -163,6 +164,8 @@ struct DsnRecord {
     diag: String,
     /// PowerMTA's own classification (`X-PowerMTA-BounceCategory: bad-mailbox`).
     category: String,
+    /// The host that answered (`Remote-MTA: dns; mx.example.net`).
+    remote_mta: String,
 }
 
 /// The code of a DSN Status field (`5.1.1 (user unknown)` → `5.1.1`), success codes included.
@@ -173,6 +176,47 @@ fn dsn_status(value: &str) -> String {
         && it.clone().count() == 2
         && it.all(|p| !p.is_empty() && p.len() <= 3 && p.chars().all(|c| c.is_ascii_digit()));
     if ok { code.to_string() } else { status_in(value).unwrap_or_default() }
+}
+
+/// The host of a `Reporting-MTA` / `Remote-MTA` value (`dns; mx.example.net [192.0.2.1]`).
+fn mta_host(value: &str) -> String {
+    let v = value.split_once(';').map_or(value, |(_, h)| h).trim();
+    let h = v.split([' ', '[', '(']).next().unwrap_or("").trim_end_matches('.').to_ascii_lowercase();
+    if rhost::is_host(&h) { h } else { String::new() }
+}
+
+/// The `Reporting-MTA` of the DSN parts, if any names a host.
+fn reporting_mta(dsn: &[String]) -> Option<String> {
+    dsn.iter().flat_map(|t| t.lines()).find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        let h = name.trim().eq_ignore_ascii_case("reporting-mta").then(|| mta_host(value))?;
+        (!h.is_empty()).then_some(h)
+    })
+}
+
+/// The hosts around a bounce: the one that answered, if the mail names it, and the one that
+/// wrote the bounce.
+#[derive(Default, Clone)]
+struct Hosts {
+    remote: Option<String>,
+    local: Option<String>,
+    /// `from` hosts of the bounce's Received headers, newest first.
+    received: Vec<String>,
+}
+
+impl Hosts {
+    /// The remote host from `texts` (the MTA's framing around the reply), else the oldest
+    /// Received hop's sender.
+    fn remote_for(&self, texts: &[&str]) -> Option<String> {
+        self.remote
+            .clone()
+            .or_else(|| texts.iter().find_map(|t| host_in(t)))
+            .or_else(|| self.received.iter().rev().find(|h| !h.is_empty()).cloned())
+    }
+
+    fn local(&self) -> Option<String> {
+        self.local.clone().or_else(|| self.received.iter().find(|h| !h.is_empty()).cloned())
+    }
 }
 
 fn dsn_records(text: &str) -> Vec<DsnRecord> {
@@ -208,6 +252,7 @@ fn dsn_records(text: &str) -> Vec<DsnRecord> {
                         .unwrap_or_default();
                 }
                 "x-powermta-bouncecategory" => r.category = value.to_ascii_lowercase(),
+                "remote-mta" => r.remote_mta = mta_host(&value),
                 "diagnostic-code" => {
                     r.diag = value.split_once(';').map_or(value.as_str(), |(_, d)| d).trim().to_string();
                 }
@@ -239,8 +284,10 @@ fn recipient(email: String, status: String, code: Option<u16>, reason: Reason, h
 /// Status, reply code and reason from several candidate texts, most specific first: the
 /// first that names a reason by its phrases is used, else the codes decide. The SMTP phase the
 /// reply answered (named in the texts, or in an SMTP transcript) then adjusts it.
+#[allow(clippy::too_many_arguments)]
 fn judge(
     mta: Mta,
+    hosts: &Hosts,
     category: Option<Reason>,
     status: &str,
     addr: &str,
@@ -272,7 +319,15 @@ fn judge(
         .or_else(|| phase_texts.iter().find_map(|t| phase_in(t)))
         .or_else(|| phase_texts.iter().chain([&transcript]).find_map(|t| transcript_phase(t, addr)))
         .or_else(|| phase_texts.iter().find_map(|t| command_word(t)));
-    let reason = match texts.iter().find_map(|t| provider_reason(&normalize(t))) {
+    // A service's own rules come after what the reporting MTA's own wording says for sure,
+    // and before the general reading.
+    let service = rhost::provider(addr, hosts.remote_for(phase_texts).as_deref(), hosts.local().as_deref())
+        .filter(|_| hint.reason.is_none_or(weighed));
+    let by_service = || {
+        let diag = texts.iter().find(|t| !t.trim().is_empty()).copied().unwrap_or("");
+        service.and_then(|p| rhost::reason(p, &Fact { status: &status, code, diag, phase }))
+    };
+    let reason = match texts.iter().find_map(|t| provider_reason(&normalize(t))).or_else(by_service) {
         Some(r) => r,
         None => decide_with(&status, code.unwrap_or(0), chosen, phase, hint.reason).0,
     };
@@ -397,6 +452,12 @@ pub(super) fn classify(raw: &[u8]) -> Vec<Recipient> {
 }
 
 fn classify_one(raw: &[u8]) -> Vec<Recipient> {
+    classify_one_at(raw, 0)
+}
+
+/// `depth` counts the attached mails read as the bounce itself, so that a mail nesting
+/// itself cannot recurse without end.
+fn classify_one_at(raw: &[u8], depth: u8) -> Vec<Recipient> {
     let Some(msg) = MessageParser::default().parse(raw) else { return Vec::new() };
     if msg.parts.is_empty() {
         return Vec::new();
@@ -418,11 +479,37 @@ fn classify_one(raw: &[u8]) -> Vec<Recipient> {
     let human_full = if parts.plain.trim().is_empty() { parts.html.clone() } else { parts.plain.clone() };
     let human = cut_original(&human_full);
 
+    // A gateway that forwards the bounce it received as an attachment, with a text of its
+    // own that names no address: the attached mail is the bounce.
+    if parts.dsn.is_empty() && !human.contains('@') && depth < 3 {
+        // The attached mail's own bytes (a nested message shares the outer one's buffer).
+        let inner = msg.parts.iter().find_map(|p| match &p.body {
+            PartType::Message(_) => msg.raw_message.get(p.offset_body as usize..p.offset_end as usize),
+            _ => None,
+        });
+        if let Some(raw) = inner {
+            let found = classify_one_at(raw, depth + 1);
+            if !found.is_empty() {
+                return found;
+            }
+        }
+    }
+
+    let hosts = Hosts { remote: None, local: reporting_mta(&parts.dsn), received: received_from_hosts(&headers) };
     let message_id = header_text(&msg, "Message-ID").unwrap_or_default();
     let mta = detect(&headers, &subject, &message_id, &human_full);
-    let records: Vec<DsnRecord> = parts.dsn.iter().flat_map(|t| dsn_records(t)).collect();
+    let mut records: Vec<DsnRecord> = parts.dsn.iter().flat_map(|t| dsn_records(t)).collect();
+    if records.is_empty() {
+        // Some MTAs write the delivery-status fields into the text itself instead of a
+        // message/delivery-status part. A block of them that names a recipient and says
+        // what happened is read the same way.
+        records = dsn_records(human)
+            .into_iter()
+            .filter(|r| !r.status.is_empty() || !r.action.is_empty() || !r.diag.is_empty())
+            .collect();
+    }
     if !records.is_empty() {
-        return records.into_iter().map(|r| from_dsn(mta, r, human, &subject)).collect();
+        return records.into_iter().map(|r| from_dsn(mta, &hosts, r, human, &subject)).collect();
     }
 
     let daemon_sender = is_daemon(&from) || from.is_empty();
@@ -443,7 +530,7 @@ fn classify_one(raw: &[u8]) -> Vec<Recipient> {
     if !bounce_like {
         return Vec::new();
     }
-    let mut out = plain_text(mta, &msg, &parts, human, &subject, &from, &to);
+    let mut out = plain_text(mta, &hosts, &msg, &parts, human, &subject, &from, &to);
     // Google Groups returns a post (in the poster's language) when the group does not exist
     // or does not take posts from the sender: the group refused the sender.
     for r in &mut out {
@@ -517,14 +604,18 @@ fn segment_about<'a>(human: &'a str, addr: &str) -> &'a str {
     human.get(start..end).unwrap_or("")
 }
 
-fn from_dsn(mta: Mta, r: DsnRecord, human: &str, subject: &str) -> Recipient {
+fn from_dsn(mta: Mta, hosts: &Hosts, r: DsnRecord, human: &str, subject: &str) -> Recipient {
     let email = pick_email(&r);
+    let mut hosts = hosts.clone();
+    if !r.remote_mta.is_empty() {
+        hosts.remote = Some(r.remote_mta.clone());
+    }
     let action = r.action.split_whitespace().next().unwrap_or("");
     let delivered = matches!(action, "delivered" | "relayed" | "expanded" | "deliverable") || r.status.starts_with('2');
     let seg = segment_about(human, &email);
     let texts = [r.diag.as_str(), r.status_note.as_str(), seg, subject];
     let (status, code, mut reason, mut hard, diag) =
-        judge(mta, powermta_category(&r.category), &r.status, &email, &[&r.diag, seg], human, &texts);
+        judge(mta, &hosts, powermta_category(&r.category), &r.status, &email, &[&r.diag, seg], human, &texts);
     let named = texts.iter().any(|t| reason_from_text(t).is_some());
     if delivered {
         reason = Reason::Delivered;
@@ -554,7 +645,8 @@ fn from_notification(r: &Reported) -> Recipient {
         return done;
     }
     let diag = r.diagnostic.split_once(';').map_or(r.diagnostic.as_str(), |(_, d)| d).trim();
-    let (status, code, reason, hard, diag) = judge(Mta::Other, None, &r.status, &r.email, &[diag], "", &[diag]);
+    let (status, code, reason, hard, diag) =
+        judge(Mta::Other, &Hosts::default(), None, &r.status, &r.email, &[diag], "", &[diag]);
     let mut out = recipient(r.email.clone(), status, code, reason, hard, &diag);
     out.delayed = r.kind == Kind::Delay;
     out
@@ -582,8 +674,10 @@ fn pick_email(r: &DsnRecord) -> String {
         .unwrap_or_else(|| r.final_rcpt.trim_matches(['<', '>']).to_string())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn plain_text(
     mta: Mta,
+    hosts: &Hosts,
     msg: &Message<'_>,
     parts: &Parts,
     human: &str,
@@ -639,7 +733,7 @@ fn plain_text(
         .into_iter()
         .zip(texts)
         .map(|(email, t)| {
-            let (status, code, reason, hard, diag) = judge(mta, None, "", &email, &[&t], human, &[&t, &whole]);
+            let (status, code, reason, hard, diag) = judge(mta, hosts, None, "", &email, &[&t], human, &[&t, &whole]);
             recipient(email, status, code, reason, hard, &diag)
         })
         .collect()

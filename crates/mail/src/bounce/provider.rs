@@ -15,7 +15,7 @@ pub(crate) fn provider_reason(text: &str) -> Option<Reason> {
     cox(text)
         .or_else(|| spectrum(text))
         .or_else(|| godaddy(text))
-        .or_else(|| orange(text))
+        .or_else(|| orange_code(text))
         .or_else(|| iua(text))
         .or_else(|| facebook(text))
         .or_else(|| mimecast(text))
@@ -96,7 +96,7 @@ fn godaddy(t: &str) -> Option<Reason> {
 
 /// Orange, Wanadoo and La Poste: `OFR_…`, `OUK_…`, `LPN…_` followed by a three-digit
 /// reason number.
-fn orange(t: &str) -> Option<Reason> {
+pub(crate) fn orange_code(t: &str) -> Option<Reason> {
     let mut code = None;
     for label in ["lpnaaa_", "lpn", "ofr_", "ofr", "ouk_", "ouk"] {
         let Some(i) = t.find(label) else { continue };
@@ -192,11 +192,16 @@ fn mimecast(t: &str) -> Option<Reason> {
     table.iter().find(|(p, _)| t.contains(p)).map(|(_, r)| *r)
 }
 
-/// Symantec MessageLabs (Email Security.cloud).
+/// Symantec MessageLabs (Email Security.cloud), where the reply names it.
 fn messagelabs(t: &str) -> Option<Reason> {
     if !t.contains("messagelabs") {
         return None;
     }
+    messagelabs_table(t)
+}
+
+/// MessageLabs' fixed wordings, for a reply known to come from it.
+pub(crate) fn messagelabs_table(t: &str) -> Option<Reason> {
     const TABLE: &[(&str, Reason)] = &[
         ("please turn on smtp authentication", SecurityError),
         ("domain authentication fail", AuthFailure),

@@ -1150,7 +1150,7 @@ pub fn decide(status: &str, reply_code: u16, text: &str, phase: Option<Phase>) -
 /// Reasons a reporting MTA's own wording may give that the remote reply's code or wording can
 /// still make more precise (a lookup that failed, a queue that gave up, …); any other hint is
 /// final.
-fn weighed(r: Reason) -> bool {
+pub(crate) fn weighed(r: Reason) -> bool {
     use Reason::*;
     matches!(r, Undefined | OnHold | SystemError | SecurityError | Expired | NetworkError | HostUnknown | UserUnknown)
 }

@@ -23,6 +23,8 @@ pub(crate) enum Mta {
         spam_signed: bool,
     },
     IMail,
+    /// Oracle (Sun) Communications Messaging Server.
+    MessagingServer,
     #[default]
     Other,
 }
@@ -109,6 +111,8 @@ pub(crate) fn detect(headers_lower: &str, subject: &str, message_id: &str, body:
         Mta::Kddi { spam_signed: header("x-spasign") == "ng" }
     } else if subject.starts_with("undeliverable mail ") || header("x-mailer").starts_with("<smtp32 v") {
         Mta::IMail
+    } else if header("content-type").contains("boundary_(id_") || subject.starts_with("delivery notification: ") {
+        Mta::MessagingServer
     } else if subject == "failure notice" || received("(qmail ") {
         // Last: a qmail hop may be anywhere on the way, whoever wrote the bounce.
         Mta::Qmail
@@ -369,6 +373,7 @@ pub(crate) fn hint(mta: Mta, text: &str) -> Hint {
             }
             None => Hint::default(),
         },
+        Mta::MessagingServer => reason(t.contains("illegal host/domain name found").then_some(Reason::HostUnknown)),
         Mta::InterScan => reason(t.contains("unable to deliver").then_some(Reason::UserUnknown)),
         Mta::OpenSmtpd => reason(table(&t, OPENSMTPD_MESSAGES)),
         Mta::Courier => reason(table(&t, COURIER_MESSAGES)),

@@ -180,6 +180,7 @@ pub(crate) fn reason(p: Provider, f: &Fact<'_>) -> Option<Reason> {
         Provider::NttDocomo => nttdocomo(f, &t),
         Provider::FrancePtt => france_ptt(&t),
         Provider::MessageLabs => super::provider::messagelabs_table(&t),
+        Provider::Kddi => kddi(&t),
         _ => None,
     }
 }
@@ -236,6 +237,18 @@ fn nttdocomo(f: &Fact<'_>, t: &str) -> Option<Reason> {
     None
 }
 
+/// KDDI (au): "550 : User unknown", with no address before the colon, is its reception
+/// filter; "550 <addr>: User unknown" a missing mailbox.
+fn kddi(t: &str) -> Option<Reason> {
+    if t.contains("550 : user unknown") {
+        Some(Filtered)
+    } else if t.contains(">: user unknown") {
+        Some(UserUnknown)
+    } else {
+        None
+    }
+}
+
 /// Orange, Wanadoo and La Poste: their reason numbers, else the SPF wording of their
 /// refusal.
 fn france_ptt(t: &str) -> Option<Reason> {
@@ -289,6 +302,14 @@ mod tests {
         assert_eq!(reason(Provider::NttDocomo, &f("5.1.1", Some(Phase::Data))), Some(UserUnknown));
         let g = Fact { status: "5.0.0", code: Some(550), diag: "550 rejected", phase: Some(Phase::Data) };
         assert_eq!(reason(Provider::NttDocomo, &g), Some(Rejected));
+    }
+
+    #[test]
+    fn kddi_tells_its_filter_from_a_missing_mailbox() {
+        let f = |diag| Fact { status: "5.0.0", code: Some(550), diag, phase: Some(Phase::RcptTo) };
+        assert_eq!(reason(Provider::Kddi, &f("550 : User unknown")), Some(Filtered));
+        assert_eq!(reason(Provider::Kddi, &f("550 <ann@ezweb.ne.jp>: User unknown")), Some(UserUnknown));
+        assert_eq!(provider("ann@ezweb.ne.jp", None, None), Some(Provider::Kddi));
     }
 
     #[test]

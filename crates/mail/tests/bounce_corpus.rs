@@ -471,3 +471,35 @@ fn delivery_status_written_in_the_text_and_bounces_forwarded_as_attachments() {
         ("bob@example.net", Reason::UserUnknown, true)
     );
 }
+
+#[test]
+fn sendmail_transcripts_name_the_command_and_the_reply() {
+    let bounce = |transcript: &str, diag: &str| {
+        let raw = format!(
+            "From: Mail Delivery Subsystem <MAILER-DAEMON@mx.example.com>\nTo: shop@example.com\n\
+             Subject: Returned mail: see transcript for details\n\
+             Content-Type: multipart/report; report-type=delivery-status; boundary=b\n\n--b\n\
+             Content-Type: text/plain\n\nThe original message was received at Mon, 1 Jan 2024 from localhost\n\n\
+             \x20  ----- The following addresses had permanent fatal errors -----\n<ann@example.net>\n\n\
+             \x20  ----- Transcript of session follows -----\n... while talking to mx.example.net.:\n\
+             {transcript}\n--b\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.com\n\n\
+             Final-Recipient: RFC822; ann@example.net\nAction: failed\nStatus: 5.0.0\n\
+             Diagnostic-Code: SMTP; {diag}\n--b--\n"
+        );
+        let got = classify_mail(raw.as_bytes());
+        assert_eq!(got.len(), 1, "{transcript}");
+        (got[0].reason, got[0].hard_bounce)
+    };
+    // A missing-mailbox wording in reply to DATA: the recipient had been accepted, a filter
+    // refused the message.
+    assert_eq!(bounce(">>> DATA\n<<< 550 Unknown user ann@example.net", "550 Unknown user"), (Reason::Filtered, false));
+    assert_eq!(
+        bounce(">>> RCPT To:<ann@example.net>\n<<< 550 Unknown user", "550 Unknown user"),
+        (Reason::UserUnknown, true)
+    );
+    // The server's own reply in the transcript says more than Sendmail's summary of it.
+    assert_eq!(
+        bounce(">>> DATA\n<<< 552 5.2.2 Mailbox full\n554 5.0.0 Service unavailable", "554 5.0.0 Service unavailable"),
+        (Reason::MailboxFull, false)
+    );
+}

@@ -25,6 +25,14 @@ pub(crate) enum Mta {
     IMail,
     /// Oracle (Sun) Communications Messaging Server.
     MessagingServer,
+    /// Sendmail ("Returned mail: see transcript for details"): `command` is the first client
+    /// command of its session transcript (`>>> DATA`), which is the one the failure answered
+    /// (Sendmail writes only the failed command, or the pipelined group it belongs to);
+    /// `replies`: the transcript has server replies (`<<< 550 …`).
+    Sendmail {
+        command: Option<Phase>,
+        replies: bool,
+    },
     #[default]
     Other,
 }
@@ -113,11 +121,35 @@ pub(crate) fn detect(headers_lower: &str, subject: &str, message_id: &str, body:
         Mta::IMail
     } else if header("content-type").contains("boundary_(id_") || subject.starts_with("delivery notification: ") {
         Mta::MessagingServer
+    } else if subject.ends_with("see transcript for details") || subject.starts_with("warning: ") {
+        let mut command = None;
+        let mut replies = false;
+        for line in body.lines() {
+            if let Some(c) = line.strip_prefix(">>> ")
+                && command.is_none()
+            {
+                command = sendmail_command(c);
+            }
+            replies |= line.starts_with("<<< ");
+        }
+        Mta::Sendmail { command, replies }
     } else if subject == "failure notice" || received("(qmail ") {
         // Last: a qmail hop may be anywhere on the way, whoever wrote the bounce.
         Mta::Qmail
     } else {
         Mta::Other
+    }
+}
+
+/// The SMTP phase of a client command as Sendmail's transcript writes it (`RCPT To:<a>`).
+fn sendmail_command(c: &str) -> Option<Phase> {
+    let word = c.split([' ', ':']).next().unwrap_or("").to_ascii_uppercase();
+    match word.as_str() {
+        "HELO" | "EHLO" | "STARTTLS" | "AUTH" => Some(Phase::Connect),
+        "MAIL" => Some(Phase::MailFrom),
+        "RCPT" => Some(Phase::RcptTo),
+        "DATA" | "BDAT" | "QUIT" | "." => Some(Phase::Data),
+        _ => None,
     }
 }
 
@@ -372,6 +404,15 @@ pub(crate) fn hint(mta: Mta, text: &str) -> Hint {
                 reason(Some(Reason::Expired))
             }
             None => Hint::default(),
+        },
+        // The command of the transcript, else one the diagnostic names; replies without a
+        // command answered the greeting or EHLO.
+        Mta::Sendmail { command, replies } => Hint {
+            reason: None,
+            phase: command
+                .or_else(|| super::text::phase_in(text))
+                .or_else(|| command_word(text))
+                .or(replies.then_some(Phase::Connect)),
         },
         Mta::MessagingServer => reason(t.contains("illegal host/domain name found").then_some(Reason::HostUnknown)),
         Mta::InterScan => reason(t.contains("unable to deliver").then_some(Reason::UserUnknown)),

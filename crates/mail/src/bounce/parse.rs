@@ -508,6 +508,21 @@ fn classify_one_at(raw: &[u8], depth: u8) -> Vec<Recipient> {
             .filter(|r| !r.status.is_empty() || !r.action.is_empty() || !r.diag.is_empty())
             .collect();
     }
+    if let Mta::Sendmail { replies: true, .. } = mta
+        && let [only] = records.as_mut_slice()
+    {
+        // Sendmail's transcript holds the remote server's own replies (`<<< 550 …`); for
+        // its one recipient they say more than the diagnostic it wrote from them.
+        let mut said: Vec<&str> = Vec::new();
+        for line in human.lines() {
+            if let Some(r) = line.strip_prefix("<<< ")
+                && !said.contains(&r.trim())
+            {
+                said.push(r.trim());
+            }
+        }
+        only.diag = format!("{} {}", said.join(" "), only.diag).trim().to_string();
+    }
     if !records.is_empty() {
         return records.into_iter().map(|r| from_dsn(mta, &hosts, r, human, &subject)).collect();
     }

@@ -156,8 +156,8 @@ fn corpus_figures() {
 
     let reason_pct = Tally::pct(total.reason_ok, total.expected);
     let hard_pct = Tally::pct(total.hard_ok, total.expected);
-    assert!(reason_pct >= 85.0, "reason accuracy {reason_pct:.2}% fell below the floor");
-    assert!(hard_pct >= 91.0, "hard/soft accuracy {hard_pct:.2}% fell below the floor");
+    assert!(reason_pct >= 89.0, "reason accuracy {reason_pct:.2}% fell below the floor");
+    assert!(hard_pct >= 94.0, "hard/soft accuracy {hard_pct:.2}% fell below the floor");
     assert!(total.found * 100 >= total.expected * 97, "recipients found {}/{}", total.found, total.expected);
 }
 
@@ -502,4 +502,53 @@ fn sendmail_transcripts_name_the_command_and_the_reply() {
         bounce(">>> DATA\n<<< 552 5.2.2 Mailbox full\n554 5.0.0 Service unavailable", "554 5.0.0 Service unavailable"),
         (Reason::MailboxFull, false)
     );
+}
+
+#[test]
+fn more_mtas_own_words() {
+    // Amazon SES's summary status gives way to the one of the reply it quotes.
+    let raw = "From: MAILER-DAEMON@amazonses.com\nTo: shop@example.com\nSubject: Delivery Status Notification (Failure)\n\
+               X-SES-Outgoing: 2024.01.01-192.0.2.1\n\
+               Content-Type: multipart/report; report-type=delivery-status; boundary=b\n\n--b\n\
+               Content-Type: text/plain\n\nThis message could not be delivered.\n--b\n\
+               Content-Type: message/delivery-status\n\nReporting-MTA: dns; a1-2.smtp-out.amazonses.com\n\n\
+               Final-Recipient: rfc822; ann@example.net\nAction: failed\nStatus: 5.1.0\n\
+               Diagnostic-Code: smtp; 550 5.1.0 - Unknown address error 552-'5.2.2 Over quota'\n--b--\n";
+    let got = classify_mail(raw.as_bytes());
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].status.as_str(), got[0].reason, got[0].hard_bounce), ("5.2.2", Reason::MailboxFull, false));
+
+    // fml names the refusal in its notice's subject.
+    let raw = "From: list-admin@ml.example.org\nTo: shop@example.com\nSubject: NOT MEMBER article from shop@example.com\n\
+               X-MLServer: fml [fml 4.0]\nMessage-Id: <202401010000.FMLAAA1234.list@ml.example.org>\n\n\
+               Your article to <list@ml.example.org> was not distributed.\n";
+    let got = classify_mail(raw.as_bytes());
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].reason, Reason::Rejected);
+
+    // Verizon's gateway names the recipient only in its message details; its MIME here is broken
+    // (the boundary parameter on an unfolded line), so the body is read as written.
+    let raw = "From: post_master@vtext.com\nTo: shop@example.com\nSubject: Re: hello\n\
+               Content-Type: multipart/mixed; boundary=\"o\"\n\n--o\n\
+               Content-Type: multipart/alternative;\nboundary=\"i\"\n\n--i\nContent-Type: text/plain\n\n\
+               Error: Invalid user address\n\nError message below:\n\
+               550 - Requested action not taken: no such user here\n\nMessage details:\n  Subject: hello\n\
+               \x20 MAIL FROM: shop@example.com\n  RCPT TO: 5555550100@vtext.com\n--i--\n--o--\n";
+    let got = classify_mail(raw.as_bytes());
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (got[0].email.as_str(), got[0].reason, got[0].hard_bounce),
+        ("5555550100@vtext.com", Reason::UserUnknown, true)
+    );
+
+    // Exchange 2003's MSEXCH code names the reason.
+    let raw = "From: postmaster@corp.example\nTo: shop@example.com\nSubject: Undeliverable: hello\n\
+               X-MS-Embedded-Report: \n\n\
+               Your message\n\n  To:      bob@corp.example\n  Subject: hello\n  Sent:    Mon, 1 Jan 2024\n\n\
+               did not reach the following recipient(s):\n\n\
+               bob@corp.example on Mon, 1 Jan 2024\n    The recipient name is not recognized\n\
+               \tThe MTS-ID of the original message is: c=US\n    MSEXCH:IMS:Corp:Site:MAIL01 0 (000C05A6) Unknown Recipient\n";
+    let got = classify_mail(raw.as_bytes());
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].email.as_str(), got[0].reason), ("bob@corp.example", Reason::UserUnknown));
 }

@@ -25,6 +25,32 @@ pub(crate) enum Mta {
     IMail,
     /// Oracle (Sun) Communications Messaging Server.
     MessagingServer,
+    /// Amazon SES receiving mail for its customers (receipt rules that bounce): its summary
+    /// status (`5.1.0`) gives way to the one in the reply it quotes.
+    ReceivingSes,
+    /// Amazon WorkMail (sends through SES too).
+    AmazonWorkMail,
+    /// The fml mailing-list manager; `subject`: the reason its notice's subject names.
+    Fml {
+        subject: Option<Reason>,
+    },
+    /// Verizon Wireless' SMS/MMS gateways (vtext.com, vzwpix.com).
+    Verizon,
+    /// au / KDDI's EZweb; `spam_signed` as for [`Mta::Kddi`].
+    Ezweb {
+        spam_signed: bool,
+    },
+    Gmx,
+    Zoho,
+    McAfee,
+    Biglobe,
+    EinsUndEins,
+    MailRu,
+    /// Exchange 2000/2003 (`MSEXCH:` diagnostics with a hex code).
+    Exchange2003,
+    /// Outlook.com / Hotmail's older DSN format.
+    Outlook,
+    Aol,
     /// Sendmail ("Returned mail: see transcript for details"): `command` is the first client
     /// command of its session transcript (`>>> DATA`), which is the one the failure answered
     /// (Sendmail writes only the failed command, or the pipelined group it belongs to);
@@ -85,7 +111,61 @@ pub(crate) fn detect(headers_lower: &str, subject: &str, message_id: &str, body:
         + usize::from(exim_message_id(message_id));
     let mxlogic = ["\nx-mx-bounce:", "\nx-mxl-hash:", "\nx-mxl-notehash:"].iter().any(|h| headers_lower.contains(h))
         || message_id.contains("<mxl~");
-    if from.contains("mailer-daemon@googlemail.com") && subject.contains("delivery status notification") {
+    let has = |name: &str| all.iter().any(|(n, _)| *n == name);
+    let message_id_l = message_id.to_ascii_lowercase();
+    let mailer = if has("x-original-mailer") { header("x-original-mailer") } else { header("x-mailer") };
+    let ezweb_marks = usize::from(from.contains("postmaster@ezweb.ne.jp"))
+        + usize::from(from.contains("postmaster@au.com"))
+        + usize::from(subject == "mail system error - returned mail")
+        + usize::from(received("ezweb.ne.jp (ezweb mail) with") || received(".au.com ("))
+        + usize::from(message_id_l.contains(".ezweb.ne.jp>") || message_id_l.contains(".au.com>"));
+    let mailru_marks = usize::from(from.contains("mailer-daemon@") && from.contains("mail.ru"))
+        + usize::from(message_id_l.contains(".mail.ru>") || message_id_l.contains("smailru.net>"))
+        + usize::from(EXIM_SUBJECTS.iter().any(|s| subject.contains(s)));
+    if has("x-ses-outgoing") && mailer == "amazon workmail" {
+        Mta::AmazonWorkMail
+    } else if has("x-ses-outgoing") {
+        Mta::ReceivingSes
+    } else if has("x-mlserver") && from.contains("-admin@") && message_id_l.contains(".fml") {
+        Mta::Fml { subject: table(&subject, FML_SUBJECTS) }
+    } else if from.contains("post_master@vtext.com") || from.contains("sysadmin@") && from.contains(".vzwpix.com") {
+        Mta::Verizon
+    } else if ezweb_marks >= 2 {
+        Mta::Ezweb { spam_signed: header("x-spasign") == "ng" }
+    } else if has("x-gmx-antispam") {
+        Mta::Gmx
+    } else if has("x-zohomail") {
+        Mta::Zoho
+    } else if header("x-nai-header").contains("modified by mcafee") && subject == "delivery status" {
+        Mta::McAfee
+    } else if from.contains("postmaster@")
+        && subject.starts_with("returned mail:")
+        && ["@biglobe.ne.jp", "@inacatv.ne.jp", "@tmtv.ne.jp", "@ttv.ne.jp"].iter().any(|d| from.contains(d))
+    {
+        Mta::Biglobe
+    } else if from.starts_with("\"mail delivery system\"")
+        && subject == "mail delivery failed: returning message to sender"
+    {
+        Mta::EinsUndEins
+    } else if mailru_marks >= 3 {
+        Mta::MailRu
+    } else if has("x-ms-embedded-report")
+        || header("x-mailer").starts_with("internet mail service (")
+        || header("x-mailer").starts_with("microsoft exchange server internet mail connector")
+        || header("x-mimeole").starts_with("produced by microsoft exchange")
+        || received(" with internet mail service (")
+    {
+        Mta::Exchange2003
+    } else if has("x-aol-ip") {
+        Mta::Aol
+    } else if usize::from(subject.contains("delivery status notification"))
+        + usize::from(has("x-message-delivery"))
+        + usize::from(has("x-message-info"))
+        + usize::from(received(".hotmail.com"))
+        >= 2
+    {
+        Mta::Outlook
+    } else if from.contains("mailer-daemon@googlemail.com") && subject.contains("delivery status notification") {
         Mta::Gmail
     } else if received(" (dragonfly mail agent") {
         Mta::DragonFly
@@ -299,6 +379,77 @@ const IMAIL_MESSAGES: &[(Reason, &[&str])] = &[
     (Reason::Expired, &["delivery failed "]),
 ];
 
+const FML_MESSAGES: &[(Reason, &[&str])] = &[
+    (
+        Reason::Rejected,
+        &[
+            " header may cause mail loop",
+            "not member article from ",
+            "reject mail from ",
+            "reject spammers:",
+            "you are not a member of this mailing list",
+        ],
+    ),
+    (Reason::SystemError, &[" has detected a loop condition so that", "duplicated message-id", "loop back warning:"]),
+    (Reason::SecurityError, &["security alert:"]),
+];
+
+/// What fml's notice subjects say.
+const FML_SUBJECTS: &[(Reason, &[&str])] = &[
+    (
+        Reason::Rejected,
+        &[" are not member", "not member article from ", "reject mail ", "spam mail from a spammer is rejected"],
+    ),
+    (
+        Reason::SystemError,
+        &["fml system error message", "loop alert: ", "loop back warning: ", "warning: unix from loop"],
+    ),
+    (Reason::SecurityError, &["security alert"]),
+];
+
+const VERIZON_MESSAGES: &[(Reason, &[&str])] =
+    &[(Reason::UserUnknown, &["550 - requested action not taken: no such user here", "no valid recipients"])];
+
+const EZWEB_MESSAGES: &[(Reason, &[&str])] = &[
+    (Reason::Expired, &["your message was not delivered within "]),
+    (Reason::MailboxFull, &["the user(s) account is temporarily over quota"]),
+    (Reason::OnHold, &["each of the following recipients was rejected by a remote mail server"]),
+    (Reason::Suspend, &["the user(s) account is disabled.", "the user(s) account is temporarily limited."]),
+];
+
+const MCAFEE_MESSAGES: &[(Reason, &[&str])] =
+    &[(Reason::UserUnknown, &[" user not exist", " unknown.", "550 unknown user ", "no such user"])];
+
+const BIGLOBE_MESSAGES: &[(Reason, &[&str])] = &[
+    (Reason::Filtered, &["mail delivery failed... user unknown"]),
+    (Reason::MailboxFull, &["the number of messages in recipient's mailbox exceeded the local limit."]),
+];
+
+const OUTLOOK_MESSAGES: &[(Reason, &[&str])] = &[
+    (Reason::HostUnknown, &["the mail could not be delivered to the recipient because the domain is not reachable"]),
+    (Reason::UserUnknown, &["requested action not taken: mailbox unavailable"]),
+];
+
+const AOL_MESSAGES: &[(Reason, &[&str])] = &[
+    (Reason::HostUnknown, &["host or domain name not found"]),
+    (Reason::NotAccept, &["type=mx: malformed or unexpected name server reply"]),
+];
+
+/// Exchange 2000/2003's `MSEXCH:` codes (the hex number in parentheses).
+const EXCHANGE2003_CODES: &[(&str, Reason)] = &[
+    ("000c05a6", Reason::UserUnknown),
+    ("000c0595", Reason::Filtered),
+    ("00010256", Reason::SystemError),
+    ("000d06b5", Reason::SystemError),
+    ("00120270", Reason::NetworkError),
+    ("00050311", Reason::ContentError),
+    ("000502cc", Reason::ContentError),
+    ("000b0981", Reason::SecurityError),
+    ("000b099c", Reason::OnHold),
+    ("000b09aa", Reason::OnHold),
+    ("000b09b6", Reason::OnHold),
+];
+
 /// Gmail's relay states: the SMTP command its attempt had reached, and what a failure there
 /// means.
 fn gmail_state(t: &str) -> Option<(Phase, Reason)> {
@@ -347,7 +498,7 @@ pub(crate) struct Hint {
 }
 
 /// What the reporting MTA's own wording in `text` (the recipient's error lines) says.
-pub(crate) fn hint(mta: Mta, text: &str) -> Hint {
+pub(crate) fn hint(mta: Mta, addr: &str, text: &str) -> Hint {
     let t = text.to_ascii_lowercase();
     let t = t.split_whitespace().collect::<Vec<_>>().join(" ");
     let reason = |r: Option<Reason>| Hint { reason: r, phase: None };
@@ -414,6 +565,48 @@ pub(crate) fn hint(mta: Mta, text: &str) -> Hint {
                 .or_else(|| command_word(text))
                 .or(replies.then_some(Phase::Connect)),
         },
+        Mta::ReceivingSes | Mta::AmazonWorkMail => Hint::default(),
+        Mta::Fml { subject } => reason(table(&t, FML_MESSAGES).or(subject)),
+        Mta::Verizon => reason(table(&t, VERIZON_MESSAGES)),
+        Mta::Ezweb { spam_signed } => {
+            if spam_signed {
+                return reason(Some(Reason::Filtered));
+            }
+            // A refusal EZweb relays about an address elsewhere, quoting it first: the
+            // address is unknown there.
+            let domain = addr.rsplit_once('@').map_or("", |(_, d)| d).to_ascii_lowercase();
+            let elsewhere = !addr.is_empty() && domain != "ezweb.ne.jp" && domain != "au.com";
+            reason(
+                table(&t, EZWEB_MESSAGES)
+                    .or_else(|| (elsewhere && text.trim_start().starts_with('<')).then_some(Reason::UserUnknown)),
+            )
+        }
+        Mta::Gmx => reason(t.contains("delivery retry timeout exceeded").then_some(Reason::Expired)),
+        Mta::Zoho => reason(t.contains("host not reachable").then_some(Reason::Expired)),
+        Mta::McAfee => reason(table(&t, MCAFEE_MESSAGES)),
+        Mta::Biglobe => reason(table(&t, BIGLOBE_MESSAGES)),
+        Mta::EinsUndEins => reason(t.contains("mail size limit exceeded").then_some(Reason::MesgTooBig)),
+        Mta::MailRu => {
+            // Mail.Ru runs Exim: a refusal at MAIL FROM is about the sender, at HELO about
+            // the client.
+            match command_word(text) {
+                Some(Phase::MailFrom) if t.contains("smtp error from remote") => reason(Some(Reason::Rejected)),
+                Some(Phase::Connect) if t.contains("smtp error from remote") => reason(Some(Reason::Blocked)),
+                _ => reason(
+                    table(&t, EXIM_MESSAGES)
+                        .or_else(|| EXIM_DELAYED.iter().any(|w| t.contains(w)).then_some(Reason::Expired)),
+                ),
+            }
+        }
+        Mta::Exchange2003 => {
+            let code = t.split("msexch:").nth(1).and_then(|rest| {
+                let inner = rest.split_once('(')?.1.split_once(')')?.0;
+                Some(inner.trim().to_string())
+            });
+            reason(code.and_then(|c| EXCHANGE2003_CODES.iter().find(|(k, _)| *k == c).map(|(_, r)| *r)))
+        }
+        Mta::Outlook => reason(table(&t, OUTLOOK_MESSAGES)),
+        Mta::Aol => reason(table(&t, AOL_MESSAGES)),
         Mta::MessagingServer => reason(t.contains("illegal host/domain name found").then_some(Reason::HostUnknown)),
         Mta::InterScan => reason(t.contains("unable to deliver").then_some(Reason::UserUnknown)),
         Mta::OpenSmtpd => reason(table(&t, OPENSMTPD_MESSAGES)),
@@ -461,16 +654,16 @@ mod tests {
         // KDDI's filter mark, on a folded header block.
         let h = "from: no-reply@dion.ne.jp\nx-spasign: ng\nreceived: from a by\n lsean.ezweb.ne.jp (x)\n";
         assert_eq!(detect(h, "", "", ""), Mta::Kddi { spam_signed: true });
-        assert_eq!(hint(Mta::Kddi { spam_signed: true }, "550 whatever").reason, Some(Reason::Filtered));
+        assert_eq!(hint(Mta::Kddi { spam_signed: true }, "", "550 whatever").reason, Some(Reason::Filtered));
         assert_eq!(
-            hint(Mta::Kddi { spam_signed: false }, "As their mailbox is full").reason,
+            hint(Mta::Kddi { spam_signed: false }, "", "As their mailbox is full").reason,
             Some(Reason::MailboxFull)
         );
     }
 
     #[test]
     fn exim_wordings_give_their_reasons() {
-        let e = |t: &str| hint(Mta::Exim, t).reason;
+        let e = |t: &str| hint(Mta::Exim, "", t).reason;
         assert_eq!(e("  a@b.example\n    Unrouteable address"), Some(Reason::HostUnknown));
         assert_eq!(e("retry timeout exceeded"), Some(Reason::Expired));
         assert_eq!(e("Too many \"Received\" headers - suspected mail loop"), Some(Reason::ContentError));
@@ -482,6 +675,6 @@ mod tests {
         // Refused at the greeting: the reply says why.
         assert_eq!(e("SMTP error from remote mail server after initial connection: 554 no PTR"), None);
         assert_eq!(e("SMTP error from remote mail server after RCPT TO:<a@b.example>: 550 5.1.1 unknown"), None);
-        assert_eq!(hint(Mta::Other, "Unrouteable address").reason, None);
+        assert_eq!(hint(Mta::Other, "", "Unrouteable address").reason, None);
     }
 }

@@ -103,6 +103,34 @@ fn collect(msg: &Message<'_>) -> Parts {
     p
 }
 
+/// The body of the mail as written, without MIME boundary lines and the part headers after
+/// them.
+fn raw_body_text(msg: &Message<'_>) -> String {
+    let Some(root) = msg.parts.first() else { return String::new() };
+    let body = lossy(msg.raw_message.get(root.offset_body as usize..).unwrap_or_default());
+    let mut out = String::new();
+    let mut in_part_headers = false;
+    for line in body.lines() {
+        if line.starts_with("--") && !line.contains(' ') {
+            in_part_headers = true;
+            continue;
+        }
+        if in_part_headers {
+            let l = line.to_ascii_lowercase();
+            if line.trim().is_empty() {
+                in_part_headers = false;
+            } else if l.starts_with("content-") || l.starts_with("boundary=") || line.starts_with([' ', '\t']) {
+                continue;
+            } else {
+                in_part_headers = false;
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 /// To / Cc addresses of a header block given as text.
 fn headers_block_recipients(t: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -311,8 +339,17 @@ fn judge(
             code = reply_code_in(t);
         }
     }
+    if matches!(mta, Mta::ReceivingSes | Mta::AmazonWorkMail) && (status.ends_with(".0.0") || status.ends_with(".1.0"))
+    {
+        // SES quotes the receiving server's own reply after its summary:
+        // "5.1.0 - Unknown address error 550-'5.7.1 …'"; that reply's status is the real one.
+        let quoted = texts.iter().find_map(|t| t.find("-'").or_else(|| t.find("-\"")).map(|i| &t[i + 2..]));
+        if let Some(s) = quoted.and_then(status_in) {
+            status = s;
+        }
+    }
     let chosen = texts.iter().find(|t| reason_from_text(t).is_some()).copied().unwrap_or("");
-    let mut hint = hint(mta, &phase_texts.join("\n"));
+    let mut hint = hint(mta, addr, &phase_texts.join("\n"));
     hint.reason = category.or(hint.reason);
     let phase = hint
         .phase
@@ -462,7 +499,12 @@ fn classify_one_at(raw: &[u8], depth: u8) -> Vec<Recipient> {
     if msg.parts.is_empty() {
         return Vec::new();
     }
-    let parts = collect(&msg);
+    let mut parts = collect(&msg);
+    if parts.plain.trim().is_empty() && parts.html.trim().is_empty() && parts.dsn.is_empty() && parts.arf.is_empty() {
+        // MIME the parser could not follow (a boundary parameter on an unfolded line, say):
+        // the body as written, without boundary and part-header lines, is the text.
+        parts.plain = raw_body_text(&msg);
+    }
     let subject = msg.subject().unwrap_or("").to_string();
     let subject_l = subject.to_lowercase();
     let from = msg.from().and_then(|a| a.first()).and_then(|a| a.address()).unwrap_or("").to_string();
@@ -541,7 +583,9 @@ fn classify_one_at(raw: &[u8], depth: u8) -> Vec<Recipient> {
         return vec![r];
     }
 
-    let bounce_like = daemon_sender || bounce_subject || headers.contains("\nx-failed-recipients:");
+    // fml's notices come from the list's admin address, with the refusal as the subject.
+    let list_notice = matches!(mta, Mta::Fml { subject: Some(_) });
+    let bounce_like = daemon_sender || bounce_subject || list_notice || headers.contains("\nx-failed-recipients:");
     if !bounce_like {
         return Vec::new();
     }
@@ -723,6 +767,15 @@ fn plain_text(
         {
             t.push_str(line);
             t.push('\n');
+        }
+    }
+    if mta == Mta::Verizon {
+        // Verizon's gateways name the recipient only in the returned message.
+        let original =
+            if parts.original_to.is_empty() { inline_original_to(&parts.plain) } else { parts.original_to.clone() };
+        if !original.is_empty() {
+            order = original;
+            texts = vec![human.to_string(); order.len()];
         }
     }
     if order.is_empty()

@@ -168,7 +168,10 @@ pub(crate) fn cut_original(text: &str) -> &str {
         let l = line.trim().to_ascii_lowercase();
         // A marker line looks like a separator, not a sentence of the explanation.
         let separator_like = l.starts_with(|c: char| !c.is_alphanumeric()) || l.len() < 45 || l.ends_with(':');
-        let marker = separator_like && ORIGINAL_MARKERS.iter().any(|m| l.contains(m)) && l.len() < 120;
+        // Exchange's "The MTS-ID of the original message is: …" names the original, it does not
+        // start it.
+        let marker =
+            separator_like && ORIGINAL_MARKERS.iter().any(|m| l.contains(m)) && l.len() < 120 && !l.contains("mts-id");
         let header_start = n > 2
             && ["received: ", "return-path: ", "dkim-signature: ", "message-id: ", "x-received: "]
                 .iter()

@@ -82,7 +82,7 @@ fn exim_message_id(id: &str) -> bool {
 }
 
 /// The header fields of lower-cased header text, unfolded: (`name`, value).
-fn fields(headers_lower: &str) -> Vec<(&str, String)> {
+pub(crate) fn fields(headers_lower: &str) -> Vec<(&str, String)> {
     let mut out: Vec<(&str, String)> = Vec::new();
     for line in headers_lower.lines() {
         if line.starts_with([' ', '\t']) {
@@ -425,16 +425,6 @@ const BIGLOBE_MESSAGES: &[(Reason, &[&str])] = &[
     (Reason::MailboxFull, &["the number of messages in recipient's mailbox exceeded the local limit."]),
 ];
 
-const OUTLOOK_MESSAGES: &[(Reason, &[&str])] = &[
-    (Reason::HostUnknown, &["the mail could not be delivered to the recipient because the domain is not reachable"]),
-    (Reason::UserUnknown, &["requested action not taken: mailbox unavailable"]),
-];
-
-const AOL_MESSAGES: &[(Reason, &[&str])] = &[
-    (Reason::HostUnknown, &["host or domain name not found"]),
-    (Reason::NotAccept, &["type=mx: malformed or unexpected name server reply"]),
-];
-
 /// Exchange 2000/2003's `MSEXCH:` codes (the hex number in parentheses).
 const EXCHANGE2003_CODES: &[(&str, Reason)] = &[
     ("000c05a6", Reason::UserUnknown),
@@ -484,6 +474,11 @@ fn exchange_code(t: &str) -> Option<Reason> {
     CODES.iter().find(|(code, _)| t.contains(code)).map(|(_, r)| *r)
 }
 
+/// Exim's own failure and delay messages (Mail.Ru runs Exim and writes the same).
+fn exim_words(t: &str) -> Option<Reason> {
+    table(t, EXIM_MESSAGES).or_else(|| EXIM_DELAYED.iter().any(|w| t.contains(w)).then_some(Reason::Expired))
+}
+
 fn table(t: &str, table: &[(Reason, &[&str])]) -> Option<Reason> {
     table.iter().find(|(_, words)| words.iter().any(|w| t.contains(w))).map(|(r, _)| *r)
 }
@@ -518,11 +513,7 @@ pub(crate) fn hint(mta: Mta, addr: &str, text: &str) -> Hint {
                     _ => {}
                 }
             }
-            reason(
-                table(&t, EXIM_MESSAGES)
-                    .or_else(|| EXIM_DELAYED.iter().any(|w| t.contains(w)).then_some(Reason::Expired))
-                    .or_else(|| t.contains("pipe to |").then_some(Reason::MailerError)),
-            )
+            reason(exim_words(&t).or_else(|| t.contains("pipe to |").then_some(Reason::MailerError)))
         }
         Mta::Qmail => {
             if t.contains(" but my name was rejected") {
@@ -592,10 +583,7 @@ pub(crate) fn hint(mta: Mta, addr: &str, text: &str) -> Hint {
             match command_word(text) {
                 Some(Phase::MailFrom) if t.contains("smtp error from remote") => reason(Some(Reason::Rejected)),
                 Some(Phase::Connect) if t.contains("smtp error from remote") => reason(Some(Reason::Blocked)),
-                _ => reason(
-                    table(&t, EXIM_MESSAGES)
-                        .or_else(|| EXIM_DELAYED.iter().any(|w| t.contains(w)).then_some(Reason::Expired)),
-                ),
+                _ => reason(exim_words(&t)),
             }
         }
         Mta::Exchange2003 => {
@@ -605,8 +593,9 @@ pub(crate) fn hint(mta: Mta, addr: &str, text: &str) -> Hint {
             });
             reason(code.and_then(|c| EXCHANGE2003_CODES.iter().find(|(k, _)| *k == c).map(|(_, r)| *r)))
         }
-        Mta::Outlook => reason(table(&t, OUTLOOK_MESSAGES)),
-        Mta::Aol => reason(table(&t, AOL_MESSAGES)),
+        // Their own wordings are the ones their servers answer with (see `rhost`).
+        Mta::Outlook => reason(super::rhost::words(&t, super::rhost::OUTLOOK)),
+        Mta::Aol => reason(super::rhost::words(&t, super::rhost::AOL)),
         Mta::MessagingServer => reason(t.contains("illegal host/domain name found").then_some(Reason::HostUnknown)),
         Mta::InterScan => reason(t.contains("unable to deliver").then_some(Reason::UserUnknown)),
         Mta::OpenSmtpd => reason(table(&t, OPENSMTPD_MESSAGES)),

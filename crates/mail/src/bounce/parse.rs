@@ -9,8 +9,8 @@ use super::provider::provider_reason;
 use super::reason::{Reason, decide_with, normalize, permanent, reason_from_text, status_name, weighed};
 use super::rhost::{self, Fact, host_in, received_from_hosts};
 use super::text::{
-    addresses, command_word, cut_original, first_address, phase_in, recipient_on_line, reply_code_in, status_in,
-    strip_html, transcript_phase,
+    addresses, command_word, cut_original, first_address, is_status, phase_in, recipient_on_line, reply_code_in,
+    status_in, strip_html, transcript_phase,
 };
 
 /// What the parts of the mail hold.
@@ -199,11 +199,7 @@ struct DsnRecord {
 /// The code of a DSN Status field (`5.1.1 (user unknown)` → `5.1.1`), success codes included.
 fn dsn_status(value: &str) -> String {
     let code = value.split(|c: char| c.is_whitespace() || c == '(').next().unwrap_or("");
-    let mut it = code.split('.');
-    let ok = matches!(it.next(), Some("2" | "4" | "5"))
-        && it.clone().count() == 2
-        && it.all(|p| !p.is_empty() && p.len() <= 3 && p.chars().all(|c| c.is_ascii_digit()));
-    if ok { code.to_string() } else { status_in(value).unwrap_or_default() }
+    if is_status(code) { code.to_string() } else { status_in(value).unwrap_or_default() }
 }
 
 /// The host of a `Reporting-MTA` / `Remote-MTA` value (`dns; mx.example.net [192.0.2.1]`).

@@ -7,8 +7,9 @@
 //! service is recognised first, from the recipient's domain, the remote host that answered, or
 //! the host that wrote the bounce, and its rules are read before the general ones.
 
+use super::mta::fields;
 use super::reason::Reason::{self, *};
-use super::text::Phase;
+use super::text::{Phase, is_status};
 
 /// A mail service with rules of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +25,6 @@ pub(crate) enum Provider {
     Kddi,
     MessageLabs,
     Microsoft,
-    Mimecast,
     NttDocomo,
     Outlook,
     Tencent,
@@ -44,7 +44,6 @@ const HOSTS: &[(Provider, &[&str])] = &[
     (Provider::Kddi, &["ezweb.ne.jp", "msmx.au.com"]),
     (Provider::MessageLabs, &["messagelabs.com"]),
     (Provider::Microsoft, &["prod.outlook.com", "protection.outlook.com", "onmicrosoft.com", "exchangelabs.com"]),
-    (Provider::Mimecast, &["mimecast.com"]),
     (Provider::NttDocomo, &["mfsmax.docomo.ne.jp"]),
     (Provider::Outlook, &["hotmail.com"]),
     (Provider::Tencent, &["qq.com"]),
@@ -138,30 +137,15 @@ pub(crate) fn host_in(text: &str) -> Option<String> {
 
 /// The `from` host of each `Received:` header in a lower-cased header block, newest first.
 pub(crate) fn received_from_hosts(headers_lower: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut lines = headers_lower.lines().peekable();
-    while let Some(line) = lines.next() {
-        let Some(v) = line.strip_prefix("received:") else { continue };
-        let mut value = v.to_string();
-        while let Some(next) = lines.peek() {
-            if !next.starts_with([' ', '\t']) {
-                break;
-            }
-            value.push(' ');
-            value.push_str(next.trim());
-            lines.next();
-        }
-        let v = value.trim();
-        if let Some(rest) = v.strip_prefix("from ") {
-            let host = rest.split([' ', '(', '[']).next().unwrap_or("").trim_end_matches('.');
-            if is_host(host) {
-                out.push(host.to_string());
-                continue;
-            }
-        }
-        out.push(String::new());
-    }
-    out
+    fields(headers_lower)
+        .into_iter()
+        .filter(|(name, _)| *name == "received")
+        .map(|(_, v)| {
+            let host = v.strip_prefix("from ").and_then(|rest| rest.split([' ', '(', '[']).next()).unwrap_or("");
+            let host = host.trim_end_matches('.');
+            if is_host(host) { host.to_string() } else { String::new() }
+        })
+        .collect()
 }
 
 /// What a provider rule reads.
@@ -195,7 +179,6 @@ pub(crate) fn reason(p: Provider, f: &Fact<'_>) -> Option<Reason> {
         Provider::Cloudflare => words(&t, CLOUDFLARE),
         Provider::GoDaddy => words(&t, GODADDY_WORDS),
         Provider::Cox => words(&t, COX_WORDS),
-        Provider::Mimecast => None,
     }
 }
 
@@ -204,7 +187,7 @@ fn class(f: &Fact<'_>) -> (Option<char>, Option<char>) {
 }
 
 /// The first reason of `table` whose wording `t` (normalised) contains.
-fn words(t: &str, table: &[(Reason, &str)]) -> Option<Reason> {
+pub(crate) fn words(t: &str, table: &[(Reason, &str)]) -> Option<Reason> {
     table.iter().find(|(_, w)| t.contains(w)).map(|(r, _)| *r)
 }
 
@@ -213,21 +196,13 @@ fn valid_reply(code: u16) -> bool {
     (211..=556).contains(&code) && code % 100 <= 59
 }
 
-/// An enhanced status code `class.subject.detail` with class 2, 4 or 5.
-fn valid_status(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('.').collect();
-    parts.len() == 3
-        && matches!(parts[0], "2" | "4" | "5")
-        && parts[1..].iter().all(|p| !p.is_empty() && p.len() <= 3 && p.chars().all(|c| c.is_ascii_digit()))
-}
-
 /// Gmail's documented replies: each wording with the reply and status it comes with. The
 /// class digit of either code is not compared (Gmail sends the same wording as 4xx and 5xx),
 /// and a status matches where its subject and detail begin the listed one's (5.7.1 for
 /// 5.7.14).
 fn google(f: &Fact<'_>, t: &str) -> Option<Reason> {
     let code = f.code.filter(|c| valid_reply(*c))?;
-    if !valid_status(f.status) {
+    if !is_status(f.status) {
         return None;
     }
     let reply_tail = &code.to_string()[1..];
@@ -244,7 +219,7 @@ fn google(f: &Fact<'_>, t: &str) -> Option<Reason> {
 /// range of details: `5.7.[606-649]`); else Outlook.com's own codes (`RP-001`, `SC-003`, …)
 /// with their reply code.
 fn microsoft(f: &Fact<'_>, t: &str) -> Option<Reason> {
-    if !valid_status(f.status) {
+    if !is_status(f.status) {
         return None;
     }
     let detail: u32 = f.status.rsplit('.').next()?.parse().ok()?;
@@ -611,7 +586,7 @@ const OUTLOOK_COM_CODES: &[(Reason, u16, &str)] = &[
     (Blocked, 550, "OU-001"),
     (BadReputation, 550, "OU-002"),
 ];
-const OUTLOOK: &[(Reason, &str)] = &[
+pub(crate) const OUTLOOK: &[(Reason, &str)] = &[
     (HostUnknown, "the mail could not be delivered to the recipient because the domain is not reachable"),
     (UserUnknown, "requested action not taken: mailbox unavailable"),
 ];
@@ -672,7 +647,7 @@ const YAHOO: &[(Reason, &str)] = &[
     (UserUnknown, "dd this user doesn't have a "),
     (UserUnknown, "mailbox not found"),
 ];
-const AOL: &[(Reason, &str)] = &[
+pub(crate) const AOL: &[(Reason, &str)] = &[
     (HostUnknown, "host or domain name not found"),
     (NotAccept, "type=mx: malformed or unexpected name server reply"),
 ];

@@ -45,6 +45,15 @@ pub(crate) fn first_address(s: &str) -> Option<String> {
 
 /// The first RFC 3463 failure status code (`5.1.1`, `4.4.7`) in `s`, not part of an IP address or
 /// version number.
+/// `code` is an enhanced status code as written: `class.subject.detail`, class 2, 4 or 5,
+/// subject and detail one to three digits.
+pub(crate) fn is_status(code: &str) -> bool {
+    let mut it = code.split('.');
+    matches!(it.next(), Some("2" | "4" | "5"))
+        && it.clone().count() == 2
+        && it.all(|p| !p.is_empty() && p.len() <= 3 && p.chars().all(|c| c.is_ascii_digit()))
+}
+
 pub(crate) fn status_in(s: &str) -> Option<String> {
     let b = s.as_bytes();
     for i in 0..b.len() {

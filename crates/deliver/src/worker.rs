@@ -384,7 +384,7 @@ async fn send_one(
         tracing::debug!(message = %c.message_id, rcpt = %c.email, tenant = %c.tenant_id, outcome = ?kind, %response, "attempt");
         let charged = if kind == OutcomeKind::Sent { routed.cost_micros } else { 0 };
         // A refusal that says the address itself is bad suppresses it.
-        let hard = matches!(&d, Delivery::Permanent(reply) if is_hard_bounce(reply));
+        let hard = matches!(&d, Delivery::Permanent(reply) if is_hard_bounce(&c.email, reply));
         let mut o = outcome(c, kind, response, &routed.transport, started_at, elapsed.as_millis() as i64);
         o.cost_micros = charged;
         o.suppress = hard.then(|| "hard_bounce".to_string());
@@ -393,12 +393,14 @@ async fn send_one(
     let _ = tx.send(Done { outcomes, _permit: Some(permit) }).await;
 }
 
-/// Reads a reply such as `550 5.1.1 <x@y>: user unknown` with the bounce
-/// classifier: true when the address itself is bad.
+/// Reads a reply such as `550 5.1.1 <x@y>: user unknown` about `rcpt` with the
+/// bounce classifier: true when the address itself is bad. The recipient's
+/// domain lets a service's own reading of its replies apply (NTT DOCOMO's and
+/// KDDI's "User unknown" that is their reception filter, Gmail's documented codes).
 ///
 /// Only an SMTP 5xx reply about this recipient counts: a provider API's
 /// verdict on the whole message (HTTP 400, 422) suppresses nobody.
-fn is_hard_bounce(reply: &str) -> bool {
+fn is_hard_bounce(rcpt: &str, reply: &str) -> bool {
     let mut words = reply.trim().splitn(3, ' ');
     let Some(code) = words.next().and_then(|c| c.parse::<u16>().ok()).filter(|c| (500..600).contains(c)) else {
         return false;
@@ -410,7 +412,7 @@ fn is_hard_bounce(reply: &str) -> bool {
         }
         _ => (None, reply),
     };
-    epistle_mail::bounce::classify_reply(code, enhanced, text).1
+    epistle_mail::bounce::classify_reply_to(rcpt, code, enhanced, text).1
 }
 
 /// Renews this node's leases every third of the lease, so that only a dead
@@ -487,11 +489,21 @@ mod tests {
 
     #[test]
     fn only_smtp_permanent_replies_about_the_address_suppress() {
-        assert!(is_hard_bounce("550 5.1.1 <x@y.example>: Recipient address rejected: User unknown"));
-        assert!(is_hard_bounce("550 no such user here"));
-        assert!(!is_hard_bounce("552 5.2.2 mailbox full"));
-        assert!(!is_hard_bounce("400 postmark: ErrorCode 300: Invalid 'To' address"));
-        assert!(!is_hard_bounce("422 sendgrid: Does not contain a valid address."));
-        assert!(!is_hard_bounce("no code at all: user unknown"));
+        let rcpt = "x@y.example";
+        assert!(is_hard_bounce(rcpt, "550 5.1.1 <x@y.example>: Recipient address rejected: User unknown"));
+        assert!(is_hard_bounce(rcpt, "550 no such user here"));
+        assert!(!is_hard_bounce(rcpt, "552 5.2.2 mailbox full"));
+        assert!(!is_hard_bounce(rcpt, "400 postmark: ErrorCode 300: Invalid 'To' address"));
+        assert!(!is_hard_bounce(rcpt, "422 sendgrid: Does not contain a valid address."));
+        assert!(!is_hard_bounce(rcpt, "no code at all: user unknown"));
+    }
+
+    #[test]
+    fn a_service_that_says_user_unknown_for_its_filter_does_not_suppress() {
+        // KDDI (au) answers "550 : User unknown", with no address, from its reception
+        // filter: the mailbox exists, so the address must not be suppressed.
+        assert!(!is_hard_bounce("someone@ezweb.ne.jp", "550 : User unknown"));
+        assert!(is_hard_bounce("someone@other.example", "550 : User unknown"));
+        assert!(is_hard_bounce("someone@ezweb.ne.jp", "550 <someone@ezweb.ne.jp>: User unknown"));
     }
 }

@@ -50,14 +50,14 @@ fn subscribe_url_ok(url: &str, prefixes: &[String]) -> bool {
 }
 
 /// The bounce classifier's reason for a provider's diagnostic text
-/// (`smtp; 550 5.1.1 user unknown`).
-fn bounce_reason(detail: &str) -> &'static str {
+/// (`smtp; 550 5.1.1 user unknown`) about `rcpt`.
+fn bounce_reason(rcpt: &str, detail: &str) -> &'static str {
     let code = detail
         .split(|c: char| !c.is_ascii_digit())
         .find(|w| w.len() == 3 && (w.starts_with('4') || w.starts_with('5')))
         .and_then(|w| w.parse().ok())
         .unwrap_or(0);
-    epistle_mail::bounce::classify_reply(code, None, detail).0.as_str()
+    epistle_mail::bounce::classify_reply_to(rcpt, code, None, detail).0.as_str()
 }
 
 /// A provider report as a store update.
@@ -72,7 +72,7 @@ pub fn update_of(e: &FeedbackEvent, now: i64) -> Option<FeedbackUpdate> {
             hard.then(|| "hard_bounce".to_string()),
             // The provider decides hard or soft; the classifier names the
             // reason, in the same words as bounces that come back by mail.
-            Some(json!({"hard": hard, "reason": bounce_reason(&e.detail)})),
+            Some(json!({"hard": hard, "reason": bounce_reason(&e.recipient, &e.detail)})),
         ),
         FeedbackKind::Complained => (Some(RecipientStatus::Complained), "complained", Some("complaint".into()), None),
         FeedbackKind::Opened => (None, "opened", None, None),

@@ -49,11 +49,32 @@ pub fn classify_mail(raw: &[u8]) -> Vec<Recipient> {
 
 /// Classifies a live SMTP reply (`550`, `Some("5.1.1")`, `"user unknown"`): the reason and
 /// whether it is a hard bounce, read as the answer to RCPT TO. Uses the same rules as
-/// [`classify_mail`].
+/// [`classify_mail`]. [`classify_reply_to`] also knows whom the reply was about.
 pub fn classify_reply(code: u16, enhanced: Option<&str>, text: &str) -> (Reason, bool) {
+    classify_reply_to("", code, enhanced, text)
+}
+
+/// [`classify_reply`] for a reply about `recipient`: where the recipient's domain belongs to
+/// a service with documented replies of its own (Gmail, Outlook.com, Yahoo, NTT DOCOMO, …),
+/// or the text names such a service's host, that service's reading comes before the general
+/// one, as for returned mail.
+pub fn classify_reply_to(recipient: &str, code: u16, enhanced: Option<&str>, text: &str) -> (Reason, bool) {
     let status = enhanced.and_then(text::status_in).or_else(|| text::status_in(text)).unwrap_or_default();
-    match provider::provider_reason(&reason::normalize(text)) {
-        Some(r) => (r, r.is_hard(reason::permanent(&status, code))),
-        None => reason::decide(&status, code, text, Some(text::Phase::RcptTo)),
+    let permanent = reason::permanent(&status, code);
+    let phase = Some(text::Phase::RcptTo);
+    let by_service = || {
+        let remote = rhost::host_in(text);
+        let p = rhost::provider(recipient, remote.as_deref(), None)?;
+        // The services' wordings are written as whole replies ("550 Unknown user").
+        let whole = match (code, text.trim_start().starts_with(&code.to_string())) {
+            (0, _) | (_, true) => text.to_string(),
+            _ => format!("{code} {text}"),
+        };
+        let code = (code != 0).then_some(code);
+        rhost::reason(p, &rhost::Fact { status: &status, code, diag: &whole, phase })
+    };
+    match provider::provider_reason(&reason::normalize(text)).or_else(by_service) {
+        Some(r) => (r, r.is_hard(permanent)),
+        None => reason::decide(&status, code, text, phase),
     }
 }

@@ -190,6 +190,8 @@ struct DsnRecord {
     /// The comment of the Status field (`5.0.0 (host name lookup failure)`).
     status_note: String,
     diag: String,
+    /// The type of the Diagnostic-Code (`smtp`, `x-unix`, `x-postfix`), lower-cased.
+    diag_type: String,
     /// PowerMTA's own classification (`X-PowerMTA-BounceCategory: bad-mailbox`).
     category: String,
     /// The host that answered (`Remote-MTA: dns; mx.example.net`).
@@ -279,6 +281,7 @@ fn dsn_records(text: &str) -> Vec<DsnRecord> {
                 "remote-mta" => r.remote_mta = mta_host(&value),
                 "diagnostic-code" => {
                     r.diag = value.split_once(';').map_or(value.as_str(), |(_, d)| d).trim().to_string();
+                    r.diag_type = value.split_once(';').map(|(t, _)| t.trim().to_ascii_lowercase()).unwrap_or_default();
                 }
                 _ => {}
             }
@@ -682,6 +685,15 @@ fn from_dsn(mta: Mta, hosts: &Hosts, r: DsnRecord, human: &str, subject: &str) -
         // The MTA kept the message queued and is (or was) still retrying; unless the name
         // could not be resolved, what it reports is the time the message spent in the queue.
         reason = Reason::Expired;
+        hard = false;
+    } else if !named
+        && status_name(&status).is_none()
+        && matches!(r.diag_type.as_str(), "x-unix" | "x-postfix")
+        && !matches!(status.get(1..3), Some(".6" | ".7"))
+    {
+        // The local delivery agent (a pipe, a program, Postfix's own local delivery) failed,
+        // not a remote server, and its words name no cause.
+        reason = Reason::MailerError;
         hard = false;
     } else if !named && status_name(&status).is_none() && code.is_none() {
         // A failure that gives neither a diagnostic nor a specific status code: nothing to

@@ -50,6 +50,16 @@ const HOSTS: &[(Provider, &[&str])] = &[
     (Provider::YahooInc, &["yahoodns.net"]),
 ];
 
+/// Consumer mail domains whose mailboxes each service hosts: a recipient there is answered by
+/// the service even when no host name is known (a live reply at RCPT TO).
+const DOMAINS: &[(Provider, &[&str])] = &[
+    (Provider::Aol, &["aol.com", "aim.com"]),
+    (Provider::Apple, &["icloud.com", "mac.com"]),
+    (Provider::Google, &["gmail.com"]),
+    (Provider::Outlook, &["outlook.com", "live.com", "msn.com", "hotmail.co.uk", "hotmail.fr", "hotmail.de"]),
+    (Provider::YahooInc, &["yahoo.com", "ymail.com", "rocketmail.com", "yahoo.co.uk", "yahoo.fr", "yahoo.de"]),
+];
+
 /// `host` is `mark` or a name under it.
 fn under(host: &str, mark: &str) -> bool {
     host == mark || host.strip_suffix(mark).is_some_and(|h| h.ends_with('.'))
@@ -68,6 +78,9 @@ fn of_domain(domain: &str) -> Option<Provider> {
     let d = domain.trim_end_matches('.').to_ascii_lowercase();
     if !d.contains('.') {
         return None;
+    }
+    if let Some((p, _)) = DOMAINS.iter().find(|(_, domains)| domains.contains(&d.as_str())) {
+        return Some(*p);
     }
     HOSTS.iter().find(|(_, marks)| marks.iter().any(|m| under(m, &d))).map(|(p, _)| *p)
 }

@@ -159,6 +159,228 @@ impl std::fmt::Display for Reason {
 /// Phrase lists, most specific first. Matched against lower-cased text with runs of
 /// white space collapsed to one space.
 const PHRASES: &[(Reason, &[&str])] = &[
+    // Whole sentences particular servers and filters write (qmail and its patches, vpopmail,
+    // Exchange, Domino, Postfix, anti-spam gateways, large mailbox providers), first because a
+    // broad phrase further down would misread them ("mailbox size limit exceeded" is a full
+    // mailbox, not a large message; "blocked by spamassassin" is spam, not a block list).
+    (
+        Reason::MailboxFull,
+        &[
+            "mailbox size limit exceeded",
+            "mailbox exceeds allowed size",
+            "user has too many messages on the server",
+            "user's space has been used up",
+            "boite du destinataire pleine",
+        ],
+    ),
+    (
+        Reason::SpamDetected,
+        &[
+            "blocked by spamassassin",
+            "blocked by policy: no spam please",
+            "content filter rejection",
+            "message considered as spam or virus",
+            "message contains spam or virus",
+            "rejected for possible spam/virus content",
+            "message was rejected by recurrent pattern detection system",
+            "your message failed several antispam checks",
+            "reject bulk.advertising",
+            "rejected - bulk email",
+            "rejecting mail content",
+            "mail content denied",
+            "blacklisted url in message",
+            "rejecting banned content",
+            "message rejected because of unacceptable content",
+        ],
+    ),
+    (
+        Reason::PolicyViolation,
+        &[
+            "message rejected due to local policy",
+            "email rejected due to security policies",
+            "message bounced due to organizational settings",
+            "by non-member to a members-only list",
+            "closed mailing list",
+            "we do not accept messages containing images or other attachments",
+            "you're using a mass mailer",
+            "an illegal attachment on your message",
+        ],
+    ),
+    (
+        Reason::Rejected,
+        &[
+            "sender email address rejected",
+            "batv failed to verify",
+            "batv validation failure",
+            "rejected by batv defense",
+            "(batv: no tag",
+            "error: no third-party dsns",
+            "unsigned dsn for",
+            "returned mail not accepted here",
+            "can't determine purported responsible address",
+            "fully qualified email address required",
+            "sender not pre-approved",
+            "sender was rejected",
+            "denied [bouncedeny]",
+            "emetteur invalide",
+        ],
+    ),
+    (
+        Reason::NoRelaying,
+        &[
+            "not allowed to relay through this machine",
+            "this system is not configured to relay mail",
+            "relay prohibition",
+            "we don't handle mail for",
+            "send to a non-local e-mail address",
+        ],
+    ),
+    (
+        Reason::RequirePtr,
+        &[
+            "we do not accept mail from hosts with dynamic ip or generic dns ptr-records",
+            "bad dns ptr resource record",
+            "forward dns entry does not point to the sending ip",
+            "mismatches client ip",
+            "unverifyable sending ips",
+        ],
+    ),
+    (
+        Reason::AuthFailure,
+        &[
+            "from address doesn't meet the authentication requirements",
+            "doesn't meet the required authentication level",
+            "please inspect your spf settings",
+            "bad spf records for",
+            "spf.pobox.com",
+        ],
+    ),
+    (
+        Reason::Speeding,
+        &["has been temporarily rate limited", "please try again slower", "has exceeded the max emails per hour"],
+    ),
+    (Reason::TooManyConn, &["trop de connexions"]),
+    (
+        Reason::MesgTooBig,
+        &[
+            "exceeded maximum inbound message size",
+            "exceeded the maximum incoming message size",
+            "max message size exceeded",
+            "taille limite du message atteinte",
+        ],
+    ),
+    (
+        Reason::ContentError,
+        &[
+            "message contain invalid mime headers",
+            "message contain improperly-formatted binary content",
+            "message contain text that uses unnecessary base64 encoding",
+            "mime complexity exceeds the policy maximum",
+        ],
+    ),
+    (Reason::VirusDetected, &["potentially executable attachment"]),
+    (Reason::FailedStartTls, &["tls required but not supported"]),
+    (
+        Reason::Suspend,
+        &[
+            "address no longer accepts mail",
+            "archived recipient",
+            "user is terminated",
+            "recipient suspend the service",
+            "boite du destinataire archivee",
+        ],
+    ),
+    (
+        Reason::Filtered,
+        &[
+            "account is protected by",
+            "has restricted sms e-mail",
+            "is not accepting any mail",
+            "refuse to receive mail",
+            "refuses to receive this mail",
+            "refused due to recipient preferences",
+            "not found recipient account",
+        ],
+    ),
+    (
+        Reason::HostUnknown,
+        &[
+            "domain mentioned in email address is unknown",
+            "recipient domain must exist",
+            "dns server returned answer with no data",
+            "illegal host/domain name found",
+            "couldn't find any host",
+        ],
+    ),
+    (
+        Reason::UserUnknown,
+        &[
+            "badrcptto",
+            "badrecipientto",
+            "invalid or unknown virtual user",
+            "address not present in directory",
+            "not a valid recipient",
+            "not a valid user here",
+            "is not an active address at this host",
+            "no mail box available for this user",
+            "mailbox not present",
+            "there is no one at this address",
+            "user missing home directory",
+            "destination addresses were unknown",
+            "user not known",
+            "recipient not ok",
+            "unknown e-mail address",
+            "unknown email address",
+            "utilisateur inconnu",
+            "no existe ese usuario",
+            "no existe dicha persona",
+            "nessun utente simile",
+        ],
+    ),
+    (
+        Reason::NetworkError,
+        &[
+            "mail forwarding loop for",
+            "maximum forwarding loop count exceeded",
+            "message looping",
+            "all routes to destination blocked",
+            "network error on destination mxs",
+            "address family mismatch on destination mxs",
+            "could not contact dns servers",
+            "temporary failure in mx lookup",
+            "listed as a best-preference mx",
+        ],
+    ),
+    (
+        Reason::Expired,
+        &[
+            "unable to deliver message after multiple retries",
+            "was not reachable within the allowed queue period",
+            "could not deliver for the last",
+            "server did not accept our requests to connect",
+            "it has not been collected after",
+        ],
+    ),
+    (
+        Reason::SystemError,
+        &[
+            "aliasing/forwarding loop broken",
+            "can't create user output file",
+            "interrupted system call",
+            "input/output error",
+            "mail transport unavailable",
+            "system config error",
+            "temporary local problem",
+            "error while executing qmail-forward",
+            "several matches found in domino directory",
+            "too many results returned but needs to be unique",
+            "automatic homedir creator crashed",
+            "recipient deferred because there is no mdb",
+            "loop was found in the mail exchanger",
+            "ldap lookup",
+        ],
+    ),
+    (Reason::MailerError, &["command failed:", "bin/maildrop"]),
     // Unambiguous statements that the mailbox does not exist, before anything looser.
     (
         Reason::UserUnknown,
@@ -997,6 +1219,13 @@ pub(crate) fn reason_from_text(text: &str) -> Option<Reason> {
     phrase_reason(&t)
 }
 
+/// Whether any phrase of reason `r` occurs in the text, whatever other reason a phrase listed
+/// earlier names.
+fn mentions(text: &str, r: Reason) -> bool {
+    let t = without_codes(&normalize(text));
+    PHRASES.iter().filter(|(reason, _)| *reason == r).any(|(_, phrases)| phrases.iter().any(|p| contains_phrase(&t, p)))
+}
+
 fn phrase_reason(t: &str) -> Option<Reason> {
     for (reason, phrases) in PHRASES {
         if phrases.iter().any(|p| contains_phrase(t, p)) {
@@ -1135,6 +1364,11 @@ fn loose_name(r: Option<Reason>) -> bool {
     )
 }
 
+/// What the words may say besides a missing mailbox that makes an x.1.1 code mean something
+/// else, in the order they are believed.
+const OVER_MISSING_MAILBOX: [Reason; 6] =
+    [Reason::MailboxFull, Reason::HasMoved, Reason::NoRelaying, Reason::Rejected, Reason::Blocked, Reason::NotAccept];
+
 /// The decision in two passes, the order in which a reason is believed:
 ///
 /// 1. reasons a specific status code or a specific wording states, most specific first
@@ -1204,7 +1438,9 @@ pub(crate) fn decide_with(
         match r {
             UserUnknown => {
                 if name == Some(UserUnknown) {
-                    ![Blocked, MailboxFull, HasMoved, Rejected, NotAccept].iter().any(|o| has(*o))
+                    // x.1.1 is a missing mailbox unless the words say the refusal was for
+                    // something else as well (a full mailbox, a block, a moved user, …).
+                    !OVER_MISSING_MAILBOX.iter().any(|o| mentions(text, *o))
                 } else {
                     has(UserUnknown) && (phase == Some(Phase::RcptTo) || phase.is_none() && lookup_wording(text))
                 }
@@ -1230,6 +1466,9 @@ pub(crate) fn decide_with(
         }
     };
     let mut reason = first.into_iter().find(|r| probe(*r));
+    if reason.is_none() && name == Some(UserUnknown) {
+        reason = OVER_MISSING_MAILBOX.into_iter().find(|o| mentions(text, *o));
+    }
     if reason.is_none() {
         reason = hint.filter(|h| !matches!(h, OnHold | Undefined));
     }
@@ -1326,8 +1565,17 @@ mod tests {
         // x.6.x is the class of content problems: "spam" says which.
         assert_eq!(decide("5.6.1", 500, "Message content rejected", None).0, SpamDetected);
         assert_eq!(decide("5.6.1", 554, "", None).0, ContentError);
-        // A full mailbox is believed before a missing one.
+        // A full mailbox is believed before a missing one, even where the words say both.
         assert_eq!(decide("5.1.1", 550, "mailbox full", Some(Phase::RcptTo)).0, MailboxFull);
+        assert_eq!(decide("5.1.1", 550, "user unknown or mailbox full", Some(Phase::RcptTo)).0, MailboxFull);
+        // Whole sentences of particular servers beat the broad phrase inside them.
+        assert_eq!(decide("", 552, "Mailbox size limit exceeded", None).0, MailboxFull);
+        assert_eq!(decide("", 550, "Message blocked by SpamAssassin", None).0, SpamDetected);
+        assert_eq!(decide("", 554, "Message rejected due to local policy", None).0, PolicyViolation);
+        assert_eq!(
+            decide("", 553, "sorry, your envelope recipient is in my badrcptto list", Some(Phase::RcptTo)).0,
+            UserUnknown
+        );
         // A code naming no single cause leaves it to the wording, then to the class.
         assert_eq!(decide("5.7.1", 550, "", None).0, SecurityError);
         assert_eq!(decide("4.7.0", 421, "try again later", None).0, SystemError);

@@ -511,6 +511,7 @@ const PHRASES: &[(Reason, &[&str])] = &[
         Reason::Speeding,
         &[
             "rate limit",
+            "rate limited",
             "rate-limit",
             "ratelimit",
             "sending rate",
@@ -1224,9 +1225,56 @@ pub(crate) fn reason_from_text(text: &str) -> Option<Reason> {
 fn mentions(text: &str, r: Reason) -> bool {
     let t = without_codes(&normalize(text));
     PHRASES.iter().filter(|(reason, _)| *reason == r).any(|(_, phrases)| phrases.iter().any(|p| contains_phrase(&t, p)))
+        || PAIRS.iter().any(|(reason, a, b)| *reason == r && pair_in(&t, a, b))
+}
+
+/// Wordings with the address or domain between their two halves ("domain example.org does
+/// not exist", "mailbox of ann is full", "relay access for ann@x denied"), as (reason,
+/// first half, second half). The halves must come in this order, at most [`PAIR_GAP`]
+/// characters apart; they are read before the phrases, whose shorter halves they contain.
+const PAIRS: &[(Reason, &str, &str)] = &[
+    (Reason::HostUnknown, "domain ", " does not exist"),
+    (Reason::MailboxFull, "mailbox ", " is full"),
+    (Reason::MailboxFull, "mailbox ", " full"),
+    (Reason::NoRelaying, "relay access ", " denied"),
+    (Reason::NoRelaying, "relaying ", " denied"),
+    (Reason::Speeding, "temporarily ", " rate limited"),
+];
+
+const PAIR_GAP: usize = 64;
+
+fn pair_reason(t: &str) -> Option<Reason> {
+    PAIRS.iter().find(|(_, a, b)| pair_in(t, a, b)).map(|(r, ..)| *r)
+}
+
+/// `a`, then `b` within [`PAIR_GAP`] characters, with no sentence end between them; `a`
+/// starts a word.
+fn pair_in(t: &str, a: &str, b: &str) -> bool {
+    let mut from = 0;
+    while let Some(i) = t[from..].find(a) {
+        let start = from + i;
+        let after = start + a.len();
+        let word_start = t[..start].chars().next_back().is_none_or(|c| !c.is_alphanumeric());
+        if word_start {
+            let end = t.len().min(after + PAIR_GAP + b.len());
+            let end = (end..=t.len()).find(|&e| t.is_char_boundary(e)).unwrap_or(t.len());
+            let window = &t[after.saturating_sub(1)..end];
+            if let Some(j) = window.find(b)
+                && !window[..j].contains(". ")
+                && window[j + b.len()..].chars().next().is_none_or(|c| !c.is_alphanumeric())
+            {
+                return true;
+            }
+        }
+        from = start + t[start..].chars().next().map_or(1, char::len_utf8);
+    }
+    false
 }
 
 fn phrase_reason(t: &str) -> Option<Reason> {
+    if let Some(r) = pair_reason(t) {
+        return Some(r);
+    }
     for (reason, phrases) in PHRASES {
         if phrases.iter().any(|p| contains_phrase(t, p)) {
             return Some(*reason);
@@ -1572,6 +1620,14 @@ mod tests {
         assert_eq!(decide("", 552, "Mailbox size limit exceeded", None).0, MailboxFull);
         assert_eq!(decide("", 550, "Message blocked by SpamAssassin", None).0, SpamDetected);
         assert_eq!(decide("", 554, "Message rejected due to local policy", None).0, PolicyViolation);
+        // Two halves with the address or domain between them.
+        assert_eq!(decide("", 550, "Domain shop.example does not exist", None).0, HostUnknown);
+        assert_eq!(decide("", 452, "Mailbox of ann@shop.example is full", None).0, MailboxFull);
+        assert_eq!(decide("", 554, "Relay access for ann@shop.example denied", None).0, NoRelaying);
+        // … but not across a sentence, nor inside a longer word.
+        assert_ne!(decide("", 550, "Mailbox unknown. Disk full", None).0, MailboxFull);
+        assert_ne!(decide("", 550, "Mailbox name must be fully qualified", None).0, MailboxFull);
+        assert!(!pair_in("mailbox é€ ü full", "mailbox ", " fullé"));
         assert_eq!(
             decide("", 553, "sorry, your envelope recipient is in my badrcptto list", Some(Phase::RcptTo)).0,
             UserUnknown

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use epistle_mail::bounce::{Reason, classify_mail, classify_reply};
+use epistle_mail::bounce::{Reason, classify_mail, classify_reply, classify_reply_to};
 
 fn corpus() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/corpora/bounces")
@@ -193,7 +193,6 @@ fn live_replies() {
 
 #[test]
 fn live_replies_read_with_the_service_of_the_recipient() {
-    use epistle_mail::bounce::classify_reply_to;
     // Gmail documents 550 5.7.1 "Missing a valid Message-ID: header" as mail that breaks
     // RFC 5322; read in general words it is only a security refusal.
     let gmail = "Missing a valid Message-ID: header";
@@ -239,7 +238,22 @@ fn never_panics_on_garbage() {
     }
     for input in inputs {
         let _ = classify_mail(&input);
+        // The same bytes as a live reply about an address at a service with rules of its own.
+        let text = String::from_utf8_lossy(&input);
+        let text: String = text.chars().take(2000).collect();
+        let text = text.as_str();
+        for rcpt in ["a@gmail.com", "a@ezweb.ne.jp", "", "@", "a@"] {
+            let _ = classify_reply_to(rcpt, 550, None, text);
+            let _ = classify_reply_to(rcpt, 0, Some(text), text);
+        }
     }
+}
+
+/// Reason and hard/soft of the one recipient `raw` reports on (`what` names the case).
+fn verdict(raw: &[u8], what: &str) -> (Reason, bool) {
+    let got = classify_mail(raw);
+    assert_eq!(got.len(), 1, "{what}");
+    (got[0].reason, got[0].hard_bounce)
 }
 
 /// A Postfix-style bounce whose only diagnostic is `diag`.
@@ -254,11 +268,7 @@ fn postfix_bounce(diag: &str) -> Vec<u8> {
 
 #[test]
 fn a_missing_mailbox_is_about_the_address_only_at_rcpt_or_with_a_code_or_lookup_saying_so() {
-    let one = |diag: &str| {
-        let got = classify_mail(&postfix_bounce(diag));
-        assert_eq!(got.len(), 1, "{diag}");
-        (got[0].reason, got[0].hard_bounce)
-    };
+    let one = |diag: &str| verdict(&postfix_bounce(diag), diag);
     // Answered to RCPT TO, or with x.1.1: the mailbox does not exist.
     assert_eq!(one("550 User unknown (in reply to RCPT TO command)"), (Reason::UserUnknown, true));
     assert_eq!(one("550 5.1.1 User unknown"), (Reason::UserUnknown, true));
@@ -294,11 +304,7 @@ fn dsn(status: &str, diagnostic: &str) -> Vec<u8> {
 
 #[test]
 fn a_local_delivery_program_that_fails_without_saying_why_is_a_mailer_error() {
-    let one = |status: &str, diag: &str| {
-        let got = classify_mail(&dsn(status, diag));
-        assert_eq!(got.len(), 1, "{diag}");
-        (got[0].reason, got[0].hard_bounce)
-    };
+    let one = |status: &str, diag: &str| verdict(&dsn(status, diag), diag);
     assert_eq!(one("5.0.0", "X-Unix; 255"), (Reason::MailerError, false));
     assert_eq!(one("5.3.0", "x-postfix; command died with status 1"), (Reason::MailerError, false));
     // Its words, or a specific code, still say more.

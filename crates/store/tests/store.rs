@@ -598,6 +598,21 @@ async fn engagement_feedback_and_webhook_deliveries(engine: Engine) {
     assert!(store.get_webhook("ten_a", "whk_1").await.unwrap().unwrap().failing_since.is_none());
 }
 
+/// Rule `rul_1`'s run for `event` that scheduled message `m`.
+fn scheduled_run(event: &str, m: &NewMessage) -> epistle_store::RuleRun {
+    epistle_store::RuleRun {
+        rule_id: "rul_1".into(),
+        event_id: event.into(),
+        tenant_id: "ten_a".into(),
+        entity: "a1".into(),
+        status: "scheduled".into(),
+        message_id: Some(m.id.clone()),
+        detail: None,
+        created_at: T0,
+        updated_at: T0,
+    }
+}
+
 async fn business_events_runs_and_dead_letters(engine: Engine) {
     use epistle_store::{DeadLetter, EventAccepted, EventOutcome, NewBusinessEvent, RuleRecord, RuleRun, RunOutput};
     let (store, _db) = store(engine).await;
@@ -635,17 +650,7 @@ async fn business_events_runs_and_dead_letters(engine: Engine) {
     };
     store.create_rule(&rule).await.unwrap();
     assert_eq!(store.rules("ten_a").await.unwrap().len(), 1);
-    let run = |m: &NewMessage| RuleRun {
-        rule_id: "rul_1".into(),
-        event_id: a.clone(),
-        tenant_id: "ten_a".into(),
-        entity: "a1".into(),
-        status: "scheduled".into(),
-        message_id: Some(m.id.clone()),
-        detail: None,
-        created_at: T0,
-        updated_at: T0,
-    };
+    let run = |m: &NewMessage| scheduled_run(&a, m);
     let mut m1 = message("ten_a", &["a@example.com"]);
     m1.send_at = Some(T0 + 86_400_000);
     let m2 = message("ten_a", &["a@example.com"]);
@@ -740,7 +745,7 @@ async fn business_events_runs_and_dead_letters(engine: Engine) {
 }
 
 async fn a_new_run_replaces_a_waiting_mail_in_its_commit(engine: Engine) {
-    use epistle_store::{EventAccepted, EventOutcome, NewBusinessEvent, ReplacedRun, RuleRun, RunOutput};
+    use epistle_store::{EventAccepted, EventOutcome, NewBusinessEvent, ReplacedRun, RunOutput};
     let (store, _db) = store(engine).await;
     let ev = |kind: &str, key: &str| NewBusinessEvent {
         tenant_id: "ten_a".into(),
@@ -758,21 +763,10 @@ async fn a_new_run_replaces_a_waiting_mail_in_its_commit(engine: Engine) {
     else {
         panic!("new")
     };
-    let run = |event: &str, m: &NewMessage| RuleRun {
-        rule_id: "rul_1".into(),
-        event_id: event.into(),
-        tenant_id: "ten_a".into(),
-        entity: "a1".into(),
-        status: "scheduled".into(),
-        message_id: Some(m.id.clone()),
-        detail: None,
-        created_at: T0,
-        updated_at: T0,
-    };
     let mut old = message("ten_a", &["a@example.com"]);
     old.send_at = Some(T0 + 86_400_000);
     let outcome = EventOutcome {
-        runs: vec![(run(&booked, &old), RunOutput::Message(Box::new(old.clone())))],
+        runs: vec![(scheduled_run(&booked, &old), RunOutput::Message(Box::new(old.clone())))],
         ..Default::default()
     };
     store.finish_business_event(&booked, outcome, T0 + 1).await.unwrap();
@@ -788,7 +782,7 @@ async fn a_new_run_replaces_a_waiting_mail_in_its_commit(engine: Engine) {
         status: "cancelled".into(),
     };
     let outcome = EventOutcome {
-        runs: vec![(run(&moved, &new), RunOutput::Message(Box::new(new.clone())))],
+        runs: vec![(scheduled_run(&moved, &new), RunOutput::Message(Box::new(new.clone())))],
         replaced: vec![replaced],
         ..Default::default()
     };
@@ -812,7 +806,7 @@ async fn a_new_run_replaces_a_waiting_mail_in_its_commit(engine: Engine) {
     // replaces nothing: the mail the first one made keeps waiting.
     let again = message("ten_a", &["a@example.com"]);
     let raced = EventOutcome {
-        runs: vec![(run(&moved, &again), RunOutput::Message(Box::new(again.clone())))],
+        runs: vec![(scheduled_run(&moved, &again), RunOutput::Message(Box::new(again.clone())))],
         replaced: vec![ReplacedRun {
             tenant_id: "ten_a".into(),
             rule_id: "rul_1".into(),

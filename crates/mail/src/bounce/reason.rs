@@ -1222,10 +1222,10 @@ pub(crate) fn reason_from_text(text: &str) -> Option<Reason> {
 
 /// Whether any phrase of reason `r` occurs in the text, whatever other reason a phrase listed
 /// earlier names.
-fn mentions(text: &str, r: Reason) -> bool {
-    let t = without_codes(&normalize(text));
-    PHRASES.iter().filter(|(reason, _)| *reason == r).any(|(_, phrases)| phrases.iter().any(|p| contains_phrase(&t, p)))
-        || PAIRS.iter().any(|(reason, a, b)| *reason == r && pair_in(&t, a, b))
+/// `t` as [`reason_from_text`] prepares it.
+fn mentions(t: &str, r: Reason) -> bool {
+    PHRASES.iter().filter(|(reason, _)| *reason == r).any(|(_, phrases)| phrases.iter().any(|p| contains_phrase(t, p)))
+        || PAIRS.iter().any(|(reason, a, b)| *reason == r && pair_in(t, a, b))
 }
 
 /// Wordings with the address or domain between their two halves ("domain example.org does
@@ -1461,6 +1461,13 @@ pub(crate) fn decide_with(
     let said = reason_from_text(text);
     let has = |r: Reason| said == Some(r);
     let before_data = matches!(phase, Some(Phase::Connect | Phase::MailFrom | Phase::RcptTo));
+    // With an x.1.1 code: another cause the words name anywhere, which the code gives way to.
+    let over_missing = (name == Some(UserUnknown))
+        .then(|| {
+            let t = without_codes(&normalize(text));
+            OVER_MISSING_MAILBOX.into_iter().find(|o| mentions(&t, *o))
+        })
+        .flatten();
     let first = [
         MailboxFull,
         MesgTooBig,
@@ -1488,7 +1495,7 @@ pub(crate) fn decide_with(
                 if name == Some(UserUnknown) {
                     // x.1.1 is a missing mailbox unless the words say the refusal was for
                     // something else as well (a full mailbox, a block, a moved user, …).
-                    !OVER_MISSING_MAILBOX.iter().any(|o| mentions(text, *o))
+                    over_missing.is_none()
                 } else {
                     has(UserUnknown) && (phase == Some(Phase::RcptTo) || phase.is_none() && lookup_wording(text))
                 }
@@ -1514,8 +1521,8 @@ pub(crate) fn decide_with(
         }
     };
     let mut reason = first.into_iter().find(|r| probe(*r));
-    if reason.is_none() && name == Some(UserUnknown) {
-        reason = OVER_MISSING_MAILBOX.into_iter().find(|o| mentions(text, *o));
+    if reason.is_none() {
+        reason = over_missing;
     }
     if reason.is_none() {
         reason = hint.filter(|h| !matches!(h, OnHold | Undefined));

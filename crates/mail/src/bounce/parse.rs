@@ -510,8 +510,23 @@ fn classify_one_at(raw: &[u8], depth: u8) -> Vec<Recipient> {
     let to = msg.to().and_then(|a| a.first()).and_then(|a| a.address()).unwrap_or("").to_string();
     let headers = all_headers_text(&msg).to_ascii_lowercase();
 
-    if !parts.arf.is_empty() {
-        return feedback(&parts);
+    // Apple Mail's "Unsubscribe" button, for a list whose List-Unsubscribe is a mailto: address,
+    // sends a mail from the subscriber marked with this header: an opt-out by that address.
+    if header_text(&msg, "X-Apple-Unsubscribe").is_some_and(|v| v.eq_ignore_ascii_case("true")) && from.contains('@') {
+        let mut r = recipient(from, String::new(), None, Reason::Feedback, false, &subject);
+        r.feedback_type = "opt-out".into();
+        return vec![r];
+    }
+    // A report declared as a feedback report whose report part is missing or mislabelled,
+    // and the complaint mails of Outlook.com's JMRP and SES that carry no report part at all.
+    let declared = msg
+        .content_type()
+        .and_then(|ct| ct.attribute("report-type"))
+        .is_some_and(|t| t.trim_matches('"').eq_ignore_ascii_case("feedback-report"));
+    let complaint_mail = subject_l.contains("complaint about message from ")
+        && ["staff@hotmail.com", "complaints@email-abuse.amazonses.com"].iter().any(|a| from.eq_ignore_ascii_case(a));
+    if !parts.arf.is_empty() || declared && parts.dsn.is_empty() || complaint_mail {
+        return feedback(&parts, if complaint_mail { "abuse" } else { "" });
     }
     if let Some(reported) = ses_notification(&parts.plain) {
         return reported.iter().map(from_notification).collect();
@@ -603,7 +618,9 @@ fn classify_one_at(raw: &[u8], depth: u8) -> Vec<Recipient> {
     out
 }
 
-fn feedback(parts: &Parts) -> Vec<Recipient> {
+/// The recipients a complaint is about; `default_type`: the feedback type when the report
+/// states none.
+fn feedback(parts: &Parts, default_type: &str) -> Vec<Recipient> {
     let mut feedback_type = String::new();
     let mut rcpts = Vec::new();
     for text in &parts.arf {
@@ -622,6 +639,9 @@ fn feedback(parts: &Parts) -> Vec<Recipient> {
     }
     if rcpts.is_empty() {
         rcpts.push(String::new());
+    }
+    if feedback_type.is_empty() {
+        feedback_type = default_type.to_string();
     }
     let mut seen = Vec::new();
     rcpts.retain(|r| {

@@ -260,6 +260,9 @@ const PHRASES: &[(Reason, &[&str])] = &[
         &["has been temporarily rate limited", "please try again slower", "has exceeded the max emails per hour"],
     ),
     (Reason::TooManyConn, &["trop de connexions"]),
+    // Greylisting (Postgrey, rspamd, …) defers a client it has not seen before: about the
+    // sending host, whatever "recipient address rejected" in front of it says.
+    (Reason::Blocked, &["greylisted", "greylisting", "graylisted", "graylisting"]),
     (
         Reason::MesgTooBig,
         &[
@@ -288,6 +291,10 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "user is terminated",
             "recipient suspend the service",
             "boite du destinataire archivee",
+            // MDaemon's and others' refusal of a disabled account, before "mailbox unavailable".
+            "mailbox unavailable or access denied",
+            "account temporary locked",
+            "account is temporary locked",
         ],
     ),
     (
@@ -1646,5 +1653,9 @@ mod tests {
         assert_eq!(decide("", 550, "sender verify failed", Some(Phase::MailFrom)).0, Rejected);
         // A name that could not be looked up just now is the network.
         assert_eq!(decide("4.4.4", 450, "host not found", None).0, NetworkError);
+        // Greylisting is about the sending host, not the recipient it names.
+        let greylisted = "<ann@shop.example>: Recipient address rejected: Greylisted, see https://postgrey.example/";
+        assert_eq!(decide("4.7.1", 450, greylisted, Some(Phase::RcptTo)), (Blocked, false));
+        assert_eq!(decide("", 451, greylisted, None), (Blocked, false));
     }
 }

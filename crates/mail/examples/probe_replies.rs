@@ -1,46 +1,162 @@
 use epistle_mail::bounce::classify_reply_to;
 fn main() {
     let cases: &[(&str, u16, &str)] = &[
-        ("a@gmail.com", 550, "5.1.1 The email account that you tried to reach does not exist. Please try double-checking the recipient's email address for typos or unnecessary spaces. Learn more at https://support.google.com/mail/?p=NoSuchUser"),
-        ("a@gmail.com", 452, "4.2.2 The email account that you tried to reach is over quota. Please direct the recipient to https://support.google.com/mail/?p=OverQuotaTemp"),
-        ("a@gmail.com", 552, "5.2.2 The recipient's inbox is out of storage space. Please direct the recipient to https://support.google.com/mail/?p=OverQuotaPerm"),
-        ("a@gmail.com", 550, "5.2.1 The email account that you tried to reach is disabled. Learn more at https://support.google.com/mail/?p=DisabledUser"),
-        ("a@gmail.com", 421, "4.7.0 [192.0.2.1] Our system has detected an unusual rate of unsolicited mail originating from your IP address. To protect our users from spam, mail sent from your IP address has been temporarily rate limited."),
-        ("a@gmail.com", 550, "5.7.1 [192.0.2.1] Our system has detected that this message is likely unsolicited mail. To reduce the amount of spam sent to Gmail, this message has been blocked."),
-        ("a@gmail.com", 550, "5.7.26 This mail has been blocked because the sender is unauthenticated. Gmail requires all senders to authenticate with either SPF or DKIM."),
-        ("a@gmail.com", 550, "5.7.25 [192.0.2.1] The IP address sending this message does not have a PTR record setup, or the corresponding forward DNS entry does not point to the sending IP."),
+        (
+            "a@gmail.com",
+            550,
+            "5.1.1 The email account that you tried to reach does not exist. Please try double-checking the recipient's email address for typos or unnecessary spaces. Learn more at https://support.google.com/mail/?p=NoSuchUser",
+        ),
+        (
+            "a@gmail.com",
+            452,
+            "4.2.2 The email account that you tried to reach is over quota. Please direct the recipient to https://support.google.com/mail/?p=OverQuotaTemp",
+        ),
+        (
+            "a@gmail.com",
+            552,
+            "5.2.2 The recipient's inbox is out of storage space. Please direct the recipient to https://support.google.com/mail/?p=OverQuotaPerm",
+        ),
+        (
+            "a@gmail.com",
+            550,
+            "5.2.1 The email account that you tried to reach is disabled. Learn more at https://support.google.com/mail/?p=DisabledUser",
+        ),
+        (
+            "a@gmail.com",
+            421,
+            "4.7.0 [192.0.2.1] Our system has detected an unusual rate of unsolicited mail originating from your IP address. To protect our users from spam, mail sent from your IP address has been temporarily rate limited.",
+        ),
+        (
+            "a@gmail.com",
+            550,
+            "5.7.1 [192.0.2.1] Our system has detected that this message is likely unsolicited mail. To reduce the amount of spam sent to Gmail, this message has been blocked.",
+        ),
+        (
+            "a@gmail.com",
+            550,
+            "5.7.26 This mail has been blocked because the sender is unauthenticated. Gmail requires all senders to authenticate with either SPF or DKIM.",
+        ),
+        (
+            "a@gmail.com",
+            550,
+            "5.7.25 [192.0.2.1] The IP address sending this message does not have a PTR record setup, or the corresponding forward DNS entry does not point to the sending IP.",
+        ),
         ("a@gmail.com", 552, "5.3.4 Your message exceeded Google's message size limits."),
-        ("a@gmail.com", 450, "4.2.1 The user you are trying to contact is receiving mail too quickly. Please resend your message at a later time."),
-        ("a@gmail.com", 421, "4.7.28 [192.0.2.1] Our system has detected an unusual rate of unsolicited mail originating from your DKIM domain."),
-        ("a@gmail.com", 550, "5.7.28 [192.0.2.1] Our system has detected an unusual rate of unsolicited mail originating from your IP address."),
+        (
+            "a@gmail.com",
+            450,
+            "4.2.1 The user you are trying to contact is receiving mail too quickly. Please resend your message at a later time.",
+        ),
+        (
+            "a@gmail.com",
+            421,
+            "4.7.28 [192.0.2.1] Our system has detected an unusual rate of unsolicited mail originating from your DKIM domain.",
+        ),
+        (
+            "a@gmail.com",
+            550,
+            "5.7.28 [192.0.2.1] Our system has detected an unusual rate of unsolicited mail originating from your IP address.",
+        ),
         ("a@gmail.com", 421, "4.7.27 This mail has been rate limited because SPF does not pass."),
-        ("a@outlook.com", 550, "5.5.0 Requested action not taken: mailbox unavailable (S2017062302). [BN1NAM02FT032.eop-nam02.prod.protection.outlook.com]"),
-        ("a@contoso.com", 550, "5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient a@contoso.com not found by SMTP address lookup"),
-        ("a@contoso.com", 550, "5.4.1 Recipient address rejected: Access denied. AS(201806281) [DM6NAM11FT012.eop-nam11.prod.protection.outlook.com]"),
-        ("a@contoso.com", 554, "5.2.2 mailbox full; STOREDRV.Deliver.Exception:QuotaExceededException.MapiExceptionShutoffQuotaExceeded"),
-        ("a@contoso.com", 550, "5.7.606 Access denied, banned sending IP [192.0.2.1]. To request removal from this list please visit https://sender.office.com/"),
-        ("a@outlook.com", 550, "5.7.1 Unfortunately, messages from [192.0.2.1] weren't sent. Please contact your Internet service provider since part of their network is on our block list (S3150)."),
-        ("a@outlook.com", 451, "4.7.650 The mail server [192.0.2.1] has been temporarily rate limited due to IP reputation."),
-        ("a@contoso.com", 550, "5.7.509 Access denied, sending domain example.com does not pass DMARC verification and has a DMARC policy of reject."),
+        (
+            "a@outlook.com",
+            550,
+            "5.5.0 Requested action not taken: mailbox unavailable (S2017062302). [BN1NAM02FT032.eop-nam02.prod.protection.outlook.com]",
+        ),
+        (
+            "a@contoso.com",
+            550,
+            "5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient a@contoso.com not found by SMTP address lookup",
+        ),
+        (
+            "a@contoso.com",
+            550,
+            "5.4.1 Recipient address rejected: Access denied. AS(201806281) [DM6NAM11FT012.eop-nam11.prod.protection.outlook.com]",
+        ),
+        (
+            "a@contoso.com",
+            554,
+            "5.2.2 mailbox full; STOREDRV.Deliver.Exception:QuotaExceededException.MapiExceptionShutoffQuotaExceeded",
+        ),
+        (
+            "a@contoso.com",
+            550,
+            "5.7.606 Access denied, banned sending IP [192.0.2.1]. To request removal from this list please visit https://sender.office.com/",
+        ),
+        (
+            "a@outlook.com",
+            550,
+            "5.7.1 Unfortunately, messages from [192.0.2.1] weren't sent. Please contact your Internet service provider since part of their network is on our block list (S3150).",
+        ),
+        (
+            "a@outlook.com",
+            451,
+            "4.7.650 The mail server [192.0.2.1] has been temporarily rate limited due to IP reputation.",
+        ),
+        (
+            "a@contoso.com",
+            550,
+            "5.7.509 Access denied, sending domain example.com does not pass DMARC verification and has a DMARC policy of reject.",
+        ),
         ("a@contoso.com", 550, "5.7.1 RESOLVER.RST.NotAuthorized; not authorized"),
         ("a@contoso.com", 550, "5.7.133 RESOLVER.RST.SenderNotAuthenticatedForGroup; authentication required"),
         ("a@contoso.com", 550, "5.1.8 Access denied, bad outbound sender"),
-        ("a@yahoo.com", 554, "delivery error: dd This user doesn't have a yahoo.com account (a@yahoo.com) [0] - mta1234.mail.bf1.yahoo.com"),
+        (
+            "a@yahoo.com",
+            554,
+            "delivery error: dd This user doesn't have a yahoo.com account (a@yahoo.com) [0] - mta1234.mail.bf1.yahoo.com",
+        ),
         ("a@yahoo.com", 552, "1 Requested mail action aborted, mailbox not found"),
-        ("a@yahoo.com", 421, "4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected volume or user complaints - 4.16.55.1; see https://postmaster.yahooinc.com/error-codes"),
-        ("a@yahoo.com", 553, "5.7.1 [BL21] Connections will not be accepted from 192.0.2.1, because the ip is in Spamhaus's list; see https://postmaster.yahooinc.com/error-codes"),
-        ("a@yahoo.com", 554, "5.7.9 Message not accepted for policy reasons.  See https://postmaster.yahooinc.com/error-codes"),
-        ("a@yahoo.com", 550, "5.7.9 This mail has been blocked because the sender is unauthenticated. Yahoo requires all senders to authenticate with either SPF or DKIM."),
+        (
+            "a@yahoo.com",
+            421,
+            "4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected volume or user complaints - 4.16.55.1; see https://postmaster.yahooinc.com/error-codes",
+        ),
+        (
+            "a@yahoo.com",
+            553,
+            "5.7.1 [BL21] Connections will not be accepted from 192.0.2.1, because the ip is in Spamhaus's list; see https://postmaster.yahooinc.com/error-codes",
+        ),
+        (
+            "a@yahoo.com",
+            554,
+            "5.7.9 Message not accepted for policy reasons.  See https://postmaster.yahooinc.com/error-codes",
+        ),
+        (
+            "a@yahoo.com",
+            550,
+            "5.7.9 This mail has been blocked because the sender is unauthenticated. Yahoo requires all senders to authenticate with either SPF or DKIM.",
+        ),
         ("a@icloud.com", 550, "5.1.1 <a@icloud.com>: user does not exist"),
         ("a@icloud.com", 552, "5.2.2 <a@icloud.com>: user is over quota"),
-        ("a@icloud.com", 554, "5.7.1 [HM08] Message rejected due to local policy. Please visit https://support.apple.com/en-us/HT204137"),
+        (
+            "a@icloud.com",
+            554,
+            "5.7.1 [HM08] Message rejected due to local policy. Please visit https://support.apple.com/en-us/HT204137",
+        ),
         ("a@comcast.net", 550, "5.1.1 Not our Customer"),
         ("a@comcast.net", 554, "5.7.1 192.0.2.1 is listed on the Spamhaus Block List; see http://www.spamhaus.org"),
-        ("a@example.org", 550, "5.1.1 <a@example.org>: Recipient address rejected: User unknown in virtual mailbox table"),
-        ("a@example.org", 550, "5.1.1 <a@example.org>: Recipient address rejected: User unknown in local recipient table"),
-        ("a@example.org", 450, "4.1.1 <a@example.org>: Recipient address rejected: unverified address: host mx.example.org[192.0.2.2] said: 550 5.1.1 unknown user"),
+        (
+            "a@example.org",
+            550,
+            "5.1.1 <a@example.org>: Recipient address rejected: User unknown in virtual mailbox table",
+        ),
+        (
+            "a@example.org",
+            550,
+            "5.1.1 <a@example.org>: Recipient address rejected: User unknown in local recipient table",
+        ),
+        (
+            "a@example.org",
+            450,
+            "4.1.1 <a@example.org>: Recipient address rejected: unverified address: host mx.example.org[192.0.2.2] said: 550 5.1.1 unknown user",
+        ),
         ("a@example.org", 554, "5.7.1 <a@example.org>: Relay access denied"),
-        ("a@example.org", 450, "4.7.1 <a@example.org>: Recipient address rejected: Greylisted, see http://postgrey.schweikert.ch/help/example.org.html"),
+        (
+            "a@example.org",
+            450,
+            "4.7.1 <a@example.org>: Recipient address rejected: Greylisted, see http://postgrey.schweikert.ch/help/example.org.html",
+        ),
         ("a@example.org", 451, "4.7.1 Please try again later (greylisting)"),
         ("a@example.org", 452, "4.2.2 Mailbox full"),
         ("a@example.org", 550, "Requested action not taken: mailbox unavailable"),
@@ -76,7 +192,11 @@ fn main() {
         ("a@example.org", 550, "Mailbox unavailable or access denied - <a@example.org>"),
         ("a@example.org", 550, "#5.1.1 bad address a@example.org"),
         ("a@example.org", 550, "5.1.1 Recipient unknown <a@example.org>"),
-        ("a@mail.ru", 550, "Message was not accepted -- invalid mailbox.  Local mailbox a@mail.ru is unavailable: account is disabled"),
+        (
+            "a@mail.ru",
+            550,
+            "Message was not accepted -- invalid mailbox.  Local mailbox a@mail.ru is unavailable: account is disabled",
+        ),
         ("a@web.de", 550, "Requested action not taken: mailbox unavailable"),
         ("a@gmx.de", 550, "5.1.1 Mailbox not found"),
         ("a@orange.fr", 550, "5.1.1 Adresse d au moins un destinataire invalide. Invalid recipient. OFR_416 [416]"),
@@ -84,6 +204,11 @@ fn main() {
     ];
     for (rcpt, code, text) in cases {
         let (r, hard) = classify_reply_to(rcpt, *code, None, text);
-        println!("{:<16} {:<5} {code} {}", r.as_str(), if hard { "HARD" } else { "soft" }, text.chars().take(90).collect::<String>());
+        println!(
+            "{:<16} {:<5} {code} {}",
+            r.as_str(),
+            if hard { "HARD" } else { "soft" },
+            text.chars().take(90).collect::<String>()
+        );
     }
 }

@@ -301,7 +301,15 @@ fn a_missing_mailbox_is_about_the_address_only_at_rcpt_or_with_a_code_or_lookup_
         one("550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup"),
         (Reason::UserUnknown, true)
     );
-    assert_eq!(one("554 delivery error: dd This user doesn't have a example.com account"), (Reason::UserUnknown, true));
+    // A gateway's "doesn't have a … account" with no command is a filter's answer too, unless
+    // the reporting MTA's own category says the mailbox is bad (PowerMTA's bad-mailbox).
+    let dd = "554 delivery error: dd This user doesn't have a example.com account";
+    assert_eq!(one(dd), (Reason::Filtered, false));
+    let categorised = dsn("5.0.0", &format!("smtp; {dd}\nX-PowerMTA-BounceCategory: bad-mailbox"));
+    assert_eq!(verdict(&categorised, dd), (Reason::UserUnknown, true));
+    // A more specific reason still comes before the category's missing mailbox.
+    let full = dsn("5.0.0", "smtp; 552 mailbox full\nX-PowerMTA-BounceCategory: bad-mailbox");
+    assert_eq!(verdict(&full, "full"), (Reason::MailboxFull, false));
     // A live reply is the answer to the recipient's RCPT TO.
     assert_eq!(classify_reply(550, None, "mailbox not found"), (Reason::UserUnknown, true));
 }

@@ -417,9 +417,6 @@ const EZWEB_MESSAGES: &[(Reason, &[&str])] = &[
     (Reason::Suspend, &["the user(s) account is disabled.", "the user(s) account is temporarily limited."]),
 ];
 
-const MCAFEE_MESSAGES: &[(Reason, &[&str])] =
-    &[(Reason::UserUnknown, &[" user not exist", " unknown.", "550 unknown user ", "no such user"])];
-
 const BIGLOBE_MESSAGES: &[(Reason, &[&str])] = &[
     (Reason::Filtered, &["mail delivery failed... user unknown"]),
     (Reason::MailboxFull, &["the number of messages in recipient's mailbox exceeded the local limit."]),
@@ -574,7 +571,9 @@ pub(crate) fn hint(mta: Mta, addr: &str, text: &str) -> Hint {
         }
         Mta::Gmx => reason(t.contains("delivery retry timeout exceeded").then_some(Reason::Expired)),
         Mta::Zoho => reason(t.contains("host not reachable").then_some(Reason::Expired)),
-        Mta::McAfee => reason(table(&t, MCAFEE_MESSAGES)),
+        // McAfee's gateway quotes the remote reply without saying at which command it came:
+        // its "no such user" may be a filter's (the labels read it so), left to the reply.
+        Mta::McAfee => Hint::default(),
         Mta::Biglobe => reason(table(&t, BIGLOBE_MESSAGES)),
         Mta::EinsUndEins => reason(t.contains("mail size limit exceeded").then_some(Reason::MesgTooBig)),
         Mta::MailRu => {

@@ -1386,7 +1386,8 @@ pub(crate) fn status_name(status: &str) -> Option<Reason> {
 
 /// Wordings that only a directory lookup of the recipient produces, whatever the SMTP
 /// command: Lotus Domino's directory, Exchange's resolver and recipient table, the
-/// account lookups of Gmail, Yahoo and Outlook.com.
+/// account lookups of Gmail and Outlook.com. (Yahoo's "doesn't have a … account" is not one:
+/// gateways repeat it after the message was sent, and the labels read it as a filter's.)
 const LOOKUP_WORDINGS: &[&str] = &[
     "not listed in",
     "recipient name is not recognized",
@@ -1394,8 +1395,6 @@ const LOOKUP_WORDINGS: &[&str] = &[
     "recipient not found by smtp address lookup",
     "address couldn't be found",
     "account that you tried to reach does not exist",
-    "doesn't have a",
-    "does not have a",
     "requested action not taken: mailbox unavailable",
 ];
 
@@ -1446,7 +1445,8 @@ pub(crate) fn weighed(r: Reason) -> bool {
 
 /// [`decide`] with what the reporting MTA's own wording says (`hint`, from
 /// [`super::mta::hint`]): a specific reason is final; a reason the remote reply may refine
-/// (see [`weighed`]) comes after the first pass; "on hold" replaces the reply-code fallback.
+/// (see [`weighed`]) holds its own place in the first pass (a missing mailbox or domain) or
+/// comes after it (the others); "on hold" replaces the reply-code fallback.
 pub(crate) fn decide_with(
     status: &str,
     reply_code: u16,
@@ -1497,6 +1497,12 @@ pub(crate) fn decide_with(
         Blocked,
     ];
     let probe = |r: Reason| -> bool {
+        // What the reporting MTA's own wording says counts at its place in the order: a
+        // missing mailbox its bounce category names is believed unless a more specific
+        // reason comes first.
+        if hint == Some(r) {
+            return true;
+        }
         match r {
             UserUnknown => {
                 if name == Some(UserUnknown) {

@@ -223,6 +223,166 @@ fn live_replies_read_with_the_service_of_the_recipient() {
     assert_eq!(classify_reply_to("", 550, Some("5.1.1"), "user unknown"), (Reason::UserUnknown, true));
 }
 
+/// Replies the large mailbox providers document for their refusals, and the common ones of
+/// Postfix, qmail and Exchange, as a delivery worker receives them at RCPT TO: what each says
+/// and whether it is the address's fault (a hard bounce suppresses the address).
+#[test]
+fn documented_provider_replies() {
+    use Reason::*;
+    let cases: &[(&str, u16, &str, Reason, bool)] = &[
+        (
+            "a@gmail.com",
+            550,
+            "5.1.1 The email account that you tried to reach does not exist. Please try double-checking the recipient's email address for typos or unnecessary spaces.",
+            UserUnknown,
+            true,
+        ),
+        ("a@gmail.com", 452, "4.2.2 The email account that you tried to reach is over quota.", MailboxFull, false),
+        ("a@gmail.com", 552, "5.2.2 The recipient's inbox is out of storage space.", MailboxFull, false),
+        ("a@gmail.com", 550, "5.2.1 The email account that you tried to reach is disabled.", Suspend, false),
+        (
+            "a@gmail.com",
+            421,
+            "4.7.0 [192.0.2.1] Our system has detected an unusual rate of unsolicited mail originating from your IP address.",
+            Blocked,
+            false,
+        ),
+        (
+            "a@gmail.com",
+            550,
+            "5.7.1 [192.0.2.1] Our system has detected that this message is likely unsolicited mail.",
+            SpamDetected,
+            false,
+        ),
+        (
+            "a@gmail.com",
+            550,
+            "5.7.26 This mail has been blocked because the sender is unauthenticated. Gmail requires all senders to authenticate with either SPF or DKIM.",
+            AuthFailure,
+            false,
+        ),
+        (
+            "a@gmail.com",
+            550,
+            "5.7.25 [192.0.2.1] The IP address sending this message does not have a PTR record setup.",
+            RequirePtr,
+            false,
+        ),
+        ("a@gmail.com", 552, "5.3.4 Your message exceeded Google's message size limits.", MesgTooBig, false),
+        (
+            "a@gmail.com",
+            450,
+            "4.2.1 The user you are trying to contact is receiving mail too quickly.",
+            Speeding,
+            false,
+        ),
+        (
+            "a@gmail.com",
+            421,
+            "4.7.28 Gmail has detected an unusual rate of mail originating from your DKIM domain.",
+            Blocked,
+            false,
+        ),
+        (
+            "a@outlook.com",
+            550,
+            "5.5.0 Requested action not taken: mailbox unavailable (S2017062302).",
+            UserUnknown,
+            true,
+        ),
+        (
+            "a@contoso.example",
+            550,
+            "5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient a@contoso.example not found by SMTP address lookup",
+            UserUnknown,
+            true,
+        ),
+        ("a@contoso.example", 550, "5.4.1 Recipient address rejected: Access denied. AS(201806281)", UserUnknown, true),
+        (
+            "a@contoso.example",
+            554,
+            "5.2.2 mailbox full; STOREDRV.Deliver.Exception:QuotaExceededException.MapiExceptionShutoffQuotaExceeded",
+            MailboxFull,
+            false,
+        ),
+        ("a@contoso.example", 550, "5.7.606 Access denied, banned sending IP [192.0.2.1].", Blocked, false),
+        (
+            "a@outlook.com",
+            550,
+            "5.7.1 Unfortunately, messages from [192.0.2.1] weren't sent. Please contact your Internet service provider since part of their network is on our block list (S3150).",
+            Blocked,
+            false,
+        ),
+        (
+            "a@contoso.example",
+            550,
+            "5.7.509 Access denied, sending domain example.com does not pass DMARC verification and has a DMARC policy of reject.",
+            AuthFailure,
+            false,
+        ),
+        ("a@contoso.example", 550, "5.1.8 Access denied, bad outbound sender", Rejected, false),
+        (
+            "a@yahoo.com",
+            554,
+            "delivery error: dd This user doesn't have a yahoo.com account (a@yahoo.com) [0]",
+            UserUnknown,
+            true,
+        ),
+        (
+            "a@yahoo.com",
+            553,
+            "5.7.1 [BL21] Connections will not be accepted from 192.0.2.1, because the ip is in Spamhaus's list",
+            Blocked,
+            false,
+        ),
+        ("a@yahoo.com", 554, "5.7.9 Message not accepted for policy reasons.", PolicyViolation, false),
+        ("a@icloud.com", 550, "5.1.1 <a@icloud.com>: user does not exist", UserUnknown, true),
+        ("a@icloud.com", 552, "5.2.2 <a@icloud.com>: user is over quota", MailboxFull, false),
+        ("a@icloud.com", 554, "5.7.1 [HM08] Message rejected due to local policy.", PolicyViolation, false),
+        (
+            "a@example.org",
+            550,
+            "5.1.1 <a@example.org>: Recipient address rejected: User unknown in virtual mailbox table",
+            UserUnknown,
+            true,
+        ),
+        ("a@example.org", 554, "5.7.1 <a@example.org>: Relay access denied", NoRelaying, false),
+        (
+            "a@example.org",
+            450,
+            "4.7.1 <a@example.org>: Recipient address rejected: Greylisted, see https://postgrey.example/",
+            Blocked,
+            false,
+        ),
+        ("a@example.org", 550, "sorry, no mailbox here by that name. (#5.1.1)", UserUnknown, true),
+        (
+            "a@example.org",
+            554,
+            "5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org",
+            Blocked,
+            false,
+        ),
+        ("a@example.org", 550, "5.2.1 Mailbox disabled, not accepting messages", Suspend, false),
+        ("a@example.org", 550, "Mailbox unavailable or access denied - <a@example.org>", Suspend, false),
+        ("a@example.org", 550, "5.1.6 Recipient no longer on server", HasMoved, true),
+        ("a@example.org", 550, "5.7.1 Sender address rejected: Access denied", Rejected, false),
+        (
+            "a@example.org",
+            550,
+            "5.7.1 Client host rejected: cannot find your reverse hostname, [192.0.2.1]",
+            RequirePtr,
+            false,
+        ),
+        ("a@example.org", 554, "5.7.1 This message has been blocked because it contains a virus", VirusDetected, false),
+        ("a@example.org", 552, "5.2.3 Message exceeds maximum size", ExceedLimit, false),
+        ("a@example.org", 550, "Unrouteable address", HostUnknown, true),
+        ("a@example.org", 556, "5.1.10 Recipient address has null MX", NotAccept, true),
+    ];
+    for (rcpt, code, text, reason, hard) in cases {
+        assert_eq!(classify_reply_to(rcpt, *code, None, text), (*reason, *hard), "{rcpt} {code} {text}");
+    }
+}
+
 #[test]
 fn never_panics_on_garbage() {
     let mut inputs: Vec<Vec<u8>> = vec![

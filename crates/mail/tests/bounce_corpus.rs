@@ -383,6 +383,45 @@ fn documented_provider_replies() {
     }
 }
 
+/// Formats of gateways with no mail in the corpus, written from their documented layouts:
+/// the recipient is found and the quoted reply read.
+#[test]
+fn gateways_the_corpus_does_not_have() {
+    let one = |raw: &str| {
+        let got = classify_mail(raw.as_bytes());
+        assert_eq!(got.len(), 1, "{raw}");
+        (got[0].email.clone(), got[0].reason, got[0].hard_bounce)
+    };
+    // QUALITIA Active!hunter: a Sendmail-like "permanent fatal errors" list.
+    let activehunter = "From: MAILER-DAEMON@mx.example.jp\nTo: shop@example.com\nSubject: Undelivered Mail\n\
+        X-AHMailID: 0123456789abcdef\n\n  ----- The following addresses had permanent fatal errors -----\n\n\
+        >>> ann@example.org <ann@example.org>\n\n  ----- Transcript of session follows -----\n\
+        550 sorry, no mailbox here by that name (#5.1.1 - chkusr)\n";
+    assert_eq!(one(activehunter), ("ann@example.org".into(), Reason::UserUnknown, true));
+    // Google Workspace's own notice names no address: the returned message's To: does.
+    let workspace = "From: Mail Delivery Subsystem <mailer-daemon@googlemail.com>\nTo: shop@example.com\n\
+        Subject: Delivery Status Notification (Failure)\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=g\n\n\
+        --g\nContent-Type: text/plain\n\n** Message not delivered **\n\nYour message couldn't be delivered because the \
+        address couldn't be found. Check for typos or unnecessary spaces and try again.\n\
+        --g\nContent-Type: message/rfc822\n\nFrom: shop@example.com\nTo: bob@example.org\nSubject: Order\n\nhi\n--g--\n";
+    assert_eq!(one(workspace), ("bob@example.org".into(), Reason::UserUnknown, true));
+    // Smail 3 as Deutsche Telekom runs it: banner lines around the failed addresses.
+    let smail = "From: Mail Delivery System <Mailer-Daemon@t-online.example>\nTo: shop@example.com\n\
+        Subject: mail failed, returning to sender\n\n\
+        |------------------------- Failed addresses follow: ---------------------|\n <cy@t-online.example>\n\
+           552 5.2.2 <cy@t-online.example> Quota exceeded (mailbox for user is full)\n\n\
+        |------------------------- Message text follows: ------------------------|\nTo: cy@t-online.example\n";
+    assert_eq!(one(smail), ("cy@t-online.example".into(), Reason::MailboxFull, false));
+    // MailFoundry: the remote reply is quoted, but not the command it answered, so a
+    // missing-user wording is read as a filter's (as for any reply without its command).
+    let mailfoundry = "From: MAILER-DAEMON@mf.example.jp\nTo: shop@example.com\nSubject: Message delivery has failed\n\
+        Received: From localhost (127.0.0.1) by mf.example.jp (MAILFOUNDRY) id abc123\n\n\
+        Unable to deliver message to: <dee@example.org>\nDelivery failed for the following reason:\n\
+        Server mx.example.org[192.0.2.22] failed with: 550 <dee@example.org> No such user here\n\n\
+        This has been a permanent failure.  No further delivery attempts will be made.\n";
+    assert_eq!(one(mailfoundry), ("dee@example.org".into(), Reason::Filtered, false));
+}
+
 #[test]
 fn never_panics_on_garbage() {
     let mut inputs: Vec<Vec<u8>> = vec![

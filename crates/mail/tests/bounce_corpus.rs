@@ -173,8 +173,8 @@ fn corpus_figures() {
 
     let reason_pct = Tally::pct(total.reason_ok, total.expected);
     let hard_pct = Tally::pct(total.hard_ok, total.expected);
-    assert!(reason_pct >= 90.0, "reason accuracy {reason_pct:.2}% fell below the floor");
-    assert!(hard_pct >= 94.0, "hard/soft accuracy {hard_pct:.2}% fell below the floor");
+    assert!(reason_pct >= 92.0, "reason accuracy {reason_pct:.2}% fell below the floor");
+    assert!(hard_pct >= 96.0, "hard/soft accuracy {hard_pct:.2}% fell below the floor");
     assert!(total.found * 100 >= total.expected * 97, "recipients found {}/{}", total.found, total.expected);
 }
 

@@ -103,7 +103,7 @@ fn corpus_figures() {
                 tally.status_compared += 1;
                 tally.status_class_ok += usize::from(g.status.get(..1) == w_status.get(..1));
             }
-            let stated = !w_status.is_empty() && !w_status.get(1..5).is_some_and(|s| s == ".0.9");
+            let stated = !w_status.is_empty() && w_status.get(1..5).is_none_or(|s| s != ".0.9");
             let status_same = g.is_some_and(|g| g.status == w_status);
             if g.is_some() && stated {
                 tally.status_exact_compared += 1;

@@ -28,11 +28,11 @@ use std::str::FromStr;
 use base64::Engine;
 use mail_auth::common::crypto::{HashOutput, Sha256, SigningKey};
 use mail_auth::common::headers::{HeaderWriter, Writable, Writer};
+use mail_auth::dkim::{Canonicalization, DkimSigner, Done};
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private};
 use openssl::rsa::Rsa;
 use ring::signature::KeyPair as _;
-use mail_auth::dkim::{Canonicalization, DkimSigner, Done};
 
 /// Headers a signature covers (as absent when the message lacks them).
 pub const SIGNED_HEADERS: &[&str] = &[
@@ -441,7 +441,10 @@ mod tests {
         // signed data give the same b= (when t=, in seconds, came out the same).
         let b = |h: &str| {
             let flat: String = h.split_whitespace().collect();
-            (flat.split(";t=").nth(1).unwrap().split(';').next().unwrap().to_string(), flat.split("b=").last().unwrap().to_string())
+            (
+                flat.split(";t=").nth(1).unwrap().split(';').next().unwrap().to_string(),
+                flat.split("b=").last().unwrap().to_string(),
+            )
         };
         let (t1, b1) = b(&ours);
         let (t2, b2) = b(&theirs);
@@ -449,7 +452,8 @@ mod tests {
             assert_eq!(b1, b2, "OpenSSL and ring sign the same data differently");
         }
         let ed = generate(Algorithm::Ed25519, 0).unwrap();
-        let ours = Signer::new(Algorithm::Ed25519, "shop.example", "s2", &ed.private_der).unwrap().header(&msg).unwrap();
+        let ours =
+            Signer::new(Algorithm::Ed25519, "shop.example", "s2", &ed.private_der).unwrap().header(&msg).unwrap();
         let stock = mail_auth::common::crypto::Ed25519Key::from_pkcs8_der(&ed.private_der).unwrap();
         let theirs = configure(DkimSigner::from_key(stock), "shop.example", "s2").sign(&msg).unwrap().to_header();
         assert_eq!(body_hash(&ours), body_hash(&theirs));

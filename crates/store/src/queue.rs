@@ -9,7 +9,7 @@ use epistle_core::{RecipientStatus, new_id};
 use sqlx::Row;
 
 use crate::messages::parse_status;
-use crate::sql::{EVENT_COLS, Val, bind_all, multi_insert, placeholders};
+use crate::sql::{EVENT_COLS, MAX_PARAMS, Val, bind_all, multi_insert, placeholders};
 use crate::{Dialect, Durability, Result, Store};
 
 /// A recipient claimed by a node.
@@ -50,7 +50,7 @@ impl DeliveryMessage {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutcomeKind {
     /// Handed to the next hop.
     Sent,
@@ -95,6 +95,19 @@ pub struct Suppression {
     pub source: String,
     pub detail: Option<String>,
     pub created_at: i64,
+}
+
+/// What an outcome does to its recipient: the new status, when it is due
+/// again, and whether it counts as an attempt.
+fn effect(kind: OutcomeKind) -> (RecipientStatus, Option<i64>, i64) {
+    match kind {
+        OutcomeKind::Sent => (RecipientStatus::Sent, None, 1),
+        OutcomeKind::Deferred { retry_at } => (RecipientStatus::Deferred, Some(retry_at), 1),
+        OutcomeKind::Bounced => (RecipientStatus::Bounced, None, 1),
+        OutcomeKind::Failed => (RecipientStatus::Failed, None, 1),
+        OutcomeKind::Released { retry_at } => (RecipientStatus::Queued, Some(retry_at), 0),
+        OutcomeKind::Suppressed => (RecipientStatus::Suppressed, None, 0),
+    }
 }
 
 impl Store {
@@ -182,41 +195,73 @@ impl Store {
     /// Records outcomes in one transaction: the recipient's new status, an
     /// attempt row (unless released) and an event. A recipient whose lease
     /// was taken over by another node is left to that node.
+    ///
+    /// The status changes go in one `UPDATE … FROM (VALUES …)` per chunk of
+    /// outcomes rather than one statement each: on SQLite every statement
+    /// is a round trip to the connection's thread, made while holding the
+    /// only writer that accepts are waiting for.
     pub async fn record_outcomes(&self, node: &str, outcomes: &[Outcome], now: i64) -> Result<()> {
         if outcomes.is_empty() {
             return Ok(());
         }
-        // One lock order for every writer of these rows: by id.
+        // One lock order for every writer of these rows: by id. A recipient
+        // has one outcome per claim; should one appear twice, the first counts.
         let mut ordered: Vec<&Outcome> = outcomes.iter().collect();
         ordered.sort_by(|a, b| a.recipient_id.cmp(&b.recipient_id));
+        ordered.dedup_by(|b, a| a.recipient_id == b.recipient_id);
         let mut conn = self.writer(Durability::Relaxed).await?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         self.relax(&mut tx).await?;
+        let mut changed: std::collections::HashSet<String> = std::collections::HashSet::with_capacity(ordered.len());
+        const PER_ROW: usize = 7;
+        for chunk in ordered.chunks(MAX_PARAMS / PER_ROW) {
+            if self.dialect == Dialect::Postgres {
+                // Take the row locks in id order before the joined update,
+                // whose join order is the planner's.
+                let sql = format!(
+                    "SELECT id FROM recipients WHERE id IN ({}) ORDER BY id FOR UPDATE",
+                    placeholders(self.dialect, 1, chunk.len())
+                );
+                let ids = chunk.iter().map(|o| Val::S(o.recipient_id.clone())).collect();
+                bind_all(sqlx::query(&sql), ids).execute(&mut *tx).await?;
+            }
+            let mut sql = String::from(
+                "UPDATE recipients SET status = v.column2, due_at = v.column3, claimed_by = NULL, \
+                 attempts = recipients.attempts + v.column4, last_response = v.column5, updated_at = v.column6 \
+                 FROM (VALUES ",
+            );
+            let mut vals = Vec::with_capacity(chunk.len() * PER_ROW);
+            for (i, o) in chunk.iter().enumerate() {
+                let (status, due, counts) = effect(o.kind);
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push('(');
+                sql.push_str(&placeholders(self.dialect, i * PER_ROW + 1, PER_ROW));
+                sql.push(')');
+                vals.extend([
+                    Val::S(o.recipient_id.clone()),
+                    status.as_str().into(),
+                    Val::OI(due),
+                    Val::I(counts),
+                    o.response.as_str().into(),
+                    Val::I(now),
+                    node.into(),
+                ]);
+            }
+            sql.push_str(
+                ") AS v WHERE recipients.id = v.column1 AND recipients.claimed_by = v.column7 \
+                 AND recipients.status = 'sending' RETURNING recipients.id",
+            );
+            let rows = bind_all(sqlx::query(&sql), vals).fetch_all(&mut *tx).await?;
+            changed.extend(rows.iter().map(|r| r.get::<String, _>(0)));
+        }
         let mut attempts = Vec::with_capacity(outcomes.len());
         let mut events = Vec::with_capacity(outcomes.len());
         let mut suppressions = Vec::new();
         for o in ordered {
-            let (status, due, counts) = match o.kind {
-                OutcomeKind::Sent => (RecipientStatus::Sent, None, 1),
-                OutcomeKind::Deferred { retry_at } => (RecipientStatus::Deferred, Some(retry_at), 1),
-                OutcomeKind::Bounced => (RecipientStatus::Bounced, None, 1),
-                OutcomeKind::Failed => (RecipientStatus::Failed, None, 1),
-                OutcomeKind::Released { retry_at } => (RecipientStatus::Queued, Some(retry_at), 0),
-                OutcomeKind::Suppressed => (RecipientStatus::Suppressed, None, 0),
-            };
-            let done = sqlx::query(
-                "UPDATE recipients SET status = $1, due_at = $2, claimed_by = NULL, attempts = attempts + $3, \
-                 last_response = $4, updated_at = $5 WHERE id = $6 AND claimed_by = $7 AND status = 'sending'",
-            )
-            .bind(status.as_str())
-            .bind(due)
-            .bind(counts)
-            .bind(&o.response)
-            .bind(now)
-            .bind(&o.recipient_id)
-            .bind(node)
-            .execute(&mut *tx)
-            .await?;
+            let (status, _, counts) = effect(o.kind);
+            let applied = changed.contains(&o.recipient_id);
             if counts == 1 {
                 attempts.push(vec![
                     Val::S(new_id("att")),
@@ -233,7 +278,7 @@ impl Store {
                 ]);
             }
             if let Some(reason) = &o.suppress
-                && done.rows_affected() == 1
+                && applied
             {
                 suppressions.push(vec![
                     o.tenant_id.as_str().into(),
@@ -246,7 +291,7 @@ impl Store {
                 ]);
             }
             let counted = counts == 1 || o.kind == OutcomeKind::Suppressed;
-            if counted && done.rows_affected() == 1 {
+            if counted && applied {
                 events.push(vec![
                     o.tenant_id.as_str().into(),
                     o.message_id.as_str().into(),

@@ -33,6 +33,7 @@ both_engines!(
     list_filters_and_cursor,
     cancel_stops_pending_recipients,
     hard_bounces_are_suppressed,
+    outcomes_in_bulk_span_statements_and_count_once,
     domains_and_keys,
     template_versions_and_uses,
     engagement_feedback_and_webhook_deliveries,
@@ -368,6 +369,59 @@ async fn costs_add_up_by_transport_and_day(engine: Engine) {
     assert_eq!(store.cost_stats("ten_b", T0, T0 + 10 * day).await.unwrap().total, 0, "per tenant");
     let rcpts = store.message_recipients("ten_a", &id).await.unwrap();
     assert!(rcpts.iter().all(|r| r.cost_micros == 100));
+}
+
+/// More outcomes than one `UPDATE … FROM (VALUES …)` statement carries, one
+/// of them twice: every recipient changes once, the first outcome counts.
+async fn outcomes_in_bulk_span_statements_and_count_once(engine: Engine) {
+    let (store, _db) = store(engine).await;
+    let emails: Vec<String> = (0..4_400).map(|i| format!("r{i}@example.com")).collect();
+    let refs: Vec<&str> = emails.iter().map(String::as_str).collect();
+    let m = message("ten_a", &refs);
+    let id = m.id.clone();
+    store.insert_messages(vec![m], T0).await.unwrap();
+    let claimed = store.claim_due("n", T0, 60_000, 5_000).await.unwrap();
+    assert_eq!(claimed.len(), 4_400);
+    let outcome = |c: &Claimed, kind: OutcomeKind| Outcome {
+        recipient_id: c.id.clone(),
+        tenant_id: c.tenant_id.clone(),
+        message_id: c.message_id.clone(),
+        email: c.email.clone(),
+        kind,
+        response: "250 2.0.0 ok".into(),
+        transport: "sink".into(),
+        started_at: T0,
+        duration_ms: 1,
+        cost_micros: 0,
+        suppress: None,
+    };
+    let mut outcomes: Vec<Outcome> = claimed
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            outcome(c, if i % 2 == 0 { OutcomeKind::Sent } else { OutcomeKind::Deferred { retry_at: T0 + 9_000 } })
+        })
+        .collect();
+    let first = claimed.iter().find(|c| c.email == "r0@example.com").unwrap();
+    let first_kind = outcomes.iter().find(|o| o.recipient_id == first.id).unwrap().kind;
+    outcomes.push(Outcome { suppress: Some("hard_bounce".into()), ..outcome(first, OutcomeKind::Bounced) });
+    let before = store.events_after(0, 100_000).await.unwrap().len();
+    store.record_outcomes("n", &outcomes, T0 + 5).await.unwrap();
+
+    let rcpts = store.message_recipients("ten_a", &id).await.unwrap();
+    let sent = rcpts.iter().filter(|r| r.status == RecipientStatus::Sent).count();
+    let deferred = rcpts.iter().filter(|r| r.status == RecipientStatus::Deferred).count();
+    assert_eq!(sent + deferred, 4_400, "every recipient left 'sending'");
+    assert!(rcpts.iter().all(|r| r.attempts == 1));
+    let r0 = rcpts.iter().find(|r| r.email == "r0@example.com").unwrap();
+    let expected = if first_kind == OutcomeKind::Sent { RecipientStatus::Sent } else { RecipientStatus::Deferred };
+    assert_eq!(r0.status, expected, "the first outcome of a recipient counts");
+    let events = store.events_after(0, 100_000).await.unwrap();
+    assert_eq!(events.len() - before, 4_400, "one event per recipient");
+    let list = store.suppression_page("ten_a", &SuppressionFilter { limit: 50, ..Default::default() }).await.unwrap();
+    assert!(list.is_empty(), "the ignored second outcome suppresses nothing: {list:?}");
+    // Deferred ones come due again at their retry time.
+    assert_eq!(store.claim_due("n", T0 + 9_000, 60_000, 5_000).await.unwrap().len(), deferred);
 }
 
 async fn hard_bounces_are_suppressed(engine: Engine) {

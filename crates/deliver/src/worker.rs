@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use epistle_core::clock::SharedClock;
-use epistle_store::{Claimed, DeliveryMessage, Outcome, OutcomeKind, Store};
+use epistle_store::{Claimed, DeliveryMessage, HandOff, Handed, Outcome, OutcomeKind, Store};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -71,6 +71,7 @@ pub struct Worker {
     wake: Arc<Notify>,
     keyring: Option<Arc<Keyring>>,
     verp: Option<Verp>,
+    handed: Option<mpsc::Receiver<Handed>>,
 }
 
 /// VERP return paths: each recipient's mail goes out with its own
@@ -99,7 +100,22 @@ impl Worker {
         metrics: Arc<Metrics>,
         cfg: WorkerConfig,
     ) -> Self {
-        Self { store, route, retry, clock, metrics, cfg, wake: Arc::new(Notify::new()), keyring: None, verp: None }
+        let wake = Arc::new(Notify::new());
+        Self { store, route, retry, clock, metrics, cfg, wake, keyring: None, verp: None, handed: None }
+    }
+
+    /// Lets the group committer hand this worker the mail it commits,
+    /// already claimed for this node (see `epistle_store::HandOff`). The
+    /// channel holds up to `max_in_flight` messages.
+    pub fn hand_off(&mut self) -> HandOff {
+        let (tx, rx) = mpsc::channel(self.cfg.max_in_flight.max(16));
+        self.handed = Some(rx);
+        HandOff {
+            node: self.cfg.node.clone(),
+            lease_ms: self.cfg.lease.as_millis() as i64,
+            tx,
+            wake: self.wake.clone(),
+        }
     }
 
     /// Signs outgoing mail with the tenant's DKIM keys for its From domain.
@@ -121,7 +137,8 @@ impl Worker {
 
     /// Runs until `shutdown` turns true, then stops claiming, lets messages
     /// in flight finish (up to the grace period) and commits their outcomes.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut handed = self.handed.take();
         let (tx, rx) = mpsc::channel::<Done>(self.cfg.max_in_flight.max(16));
         let flusher = tokio::spawn(flush_loop(
             self.store.clone(),
@@ -129,6 +146,7 @@ impl Worker {
             rx,
             self.clock.clone(),
             self.metrics.clone(),
+            self.wake.clone(),
         ));
         let renewer =
             tokio::spawn(renew_loop(self.store.clone(), self.cfg.node.clone(), self.cfg.lease, self.clock.clone()));
@@ -142,6 +160,15 @@ impl Worker {
                 break;
             }
             while tasks.try_join_next().is_some() {}
+            if let Some(rx) = handed.as_mut() {
+                let mut batch = Vec::new();
+                while let Ok(h) = rx.try_recv() {
+                    batch.push(h);
+                }
+                if !batch.is_empty() {
+                    self.dispatch_handed(batch, &permits, &mut tasks, &tx).await;
+                }
+            }
             let free = permits.available_permits();
             if free < low_water {
                 // Wait until sends finish and their outcomes are committed.
@@ -165,24 +192,63 @@ impl Worker {
                         continue;
                     }
                 };
-            if claimed.is_empty() {
-                let wait = match self.store.next_due().await {
-                    Ok(Some(due)) => {
-                        Duration::from_millis((due - now).clamp(5, self.cfg.poll_interval.as_millis() as i64) as u64)
-                    }
-                    _ => self.cfg.poll_interval,
-                };
-                tokio::select! {
-                    _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = shutdown.changed() => {}
-                    Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-                }
+            // A claim that got less than it asked for took everything due:
+            // dispatch it, then wait instead of asking again at once.
+            let took_all = (claimed.len() as i64) < limit;
+            if !claimed.is_empty() {
+                self.dispatch(claimed, &permits, &mut tasks, &tx).await;
+            }
+            if !took_all {
                 continue;
             }
-            self.dispatch(claimed, &permits, &mut tasks, &tx).await;
+            let wait = match self.store.next_due().await {
+                Ok(Some(due)) => {
+                    Duration::from_millis((due - now).clamp(5, self.cfg.poll_interval.as_millis() as i64) as u64)
+                }
+                _ => self.cfg.poll_interval,
+            };
+            let timer = tokio::time::sleep(wait);
+            tokio::pin!(timer);
+            // Claim again on an accept (the waker), when the next recipient is
+            // due, or on shutdown. Finished sends are only reaped here: their
+            // outcomes go through the flusher, which rings the waker when
+            // they schedule a retry.
+            // Mail handed over by the committer is sent from here without a
+            // claim.
+            loop {
+                tokio::select! {
+                    _ = self.wake.notified() => break,
+                    _ = &mut timer => break,
+                    _ = shutdown.changed() => break,
+                    Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                    h = recv_handed(&mut handed) => match h {
+                        Some(first) => {
+                            let mut batch = vec![first];
+                            if let Some(rx) = handed.as_mut() {
+                                while let Ok(h) = rx.try_recv() {
+                                    batch.push(h);
+                                }
+                            }
+                            self.dispatch_handed(batch, &permits, &mut tasks, &tx).await;
+                        }
+                        None => handed = None,
+                    },
+                }
+            }
         }
 
+        // Mail handed over but not started goes back to the queue now rather
+        // than when its lease runs out.
+        if let Some(mut rx) = handed.take() {
+            rx.close();
+            let mut left = Vec::new();
+            while let Ok(h) = rx.try_recv() {
+                left.extend(h.recipients);
+            }
+            if !left.is_empty() {
+                self.put_back(&left, "stopping before it was sent", &tx).await;
+            }
+        }
         tracing::info!(in_flight = tasks.len(), "stopping: no new claims; letting messages in flight finish");
         let grace = tokio::time::sleep(self.cfg.shutdown_grace);
         tokio::pin!(grace);
@@ -202,12 +268,11 @@ impl Worker {
     }
 
     /// Releases claimed work unattempted, to be claimed again in a second.
-    async fn put_back(&self, claimed: &[Claimed], e: &epistle_store::StoreError, tx: &mpsc::Sender<Done>) {
+    async fn put_back(&self, claimed: &[Claimed], why: impl std::fmt::Display, tx: &mpsc::Sender<Done>) {
         let retry_at = self.clock.now_ms() + 1000;
-        let outcomes = claimed
-            .iter()
-            .map(|c| outcome(c, OutcomeKind::Released { retry_at }, e.to_string(), "none", 0, 0))
-            .collect();
+        let why = why.to_string();
+        let outcomes =
+            claimed.iter().map(|c| outcome(c, OutcomeKind::Released { retry_at }, why.clone(), "none", 0, 0)).collect();
         let _ = tx.send(Done { outcomes, _permit: None }).await;
     }
 
@@ -228,6 +293,34 @@ impl Worker {
                 return self.put_back(&claimed, &e, tx).await;
             }
         };
+        self.dispatch_loaded(claimed, messages, permits, tasks, tx).await;
+    }
+
+    /// Sends mail the committer handed over: claimed and loaded already.
+    async fn dispatch_handed(
+        &self,
+        handed: Vec<Handed>,
+        permits: &Arc<Semaphore>,
+        tasks: &mut JoinSet<()>,
+        tx: &mpsc::Sender<Done>,
+    ) {
+        let mut claimed = Vec::new();
+        let mut messages = Vec::with_capacity(handed.len());
+        for h in handed {
+            claimed.extend(h.recipients);
+            messages.push(h.message);
+        }
+        self.dispatch_loaded(claimed, messages, permits, tasks, tx).await;
+    }
+
+    async fn dispatch_loaded(
+        &self,
+        claimed: Vec<Claimed>,
+        messages: Vec<DeliveryMessage>,
+        permits: &Arc<Semaphore>,
+        tasks: &mut JoinSet<()>,
+        tx: &mpsc::Sender<Done>,
+    ) {
         // Addresses on their tenant's suppression list are not sent to.
         let pairs: Vec<(String, String)> = claimed.iter().map(|c| (c.tenant_id.clone(), c.email.clone())).collect();
         let suppressed = match self.store.suppressed_among(&pairs).await {
@@ -308,6 +401,14 @@ impl Worker {
             let keyring = self.keyring.clone();
             tasks.spawn(send_one(message, rcpts, return_path, permit, route, retry, clock, metrics, tx, keyring));
         }
+    }
+}
+
+/// The next handed-over message; never ready without a channel.
+async fn recv_handed(rx: &mut Option<mpsc::Receiver<Handed>>) -> Option<Handed> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -433,6 +534,7 @@ async fn flush_loop(
     mut rx: mpsc::Receiver<Done>,
     clock: SharedClock,
     metrics: Arc<Metrics>,
+    wake: Arc<Notify>,
 ) {
     let mut done: Vec<Done> = Vec::with_capacity(256);
     let mut batch: Vec<Outcome> = Vec::with_capacity(512);
@@ -467,8 +569,13 @@ async fn flush_loop(
                 }
             }
         }
-        // Committed: the recipients' in-flight permits go back now.
+        // Committed: the recipients' in-flight permits go back now, and a
+        // waiting claim loop learns of retries that may be due before the
+        // time it waits for.
         done.clear();
+        if batch.iter().any(|o| matches!(o.kind, OutcomeKind::Deferred { .. } | OutcomeKind::Released { .. })) {
+            wake.notify_one();
+        }
         for o in batch.drain(..) {
             let label = match o.kind {
                 OutcomeKind::Sent => "sent",

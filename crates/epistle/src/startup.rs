@@ -336,7 +336,8 @@ pub async fn build(cfg: Config, clock: SharedClock) -> anyhow::Result<App> {
     }
     let wake = worker.waker();
     let rules_wake = Arc::new(tokio::sync::Notify::new());
-    let committer = Committer::start(store.clone());
+    // Accepted mail that can go now is handed to the worker as it commits.
+    let committer = Committer::start_with_handoff(store.clone(), worker.hand_off());
 
     let listener = tokio::net::TcpListener::bind(&cfg.http_addr).await.with_context(|| {
         format!("cannot listen on {} (http_addr / EPISTLE_HTTP_ADDR); is another server using it?", cfg.http_addr)
@@ -459,7 +460,6 @@ pub async fn build(cfg: Config, clock: SharedClock) -> anyhow::Result<App> {
             committer,
             clock: clock.clone(),
             metrics,
-            wake,
             default_tenant_id: default_tenant.id.clone(),
             cfg: SmtpListenerConfig { inbound, ..smtp_listener_config(&cfg)? },
             events: Some(hub.clone()),

@@ -28,7 +28,7 @@ use epistle_store::{Committer, FeedbackUpdate, InsertResult, RecipientRef, Store
 use ipnet::IpNet;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
 
@@ -93,10 +93,10 @@ pub fn tls_acceptor(cert_pem: &[u8], key_pem: &[u8]) -> Result<TlsAcceptor, Stri
 /// What a session needs from the rest of Epistle.
 pub struct SmtpListener {
     pub store: Store,
+    /// Commits accepted mail and hands it to the delivery worker (or wakes it).
     pub committer: Committer,
     pub clock: SharedClock,
     pub metrics: Arc<Metrics>,
-    pub wake: Arc<Notify>,
     pub default_tenant_id: String,
     pub cfg: SmtpListenerConfig,
     /// Told when returned mail wrote events, so streams and webhooks see
@@ -489,7 +489,6 @@ impl SmtpListener {
             Ok(r) if r.first() == Some(&InsertResult::Inserted) => {
                 self.metrics.messages_accepted.inc();
                 self.metrics.recipients_accepted.inc_by(n);
-                self.wake.notify_one();
                 tracing::info!(message = %id, tenant = %tenant_id, recipients = n, "accepted over SMTP");
                 c.reply(&format!("250 2.0.0 Ok: queued as {id}"));
             }

@@ -6,12 +6,24 @@
 //! requests are waiting, commits them together, and answers each: the same
 //! durability, many requests per fsync. A lone request is committed at
 //! once, without waiting for company.
+//!
+//! With a [`HandOff`], mail that can go now skips the queue: its
+//! recipients are inserted already claimed by this node (status `sending`,
+//! leased as [`Store::claim_due`] would lease them) and the committed
+//! message goes straight to the node's delivery worker, in memory. That
+//! saves the worker a claim (a write transaction) and a read of the body
+//! it just had. Durability is unchanged: should the node die, the lease
+//! runs out and any node claims the recipients, as after a crash mid-send.
+//! Only as many messages are handed over as the worker's channel has room
+//! for; the rest are queued as before and the worker is woken to claim
+//! them.
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::{InsertResult, NewMessage, Result, Store, StoreError};
+use crate::messages::Lease;
+use crate::{Claimed, DeliveryMessage, InsertResult, NewMessage, Result, Store, StoreError};
 
 /// Most messages committed in one group.
 const MAX_GROUP_MESSAGES: usize = 2000;
@@ -22,6 +34,25 @@ struct Job {
     reply: oneshot::Sender<Result<Vec<InsertResult>, Arc<StoreError>>>,
 }
 
+/// A committed message whose recipients are already claimed by this node.
+#[derive(Debug)]
+pub struct Handed {
+    pub message: DeliveryMessage,
+    pub recipients: Vec<Claimed>,
+}
+
+/// Where committed mail goes when it can be sent at once.
+pub struct HandOff {
+    /// This node's name in leases (the delivery worker's `node`).
+    pub node: String,
+    /// The worker's lease length.
+    pub lease_ms: i64,
+    /// The worker's channel of handed-over mail.
+    pub tx: mpsc::Sender<Handed>,
+    /// Rung when a group queued something that was not handed over.
+    pub wake: Arc<Notify>,
+}
+
 /// A handle to the committer task. Cheap to clone.
 #[derive(Clone)]
 pub struct Committer {
@@ -30,10 +61,20 @@ pub struct Committer {
 
 impl Committer {
     /// Starts the committer task for `store`. It ends when every handle is
-    /// dropped.
+    /// dropped. Callers wake the delivery worker themselves.
     pub fn start(store: Store) -> Self {
+        Self::spawn(store, None)
+    }
+
+    /// Starts the committer task, handing mail that can go now to the
+    /// delivery worker and waking it for the rest.
+    pub fn start_with_handoff(store: Store, handoff: HandOff) -> Self {
+        Self::spawn(store, Some(handoff))
+    }
+
+    fn spawn(store: Store, handoff: Option<HandOff>) -> Self {
         let (tx, rx) = mpsc::channel::<Job>(4096);
-        tokio::spawn(run(store, rx));
+        tokio::spawn(run(store, rx, handoff));
         Self { tx }
     }
 
@@ -47,7 +88,43 @@ impl Committer {
     }
 }
 
-async fn run(store: Store, mut rx: mpsc::Receiver<Job>) {
+/// The delivery worker's view of `m`, if it can be sent now.
+fn handable(m: &NewMessage, now: i64) -> Option<Handed> {
+    if m.send_at.is_some_and(|t| t > now) {
+        return None;
+    }
+    let recipients: Vec<Claimed> = m
+        .recipients
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.suppressed.is_none())
+        .map(|(i, r)| Claimed {
+            id: epistle_core::token::recipient_id(&m.id, i as u16),
+            tenant_id: m.tenant_id.clone(),
+            message_id: m.id.clone(),
+            email: r.email.clone(),
+            attempts: 0,
+        })
+        .collect();
+    if recipients.is_empty() {
+        return None;
+    }
+    let message = DeliveryMessage {
+        id: m.id.clone(),
+        tenant_id: m.tenant_id.clone(),
+        envelope_from: m.envelope_from.clone(),
+        stream: m.stream.clone(),
+        raw: m.raw.clone(),
+        created_at: now,
+        send_at: m.send_at,
+        tags: m.tags.clone(),
+        category: m.category.clone(),
+        personalized: m.personalized,
+    };
+    Some(Handed { message, recipients })
+}
+
+async fn run(store: Store, mut rx: mpsc::Receiver<Job>, handoff: Option<HandOff>) {
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
         let mut count = jobs[0].messages.len();
@@ -68,8 +145,31 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Job>) {
             all.extend(job.messages);
             replies.push(job.reply);
         }
-        match store.insert_messages(all, now).await {
+        // A slot in the worker's channel for each message handed over, taken
+        // before the commit so that sending after it cannot block or fail.
+        let mut handed = Vec::with_capacity(all.len());
+        if let Some(h) = &handoff {
+            for m in &all {
+                let slot = handable(m, now).and_then(|x| h.tx.clone().try_reserve_owned().ok().map(|p| (p, x)));
+                handed.push(slot);
+            }
+        }
+        let flags: Vec<bool> = handed.iter().map(Option::is_some).collect();
+        let lease = handoff.as_ref().map(|h| Lease { node: &h.node, until: now + h.lease_ms, messages: &flags });
+        match store.insert_messages_leased(all, now, lease.as_ref()).await {
             Ok(results) => {
+                let mut queued = false;
+                for (i, r) in results.iter().enumerate() {
+                    match handed.get_mut(i).and_then(Option::take) {
+                        Some((permit, h)) if *r == InsertResult::Inserted => {
+                            permit.send(h);
+                        }
+                        _ => queued |= *r == InsertResult::Inserted,
+                    }
+                }
+                if queued && let Some(h) = &handoff {
+                    h.wake.notify_one();
+                }
                 let mut results = results.into_iter();
                 for (reply, n) in replies.into_iter().zip(sizes) {
                     let _ = reply.send(Ok(results.by_ref().take(n).collect()));

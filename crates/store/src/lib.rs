@@ -39,7 +39,7 @@ pub use business::{
 pub use definitions::Definition;
 pub use domains::{DkimKeyRecord, DomainRecord, NewDkimKey};
 pub use feedback::{Engagement, EventRow, FeedbackUpdate, RecipientRef, SuppressionFilter, UnsubscribeSubject};
-pub use group_commit::Committer;
+pub use group_commit::{Committer, HandOff, Handed};
 pub use messages::{InsertResult, ListFilter, NewMessage, NewRecipient};
 pub use queue::{Claimed, CostStats, DeliveryMessage, Outcome, OutcomeKind, Suppression};
 pub use records::*;

@@ -51,6 +51,15 @@ pub struct NewMessage {
     pub personalized: bool,
 }
 
+/// Which messages of a batch their node claims as they are inserted.
+pub(crate) struct Lease<'a> {
+    pub node: &'a str,
+    /// When the claim runs out unless renewed (like `now + lease` of a claim).
+    pub until: i64,
+    /// One flag per message of the batch.
+    pub messages: &'a [bool],
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InsertResult {
     Inserted,
@@ -114,9 +123,21 @@ impl Store {
     /// keys. Returns one result per input, in order. When this returns `Ok`,
     /// every `Inserted` message is durable.
     pub async fn insert_messages(&self, batch: Vec<NewMessage>, now: i64) -> Result<Vec<InsertResult>> {
+        self.insert_messages_leased(batch, now, None).await
+    }
+
+    /// [`Store::insert_messages`], with the recipients of the messages that
+    /// `lease` marks already claimed by its node, as [`Store::claim_due`]
+    /// would claim them: the node sends them without a claim of its own.
+    pub(crate) async fn insert_messages_leased(
+        &self,
+        batch: Vec<NewMessage>,
+        now: i64,
+        lease: Option<&Lease<'_>>,
+    ) -> Result<Vec<InsertResult>> {
         let mut conn = self.writer(Durability::Durable).await?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        let results = self.insert_messages_in(&mut tx, batch, now).await?;
+        let results = self.insert_leased_in(&mut tx, batch, now, lease).await?;
         tx.commit().await?;
         Ok(results)
     }
@@ -128,9 +149,20 @@ impl Store {
         batch: Vec<NewMessage>,
         now: i64,
     ) -> Result<Vec<InsertResult>> {
+        self.insert_leased_in(tx, batch, now, None).await
+    }
+
+    async fn insert_leased_in(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        batch: Vec<NewMessage>,
+        now: i64,
+        lease: Option<&Lease<'_>>,
+    ) -> Result<Vec<InsertResult>> {
         let mut results = Vec::with_capacity(batch.len());
         let mut accepted = Vec::with_capacity(batch.len());
-        for m in batch {
+        for (i, m) in batch.into_iter().enumerate() {
+            let leased = lease.is_some_and(|l| l.messages.get(i).copied().unwrap_or(false));
             if let Some((key, hash)) = &m.idempotency {
                 let done = sqlx::query(
                     "INSERT INTO idempotency_keys (tenant_id, idem_key, request_hash, message_id, response, created_at) \
@@ -163,7 +195,7 @@ impl Store {
                 }
             }
             results.push(InsertResult::Inserted);
-            accepted.push(m);
+            accepted.push((m, leased));
         }
 
         let mut msg_rows = Vec::with_capacity(accepted.len());
@@ -172,7 +204,7 @@ impl Store {
         let mut event_rows = Vec::new();
         let mut body_rows = Vec::new();
         let mut template_uses: Vec<(String, String, i64, i64)> = Vec::new();
-        for m in accepted {
+        for (m, leased) in accepted {
             if let Some((name, version)) = &m.template {
                 match template_uses.iter_mut().find(|u| u.0 == m.tenant_id && u.1 == *name && u.2 == *version) {
                     Some(u) => u.3 += 1,
@@ -191,6 +223,14 @@ impl Store {
                     Some(why) => (RecipientStatus::Suppressed, Val::OI(None), Val::OS(Some(why.clone()))),
                     None => (status, Val::I(due), Val::OS(None)),
                 };
+                // Claimed at birth: 'sending', held by the node until its lease
+                // runs out, as a claim leaves it. The event still says queued.
+                let (row_status, row_due, claimed_by) = match lease {
+                    Some(l) if leased && st == RecipientStatus::Queued => {
+                        (RecipientStatus::Sending, Val::I(l.until), Val::OS(Some(l.node.to_string())))
+                    }
+                    _ => (st, due, Val::OS(None)),
+                };
                 if i > 0
                     && let Some(body) = m.variants.get(i - 1)
                 {
@@ -202,8 +242,9 @@ impl Store {
                     m.id.as_str().into(),
                     r.email.as_str().into(),
                     r.kind.into(),
-                    st.as_str().into(),
-                    due,
+                    row_status.as_str().into(),
+                    row_due,
+                    claimed_by,
                     detail.clone(),
                     Val::I(now),
                     Val::I(now),
@@ -278,6 +319,7 @@ impl Store {
                     "kind",
                     "status",
                     "due_at",
+                    "claimed_by",
                     "last_response",
                     "created_at",
                     "updated_at",

@@ -2,8 +2,8 @@
 
 use epistle_core::RecipientStatus;
 use epistle_store::{
-    Claimed, Committer, InsertResult, ListFilter, NewMessage, NewRecipient, Outcome, OutcomeKind, Store, StoreOptions,
-    SuppressionFilter,
+    Claimed, Committer, HandOff, InsertResult, ListFilter, NewMessage, NewRecipient, Outcome, OutcomeKind, Store,
+    StoreOptions, SuppressionFilter,
 };
 use epistle_testkit::{Engine, TestDb};
 
@@ -29,6 +29,7 @@ both_engines!(
     outcomes_need_the_lease,
     renewed_leases_are_kept,
     group_commit_answers_each_caller,
+    group_commit_hands_over_mail_claimed_at_birth,
     costs_add_up_by_transport_and_day,
     list_filters_and_cursor,
     cancel_stops_pending_recipients,
@@ -333,6 +334,67 @@ async fn group_commit_answers_each_caller(engine: Engine) {
     assert!(matches!(second[0], InsertResult::Conflict { .. }), "idempotency holds across a group");
     let all = store.list_messages("ten_a", &ListFilter { limit: 100, ..Default::default() }).await.unwrap();
     assert_eq!(all.len(), 51);
+}
+
+/// Mail that can go now reaches the worker's channel already claimed for
+/// its node; scheduled mail, suppressed recipients, replays and what does
+/// not fit the channel are queued, and the worker is woken for them.
+async fn group_commit_hands_over_mail_claimed_at_birth(engine: Engine) {
+    let (store, _db) = store(engine).await;
+    let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+    let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+    let lease = 60_000;
+    let committer = Committer::start_with_handoff(
+        store.clone(),
+        HandOff { node: "n1".into(), lease_ms: lease, tx, wake: wake.clone() },
+    );
+
+    let mut now_mail = message("ten_a", &["a@example.com", "gone@example.com"]);
+    now_mail.recipients[1].suppressed = Some("not sent: suppressed".into());
+    let id = now_mail.id.clone();
+    assert_eq!(committer.insert(vec![now_mail], T0).await.unwrap(), vec![InsertResult::Inserted]);
+    let h = rx.try_recv().expect("handed over as it committed");
+    assert_eq!(h.message.id, id);
+    assert_eq!(h.message.raw, b"Subject: hi\r\n\r\nbody\r\n");
+    assert_eq!(h.recipients.len(), 1, "the suppressed recipient is not sent to");
+    assert_eq!(h.recipients[0].email, "a@example.com");
+    let rcpts = store.message_recipients("ten_a", &id).await.unwrap();
+    let a = rcpts.iter().find(|r| r.email == "a@example.com").unwrap();
+    assert_eq!(a.id, h.recipients[0].id, "the worker gets the stored recipient id");
+    assert_eq!(a.status, epistle_core::RecipientStatus::Sending);
+    let gone = rcpts.iter().find(|r| r.email == "gone@example.com").unwrap();
+    assert_eq!(gone.status, epistle_core::RecipientStatus::Suppressed);
+    // Claimed: no other node gets it while the lease runs, any node after.
+    assert!(store.claim_due("n2", T0 + 1, lease, 10).await.unwrap().is_empty());
+    let late = store.claim_due("n2", T0 + lease, lease, 10).await.unwrap();
+    assert_eq!(late.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), vec![a.id.as_str()]);
+    // Renewed like any claim of n1's.
+    assert_eq!(store.renew_leases("n1", T0, lease).await.unwrap(), 0, "n2 holds it now");
+
+    // Scheduled: queued, not handed; the worker is woken to claim it later.
+    let mut later = message("ten_a", &["s@example.com"]);
+    later.send_at = Some(T0 + 5_000);
+    committer.insert(vec![later], T0).await.unwrap();
+    assert!(rx.try_recv().is_err());
+    tokio::time::timeout(std::time::Duration::from_secs(5), wake.notified()).await.expect("woken");
+
+    // Three at once into a channel with room for two: the third is queued.
+    let three: Vec<_> = (0..3).map(|i| message("ten_a", &[&format!("m{i}@example.com")])).collect();
+    assert!(committer.insert(three, T0).await.unwrap().iter().all(|r| *r == InsertResult::Inserted));
+    assert!(rx.try_recv().is_ok() && rx.try_recv().is_ok());
+    assert!(rx.try_recv().is_err());
+    tokio::time::timeout(std::time::Duration::from_secs(5), wake.notified()).await.expect("woken");
+    let queued = store.claim_due("n1", T0, lease, 10).await.unwrap();
+    assert_eq!(queued.len(), 1, "{queued:?}");
+
+    // A replay is neither inserted nor handed over.
+    let mut keyed = message("ten_a", &["k@example.com"]);
+    keyed.idempotency = Some(("k1".into(), "h1".into()));
+    let again = keyed.clone();
+    committer.insert(vec![keyed], T0).await.unwrap();
+    assert!(rx.try_recv().is_ok());
+    assert!(matches!(committer.insert(vec![again], T0).await.unwrap()[0], InsertResult::Replay { .. }));
+    assert!(rx.try_recv().is_err());
 }
 
 async fn costs_add_up_by_transport_and_day(engine: Engine) {

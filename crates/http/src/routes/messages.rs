@@ -215,7 +215,6 @@ pub async fn accept_one(
         Some(InsertResult::Inserted) => {
             st.metrics.messages_accepted.inc();
             st.metrics.recipients_accepted.inc_by(n_rcpts);
-            st.wake.notify_one();
             tracing::info!(message = %reply.id, tenant = %caller.tenant_name, recipients = n_rcpts, "accepted");
             Ok(accepted_response(StatusCode::ACCEPTED, serde_json::to_string(&reply).unwrap_or_default(), false))
         }
@@ -300,7 +299,6 @@ pub async fn send_batch(State(st): State<AppState>, caller: Caller, req: Request
         .collect();
     if inserted > 0 {
         st.metrics.messages_accepted.inc_by(inserted);
-        st.wake.notify_one();
     }
     Ok((StatusCode::ACCEPTED, axum::Json(serde_json::json!({ "results": out }))).into_response())
 }

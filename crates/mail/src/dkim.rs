@@ -7,11 +7,11 @@
 //! - **RSA through OpenSSL** (the `openssl` crate, built from source with
 //!   the `vendored` feature, so the binary needs no system library). RSA
 //!   signing is most of the CPU a signed message costs, and OpenSSL 3 is
-//!   about three times faster at it than ring (BoringSSL's code) on
-//!   x86-64: it has AVX-512 IFMA and better-scheduled Montgomery code. On
-//!   the benchmark machine one RSA-2048 signature of a 10 KB message took
-//!   756 µs with ring; see `bench/RESULTS.md` for the figure with OpenSSL.
-//!   OpenSSL also makes the keys, in milliseconds.
+//!   about 2.5 times faster at it than ring (BoringSSL's code) on the
+//!   benchmark machine, whose CPU has AVX-512 IFMA, for which OpenSSL 3 has
+//!   RSA code: a whole signature of a 10 KB message went from 728 to 282 µs
+//!   (`examples/dkim_cost.rs`, `bench/RESULTS.md`). OpenSSL also makes the
+//!   keys, in milliseconds.
 //! - **Ed25519 through ring**, which is as fast as anything for it.
 //! - **SHA-256 through ring, fed in blocks.** mail-auth hands the canonical
 //!   body to its hasher one byte at a time; fed straight to ring that costs

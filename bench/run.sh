@@ -23,6 +23,7 @@
 # smtp-sink has counted them all. Both from the first byte sent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/relay-config.sh
 N="${1:-20000}"
 ENGINE="${ENGINE:-sqlite}"
 DKIM="${DKIM:-rsa}"
@@ -82,28 +83,7 @@ fresh_db() { # sqlite folder name: prints the database URL (PostgreSQL: recreate
   fi
 }
 DB_URL=$(fresh_db data)
-cat > "$OUT/epistle.toml" <<TOML
-database_url = "$DB_URL"
-http_addr = "127.0.0.1:$HP"
-bootstrap_api_key = "ep_benchbenchbenchbenchbenchbench00"
-log = "warn"
-smtp_addr = "127.0.0.1:$SP"
-
-[smtp]
-trusted_networks = ["127.0.0.0/8"]
-
-[delivery]
-batch_size = 500
-max_in_flight = 1000
-
-[[transports]]
-name = "smtp-sink"
-kind = "smtp"
-host = "127.0.0.1"
-port = $P
-tls = "none"
-max_connections = 20
-TOML
+relay_config "$DB_URL" "$HP" "$SP" "$P" > "$OUT/epistle.toml"
 "$BIN" --config "$OUT/epistle.toml" serve > "$OUT/epistle.out" 2> "$OUT/epistle.err" &
 EP=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$HP/readyz" >/dev/null && break; sleep 0.1; done

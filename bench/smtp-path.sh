@@ -16,25 +16,8 @@ rm -rf "$OUT"; mkdir -p "$OUT"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 P=$(free_port); HP=$(free_port); SP=$(free_port)
 smtp-sink -c -u postfix "127.0.0.1:$P" 1000 > "$OUT/sink.txt" 2>&1 & SINK=$!
-cat > "$OUT/epistle.toml" <<TOML
-database_url = "sqlite://$OUT/epistle.db"
-http_addr = "127.0.0.1:$HP"
-bootstrap_api_key = "ep_benchbenchbenchbenchbenchbench00"
-log = "warn"
-smtp_addr = "127.0.0.1:$SP"
-[smtp]
-trusted_networks = ["127.0.0.0/8"]
-[delivery]
-batch_size = $BATCH
-max_in_flight = 1000
-[[transports]]
-name = "smtp-sink"
-kind = "smtp"
-host = "127.0.0.1"
-port = $P
-tls = "none"
-max_connections = 20
-TOML
+. "$(dirname "$0")/relay-config.sh"
+relay_config "sqlite://$OUT/epistle.db" "$HP" "$SP" "$P" "$BATCH" > "$OUT/epistle.toml"
 "$BIN" --config "$OUT/epistle.toml" serve > "$OUT/epistle.out" 2> "$OUT/epistle.err" & EP=$!
 trap 'kill $EP $SINK 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$HP/readyz" >/dev/null && break; sleep 0.1; done

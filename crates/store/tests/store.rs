@@ -81,6 +81,23 @@ fn message(tenant: &str, emails: &[&str]) -> NewMessage {
     }
 }
 
+/// A sent-like outcome of `c`, answered `250 2.0.0 ok` by transport `sink`.
+fn outcome_of(c: &Claimed, kind: OutcomeKind) -> Outcome {
+    Outcome {
+        recipient_id: c.id.clone(),
+        tenant_id: c.tenant_id.clone(),
+        message_id: c.message_id.clone(),
+        email: c.email.clone(),
+        kind,
+        response: "250 2.0.0 ok".into(),
+        transport: "sink".into(),
+        started_at: T0,
+        duration_ms: 3,
+        cost_micros: 0,
+        suppress: None,
+    }
+}
+
 async fn migrations_are_idempotent(engine: Engine) {
     let (store, _db) = store(engine).await;
     assert!(store.migrate().await.unwrap().is_empty(), "second run applies nothing");
@@ -188,19 +205,7 @@ async fn outcomes_need_the_lease(engine: Engine) {
     store.insert_messages(vec![m], T0).await.unwrap();
     let claimed = store.claim_due("node-a", T0, 1000, 10).await.unwrap();
     assert_eq!(claimed.len(), 3);
-    let outcome = |c: &epistle_store::Claimed, kind| Outcome {
-        recipient_id: c.id.clone(),
-        tenant_id: c.tenant_id.clone(),
-        message_id: c.message_id.clone(),
-        email: c.email.clone(),
-        kind,
-        response: "250 2.0.0 ok".into(),
-        transport: "sink".into(),
-        started_at: T0,
-        duration_ms: 3,
-        cost_micros: 0,
-        suppress: None,
-    };
+    let outcome = |c: &Claimed, kind| outcome_of(c, kind);
     let by = |e: &str| claimed.iter().find(|c| c.email == e).unwrap().clone();
     store
         .record_outcomes(
@@ -444,19 +449,7 @@ async fn outcomes_in_bulk_span_statements_and_count_once(engine: Engine) {
     store.insert_messages(vec![m], T0).await.unwrap();
     let claimed = store.claim_due("n", T0, 60_000, 5_000).await.unwrap();
     assert_eq!(claimed.len(), 4_400);
-    let outcome = |c: &Claimed, kind: OutcomeKind| Outcome {
-        recipient_id: c.id.clone(),
-        tenant_id: c.tenant_id.clone(),
-        message_id: c.message_id.clone(),
-        email: c.email.clone(),
-        kind,
-        response: "250 2.0.0 ok".into(),
-        transport: "sink".into(),
-        started_at: T0,
-        duration_ms: 1,
-        cost_micros: 0,
-        suppress: None,
-    };
+    let outcome = outcome_of;
     let mut outcomes: Vec<Outcome> = claimed
         .iter()
         .enumerate()
@@ -492,17 +485,10 @@ async fn hard_bounces_are_suppressed(engine: Engine) {
     store.insert_messages(vec![m], T0).await.unwrap();
     let claimed = store.claim_due("n", T0, 60_000, 10).await.unwrap();
     let outcome = |c: &Claimed, kind: OutcomeKind, suppress: Option<&str>| Outcome {
-        recipient_id: c.id.clone(),
-        tenant_id: c.tenant_id.clone(),
-        message_id: c.message_id.clone(),
-        email: c.email.clone(),
-        kind,
         response: "550 5.1.1 no such user".into(),
         transport: "mx".into(),
-        started_at: T0,
-        duration_ms: 1,
-        cost_micros: 0,
         suppress: suppress.map(str::to_string),
+        ..outcome_of(c, kind)
     };
     let by = |e: &str| claimed.iter().find(|c| c.email == e).unwrap().clone();
     let outcomes = vec![

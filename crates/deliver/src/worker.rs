@@ -209,12 +209,10 @@ impl Worker {
             };
             let timer = tokio::time::sleep(wait);
             tokio::pin!(timer);
-            // Claim again on an accept (the waker), when the next recipient is
-            // due, or on shutdown. Finished sends are only reaped here: their
-            // outcomes go through the flusher, which rings the waker when
-            // they schedule a retry.
-            // Mail handed over by the committer is sent from here without a
-            // claim.
+            // Claim again when the waker rings (queued mail was accepted, or
+            // the flusher scheduled a retry), when the next recipient is due,
+            // or on shutdown. Mail the committer hands over is sent from here
+            // without a claim; finished sends are only reaped.
             loop {
                 tokio::select! {
                     _ = self.wake.notified() => break,

@@ -160,14 +160,9 @@ impl Worker {
                 break;
             }
             while tasks.try_join_next().is_some() {}
-            if let Some(rx) = handed.as_mut() {
-                let mut batch = Vec::new();
-                while let Ok(h) = rx.try_recv() {
-                    batch.push(h);
-                }
-                if !batch.is_empty() {
-                    self.dispatch_handed(batch, &permits, &mut tasks, &tx).await;
-                }
+            let batch = take_waiting(&mut handed, None);
+            if !batch.is_empty() {
+                self.dispatch_handed(batch, &permits, &mut tasks, &tx).await;
             }
             let free = permits.available_permits();
             if free < low_water {
@@ -221,12 +216,7 @@ impl Worker {
                     Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                     h = recv_handed(&mut handed) => match h {
                         Some(first) => {
-                            let mut batch = vec![first];
-                            if let Some(rx) = handed.as_mut() {
-                                while let Ok(h) = rx.try_recv() {
-                                    batch.push(h);
-                                }
-                            }
+                            let batch = take_waiting(&mut handed, Some(first));
                             self.dispatch_handed(batch, &permits, &mut tasks, &tx).await;
                         }
                         None => handed = None,
@@ -237,15 +227,12 @@ impl Worker {
 
         // Mail handed over but not started goes back to the queue now rather
         // than when its lease runs out.
-        if let Some(mut rx) = handed.take() {
+        if let Some(rx) = handed.as_mut() {
             rx.close();
-            let mut left = Vec::new();
-            while let Ok(h) = rx.try_recv() {
-                left.extend(h.recipients);
-            }
-            if !left.is_empty() {
-                self.put_back(&left, "stopping before it was sent", &tx).await;
-            }
+        }
+        let left: Vec<Claimed> = take_waiting(&mut handed, None).into_iter().flat_map(|h| h.recipients).collect();
+        if !left.is_empty() {
+            self.put_back(&left, "stopping before it was sent", &tx).await;
         }
         tracing::info!(in_flight = tasks.len(), "stopping: no new claims; letting messages in flight finish");
         let grace = tokio::time::sleep(self.cfg.shutdown_grace);
@@ -400,6 +387,17 @@ impl Worker {
             tasks.spawn(send_one(message, rcpts, return_path, permit, route, retry, clock, metrics, tx, keyring));
         }
     }
+}
+
+/// `first` (if any) and every handed-over message already waiting.
+fn take_waiting(rx: &mut Option<mpsc::Receiver<Handed>>, first: Option<Handed>) -> Vec<Handed> {
+    let mut batch: Vec<Handed> = first.into_iter().collect();
+    if let Some(rx) = rx.as_mut() {
+        while let Ok(h) = rx.try_recv() {
+            batch.push(h);
+        }
+    }
+    batch
 }
 
 /// The next handed-over message; never ready without a channel.

@@ -60,8 +60,9 @@ pub struct Committer {
 }
 
 impl Committer {
-    /// Starts the committer task for `store`. It ends when every handle is
-    /// dropped. Callers wake the delivery worker themselves.
+    /// Starts the committer task for `store`, with no delivery worker to
+    /// hand mail to or wake (tests, tools). It ends when every handle is
+    /// dropped.
     pub fn start(store: Store) -> Self {
         Self::spawn(store, None)
     }
@@ -150,7 +151,8 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Job>, handoff: Option<HandOff>
         let mut handed = Vec::with_capacity(all.len());
         if let Some(h) = &handoff {
             for m in &all {
-                let slot = handable(m, now).and_then(|x| h.tx.clone().try_reserve_owned().ok().map(|p| (p, x)));
+                // The slot first: no copy of the body for a full channel.
+                let slot = h.tx.clone().try_reserve_owned().ok().and_then(|p| handable(m, now).map(|x| (p, x)));
                 handed.push(slot);
             }
         }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use epistle_core::clock::SharedClock;
-use epistle_store::{Claimed, DeliveryMessage, HandOff, Handed, Outcome, OutcomeKind, Store};
+use epistle_store::{Claimed, Committer, DeliveryMessage, HandOff, Handed, Outcome, OutcomeKind, Store};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -72,6 +72,7 @@ pub struct Worker {
     keyring: Option<Arc<Keyring>>,
     verp: Option<Verp>,
     handed: Option<mpsc::Receiver<Handed>>,
+    committer: Option<Committer>,
 }
 
 /// VERP return paths: each recipient's mail goes out with its own
@@ -101,7 +102,19 @@ impl Worker {
         cfg: WorkerConfig,
     ) -> Self {
         let wake = Arc::new(Notify::new());
-        Self { store, route, retry, clock, metrics, cfg, wake, keyring: None, verp: None, handed: None }
+        Self {
+            store,
+            route,
+            retry,
+            clock,
+            metrics,
+            cfg,
+            wake,
+            keyring: None,
+            verp: None,
+            handed: None,
+            committer: None,
+        }
     }
 
     /// Lets the group committer hand this worker the mail it commits,
@@ -116,6 +129,12 @@ impl Worker {
             tx,
             wake: self.wake.clone(),
         }
+    }
+
+    /// Records outcomes through the group committer, in the transactions of
+    /// accepts where it can (see `epistle_store::Committer::record_outcomes`).
+    pub fn record_through(&mut self, committer: Committer) {
+        self.committer = Some(committer);
     }
 
     /// Signs outgoing mail with the tenant's DKIM keys for its From domain.
@@ -141,7 +160,7 @@ impl Worker {
         let mut handed = self.handed.take();
         let (tx, rx) = mpsc::channel::<Done>(self.cfg.max_in_flight.max(16));
         let flusher = tokio::spawn(flush_loop(
-            self.store.clone(),
+            Recorder { store: self.store.clone(), committer: self.committer.take() },
             self.cfg.node.clone(),
             rx,
             self.clock.clone(),
@@ -524,8 +543,24 @@ async fn renew_loop(store: Store, node: String, lease: Duration, clock: SharedCl
     }
 }
 
-async fn flush_loop(
+/// Where the flusher commits outcomes: through the group committer when
+/// the node has one, else straight to the store.
+struct Recorder {
     store: Store,
+    committer: Option<Committer>,
+}
+
+impl Recorder {
+    async fn record(&self, node: &str, outcomes: &Arc<[Outcome]>, now: i64) -> Result<(), String> {
+        match &self.committer {
+            Some(c) => c.record_outcomes(node, outcomes.clone(), now).await.map_err(|e| e.to_string()),
+            None => self.store.record_outcomes(node, outcomes, now).await.map_err(|e| e.to_string()),
+        }
+    }
+}
+
+async fn flush_loop(
+    recorder: Recorder,
     node: String,
     mut rx: mpsc::Receiver<Done>,
     clock: SharedClock,
@@ -533,7 +568,6 @@ async fn flush_loop(
     wake: Arc<Notify>,
 ) {
     let mut done: Vec<Done> = Vec::with_capacity(256);
-    let mut batch: Vec<Outcome> = Vec::with_capacity(512);
     while let Some(first) = rx.recv().await {
         done.push(first);
         while done.len() < 500 {
@@ -542,17 +576,17 @@ async fn flush_loop(
                 Err(_) => break,
             }
         }
-        batch.extend(done.iter_mut().flat_map(|d| d.outcomes.drain(..)));
+        let mut batch: Arc<[Outcome]> = done.iter_mut().flat_map(|d| d.outcomes.drain(..)).collect();
         let mut delay = Duration::from_millis(100);
         let mut tries_while_stopping = 0;
         loop {
-            match store.record_outcomes(&node, &batch, clock.now_ms()).await {
+            match recorder.record(&node, &batch, clock.now_ms()).await {
                 Ok(()) => break,
                 Err(e) if rx.is_closed() && tries_while_stopping >= 10 => {
                     // Stopping, and the database is gone: the recipients stay
                     // leased and are retried after the lease (possibly twice).
                     tracing::error!(error = %e, lost = batch.len(), "giving up recording outcomes at shutdown");
-                    batch.clear();
+                    batch = Arc::new([]);
                     break;
                 }
                 Err(e) => {
@@ -572,7 +606,7 @@ async fn flush_loop(
         if batch.iter().any(|o| matches!(o.kind, OutcomeKind::Deferred { .. } | OutcomeKind::Released { .. })) {
             wake.notify_one();
         }
-        for o in batch.drain(..) {
+        for o in batch.iter() {
             let label = match o.kind {
                 OutcomeKind::Sent => "sent",
                 OutcomeKind::Deferred { .. } => "deferred",

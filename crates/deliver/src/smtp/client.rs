@@ -439,13 +439,18 @@ async fn tls_wrap(s: &SmtpSettings, tcp: impl Io + 'static) -> Result<impl Io + 
 /// terminating `.` line follows.
 pub fn dot_stuff(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() + data.len() / 64 + 8);
-    let mut at_line_start = true;
-    for &b in data {
-        if at_line_start && b == b'.' {
+    // Whole lines at a time: mail rarely has a line that starts with a dot,
+    // and a byte-by-byte copy of every body cost more than its signature.
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', data).map(|i| i + 1).chain(std::iter::once(data.len())) {
+        if start == end {
+            continue;
+        }
+        if data[start] == b'.' {
             out.push(b'.');
         }
-        out.push(b);
-        at_line_start = b == b'\n';
+        out.extend_from_slice(&data[start..end]);
+        start = end;
     }
     if !data.ends_with(b"\r\n") {
         out.extend_from_slice(b"\r\n");
@@ -464,5 +469,43 @@ mod tests {
         assert_eq!(dot_stuff(b".first"), b"..first\r\n.\r\n");
         assert_eq!(dot_stuff(b"no newline"), b"no newline\r\n.\r\n");
         assert_eq!(dot_stuff(b"x.y\r\n"), b"x.y\r\n.\r\n");
+        assert_eq!(dot_stuff(b""), b"\r\n.\r\n");
+        assert_eq!(dot_stuff(b"\n.\n"), b"\n..\n\r\n.\r\n");
+    }
+
+    /// The line-at-a-time copy stuffs exactly the dots a byte-by-byte scan does.
+    #[test]
+    fn dot_stuffing_agrees_with_a_byte_scan() {
+        fn by_bytes(data: &[u8]) -> Vec<u8> {
+            let mut out = Vec::new();
+            let mut at_line_start = true;
+            for &b in data {
+                if at_line_start && b == b'.' {
+                    out.push(b'.');
+                }
+                out.push(b);
+                at_line_start = b == b'\n';
+            }
+            if !data.ends_with(b"\r\n") {
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b".\r\n");
+            out
+        }
+        // Every string of up to six bytes over an alphabet that has what matters.
+        let alphabet = [b'.', b'\r', b'\n', b'a'];
+        let mut cases = vec![Vec::new()];
+        for _ in 0..6 {
+            let longer: Vec<Vec<u8>> = cases
+                .iter()
+                .filter(|c| c.len() == cases.last().map_or(0, Vec::len))
+                .flat_map(|c| alphabet.iter().map(move |b| [c.as_slice(), &[*b]].concat()))
+                .collect();
+            cases.extend(longer);
+        }
+        assert_eq!(cases.len(), (0..=6).map(|n| 4usize.pow(n)).sum::<usize>());
+        for c in cases {
+            assert_eq!(dot_stuff(&c), by_bytes(&c), "{:?}", String::from_utf8_lossy(&c));
+        }
     }
 }

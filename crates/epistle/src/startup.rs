@@ -336,8 +336,10 @@ pub async fn build(cfg: Config, clock: SharedClock) -> anyhow::Result<App> {
     }
     let wake = worker.waker();
     let rules_wake = Arc::new(tokio::sync::Notify::new());
-    // Accepted mail that can go now is handed to the worker as it commits.
+    // Accepted mail that can go now is handed to the worker as it commits,
+    // and the worker's outcomes share the accepts' transactions.
     let committer = Committer::start_with_handoff(store.clone(), worker.hand_off());
+    worker.record_through(committer.clone());
 
     let listener = tokio::net::TcpListener::bind(&cfg.http_addr).await.with_context(|| {
         format!("cannot listen on {} (http_addr / EPISTLE_HTTP_ADDR); is another server using it?", cfg.http_addr)

@@ -17,13 +17,22 @@
 //! Only as many messages are handed over as the worker's channel has room
 //! for; the rest are queued as before and the worker is woken to claim
 //! them.
+//!
+//! The delivery worker's outcomes can go through here too
+//! ([`Committer::record_outcomes`]): they then share the transaction of
+//! the next group of accepts instead of taking the writer for one of their
+//! own. On SQLite that halves the transactions of a busy node, each a
+//! series of round trips to the connection's thread while every accept
+//! waits. Should such a shared transaction fail, the next ones are not
+//! shared until outcomes alone commit again, so that a fault in either
+//! kind of write cannot hold the other up for long.
 
 use std::sync::Arc;
 
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::messages::Lease;
-use crate::{Claimed, DeliveryMessage, InsertResult, NewMessage, Result, Store, StoreError};
+use crate::{Claimed, DeliveryMessage, InsertResult, NewMessage, Outcome, Result, Store, StoreError};
 
 /// Most messages committed in one group.
 const MAX_GROUP_MESSAGES: usize = 2000;
@@ -32,6 +41,19 @@ struct Job {
     messages: Vec<NewMessage>,
     now: i64,
     reply: oneshot::Sender<Result<Vec<InsertResult>, Arc<StoreError>>>,
+}
+
+/// Outcomes to record, from [`Committer::record_outcomes`].
+struct Record {
+    node: String,
+    outcomes: Arc<[Outcome]>,
+    now: i64,
+    reply: oneshot::Sender<Result<(), Arc<StoreError>>>,
+}
+
+enum Work {
+    Accept(Job),
+    Record(Record),
 }
 
 /// A committed message whose recipients are already claimed by this node.
@@ -56,7 +78,7 @@ pub struct HandOff {
 /// A handle to the committer task. Cheap to clone.
 #[derive(Clone)]
 pub struct Committer {
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::Sender<Work>,
 }
 
 impl Committer {
@@ -74,7 +96,7 @@ impl Committer {
     }
 
     fn spawn(store: Store, handoff: Option<HandOff>) -> Self {
-        let (tx, rx) = mpsc::channel::<Job>(4096);
+        let (tx, rx) = mpsc::channel::<Work>(4096);
         tokio::spawn(run(store, rx, handoff));
         Self { tx }
     }
@@ -84,7 +106,17 @@ impl Committer {
     pub async fn insert(&self, messages: Vec<NewMessage>, now: i64) -> Result<Vec<InsertResult>, Arc<StoreError>> {
         let (reply, rx) = oneshot::channel();
         let closed = || Arc::new(StoreError::Closed);
-        self.tx.send(Job { messages, now, reply }).await.map_err(|_| closed())?;
+        self.tx.send(Work::Accept(Job { messages, now, reply })).await.map_err(|_| closed())?;
+        rx.await.map_err(|_| closed())?
+    }
+
+    /// Records `outcomes` as [`Store::record_outcomes`] does, in the
+    /// transaction of the next group of accepts if there is one.
+    pub async fn record_outcomes(&self, node: &str, outcomes: Arc<[Outcome]>, now: i64) -> Result<(), Arc<StoreError>> {
+        let (reply, rx) = oneshot::channel();
+        let closed = || Arc::new(StoreError::Closed);
+        let work = Work::Record(Record { node: node.to_string(), outcomes, now, reply });
+        self.tx.send(work).await.map_err(|_| closed())?;
         rx.await.map_err(|_| closed())?
     }
 }
@@ -125,65 +157,122 @@ fn handable(m: &NewMessage, now: i64) -> Option<Handed> {
     Some(Handed { message, recipients })
 }
 
-async fn run(store: Store, mut rx: mpsc::Receiver<Job>, handoff: Option<HandOff>) {
+async fn run(store: Store, mut rx: mpsc::Receiver<Work>, handoff: Option<HandOff>) {
+    // Cleared when a shared transaction fails, set again when outcomes
+    // alone commit.
+    let mut share = true;
     while let Some(first) = rx.recv().await {
-        let mut jobs = vec![first];
-        let mut count = jobs[0].messages.len();
-        while count < MAX_GROUP_MESSAGES {
-            match rx.try_recv() {
-                Ok(job) => {
+        let mut jobs = Vec::new();
+        let mut records = Vec::new();
+        let mut count = 0;
+        let mut next = Some(first);
+        while let Some(work) = next.take() {
+            match work {
+                Work::Accept(job) => {
                     count += job.messages.len();
                     jobs.push(job);
                 }
-                Err(_) => break,
+                Work::Record(r) => records.push(r),
+            }
+            if count < MAX_GROUP_MESSAGES {
+                next = rx.try_recv().ok();
             }
         }
-        let now = jobs.iter().map(|j| j.now).max().unwrap_or_default();
-        let sizes: Vec<usize> = jobs.iter().map(|j| j.messages.len()).collect();
-        let mut all = Vec::with_capacity(count);
-        let mut replies = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            all.extend(job.messages);
-            replies.push(job.reply);
+        if jobs.is_empty() {
+            share = record(&store, records).await;
+            continue;
         }
-        // A slot in the worker's channel for each message handed over, taken
-        // before the commit so that sending after it cannot block or fail.
-        let mut handed = Vec::with_capacity(all.len());
-        if let Some(h) = &handoff {
-            for m in &all {
-                // The slot first: no copy of the body for a full channel.
-                let slot = h.tx.clone().try_reserve_owned().ok().and_then(|p| handable(m, now).map(|x| (p, x)));
-                handed.push(slot);
-            }
+        let shared = if share { std::mem::take(&mut records) } else { Vec::new() };
+        let sharing = !shared.is_empty();
+        if !accept(&store, jobs, count, shared, handoff.as_ref()).await && sharing {
+            share = false;
         }
-        let flags: Vec<bool> = handed.iter().map(Option::is_some).collect();
-        let lease = handoff.as_ref().map(|h| Lease { node: &h.node, until: now + h.lease_ms, messages: &flags });
-        match store.insert_messages_leased(all, now, lease.as_ref()).await {
-            Ok(results) => {
-                let mut queued = false;
-                for (i, r) in results.iter().enumerate() {
-                    match handed.get_mut(i).and_then(Option::take) {
-                        Some((permit, h)) if *r == InsertResult::Inserted => {
-                            permit.send(h);
-                        }
-                        _ => queued |= *r == InsertResult::Inserted,
+        if !records.is_empty() {
+            share = record(&store, records).await;
+        }
+    }
+}
+
+/// Commits outcomes alone; true if that worked.
+async fn record(store: &Store, records: Vec<Record>) -> bool {
+    let parts: Vec<(&str, &[Outcome], i64)> =
+        records.iter().map(|r| (r.node.as_str(), &r.outcomes[..], r.now)).collect();
+    let result = store.commit_group(Vec::new(), 0, None, &parts).await.map(|_| ()).map_err(Arc::new);
+    drop(parts);
+    if let Err(e) = &result {
+        tracing::error!(error = %e, outcome_batches = records.len(), "cannot record outcomes");
+    }
+    for r in records {
+        let _ = r.reply.send(result.clone());
+    }
+    result.is_ok()
+}
+
+/// Commits a group of accepts, with the outcomes of `records`; true if
+/// that worked.
+async fn accept(store: &Store, jobs: Vec<Job>, count: usize, records: Vec<Record>, handoff: Option<&HandOff>) -> bool {
+    let now = jobs.iter().map(|j| j.now).max().unwrap_or_default();
+    let sizes: Vec<usize> = jobs.iter().map(|j| j.messages.len()).collect();
+    let mut all = Vec::with_capacity(count);
+    let mut replies = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        all.extend(job.messages);
+        replies.push(job.reply);
+    }
+    // A slot in the worker's channel for each message handed over, taken
+    // before the commit so that sending after it cannot block or fail.
+    let mut handed = Vec::with_capacity(all.len());
+    if let Some(h) = handoff {
+        for m in &all {
+            // The slot first: no copy of the body for a full channel.
+            let slot = h.tx.clone().try_reserve_owned().ok().and_then(|p| handable(m, now).map(|x| (p, x)));
+            handed.push(slot);
+        }
+    }
+    let flags: Vec<bool> = handed.iter().map(Option::is_some).collect();
+    let lease = handoff.map(|h| Lease { node: &h.node, until: now + h.lease_ms, messages: &flags });
+    let parts: Vec<(&str, &[Outcome], i64)> =
+        records.iter().map(|r| (r.node.as_str(), &r.outcomes[..], r.now)).collect();
+    let result = store.commit_group(all, now, lease.as_ref(), &parts).await;
+    drop(parts);
+    match result {
+        Ok(results) => {
+            let mut queued = false;
+            for (i, r) in results.iter().enumerate() {
+                match handed.get_mut(i).and_then(Option::take) {
+                    Some((permit, h)) if *r == InsertResult::Inserted => {
+                        permit.send(h);
                     }
-                }
-                if queued && let Some(h) = &handoff {
-                    h.wake.notify_one();
-                }
-                let mut results = results.into_iter();
-                for (reply, n) in replies.into_iter().zip(sizes) {
-                    let _ = reply.send(Ok(results.by_ref().take(n).collect()));
+                    _ => queued |= *r == InsertResult::Inserted,
                 }
             }
-            Err(e) => {
-                tracing::error!(error = %e, requests = replies.len(), "group commit failed; nothing of it was accepted");
-                let e = Arc::new(e);
-                for reply in replies {
-                    let _ = reply.send(Err(e.clone()));
-                }
+            if queued && let Some(h) = handoff {
+                h.wake.notify_one();
             }
+            let mut results = results.into_iter();
+            for (reply, n) in replies.into_iter().zip(sizes) {
+                let _ = reply.send(Ok(results.by_ref().take(n).collect()));
+            }
+            for r in records {
+                let _ = r.reply.send(Ok(()));
+            }
+            true
+        }
+        Err(e) => {
+            tracing::error!(
+                error = %e,
+                requests = replies.len(),
+                outcome_batches = records.len(),
+                "group commit failed; nothing of it was accepted or recorded"
+            );
+            let e = Arc::new(e);
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+            for r in records {
+                let _ = r.reply.send(Err(e.clone()));
+            }
+            false
         }
     }
 }

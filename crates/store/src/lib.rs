@@ -26,7 +26,8 @@ mod workflows;
 
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Once;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -120,7 +121,14 @@ pub struct Store {
     write: AnyPool,
     dialect: Dialect,
     sqlite_sync: SqliteSync,
+    /// The `synchronous` level SQLite's writer connection was last set to
+    /// ([`SYNC_UNKNOWN`], [`SYNC_NORMAL`] or [`SYNC_FULL`]).
+    writer_sync: Arc<AtomicU8>,
 }
+
+const SYNC_UNKNOWN: u8 = 0;
+const SYNC_NORMAL: u8 = 1;
+const SYNC_FULL: u8 = 2;
 
 /// How hard a write commits.
 ///
@@ -158,6 +166,7 @@ impl Store {
                 write: pool,
                 dialect: Dialect::Postgres,
                 sqlite_sync: opts.sqlite_sync,
+                writer_sync: Arc::new(AtomicU8::new(SYNC_UNKNOWN)),
             });
         }
         if let Some(rest) = url.strip_prefix("sqlite:") {
@@ -196,8 +205,12 @@ impl Store {
                  PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;"
             );
             let p1 = pragmas.clone();
+            // No ping before each acquire: a file cannot go away as a server
+            // can, and on the writer the ping was one more round trip to the
+            // connection's thread per transaction.
             let write = AnyPoolOptions::new()
                 .max_connections(1)
+                .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(60))
                 .after_connect(move |conn, _| {
                     let p = p1.clone();
@@ -212,6 +225,7 @@ impl Store {
             write.acquire().await?;
             let read = AnyPoolOptions::new()
                 .max_connections(opts.max_connections.clamp(1, 8))
+                .test_before_acquire(false)
                 .acquire_timeout(opts.acquire_timeout)
                 .after_connect(move |conn, _| {
                     let p = pragmas.clone();
@@ -222,7 +236,13 @@ impl Store {
                 })
                 .connect_with(co)
                 .await?;
-            return Ok(Self { read, write, dialect: Dialect::Sqlite, sqlite_sync: opts.sqlite_sync });
+            return Ok(Self {
+                read,
+                write,
+                dialect: Dialect::Sqlite,
+                sqlite_sync: opts.sqlite_sync,
+                writer_sync: Arc::new(AtomicU8::new(SYNC_UNKNOWN)),
+            });
         }
         Err(StoreError::Url { url: redact(url), reason: "use sqlite://PATH or postgres://USER@HOST/DB".into() })
     }
@@ -234,14 +254,28 @@ impl Store {
     /// The write connection, set up for `durability`. Every write goes
     /// through here: SQLite's writer is one shared connection, so each user
     /// sets the sync level it needs rather than inherit the last one's.
+    ///
+    /// The level is set only when it changes. SQLite has one writer
+    /// connection, held by one user at a time, so the level it was last set
+    /// to is known, with one exception: a connection opened anew (after an
+    /// error) starts at the configured level, `FULL` by default. So the
+    /// record is cleared before each change and written after it succeeds,
+    /// and it can be wrong only by naming `NORMAL` for a connection that is
+    /// at `FULL`: a relaxed write then syncs needlessly, never the other way.
     pub(crate) async fn writer(&self, durability: Durability) -> Result<sqlx::pool::PoolConnection<sqlx::Any>> {
         let mut conn = self.write.acquire().await?;
-        if self.dialect == Dialect::Sqlite {
-            let mode = match (durability, self.sqlite_sync) {
-                (Durability::Durable, SqliteSync::Full) => "PRAGMA synchronous = FULL",
-                _ => "PRAGMA synchronous = NORMAL",
+        if self.dialect == Dialect::Sqlite && self.sqlite_sync == SqliteSync::Full {
+            // With `sqlite_sync = normal` every write is NORMAL, as every
+            // connection starts; nothing to set.
+            let (want, pragma) = match durability {
+                Durability::Durable => (SYNC_FULL, "PRAGMA synchronous = FULL"),
+                Durability::Relaxed => (SYNC_NORMAL, "PRAGMA synchronous = NORMAL"),
             };
-            conn.execute(mode).await?;
+            if self.writer_sync.load(Ordering::Acquire) != want {
+                self.writer_sync.store(SYNC_UNKNOWN, Ordering::Release);
+                conn.execute(pragma).await?;
+                self.writer_sync.store(want, Ordering::Release);
+            }
         }
         Ok(conn)
     }
@@ -303,6 +337,27 @@ mod tests {
         assert_eq!(sync_level(&store, Durability::Durable).await, 2);
         assert_eq!(sync_level(&store, Durability::Relaxed).await, 1);
         assert_eq!(sync_level(&store, Durability::Durable).await, 2);
+
+        // The level is set only when it changes: changed behind the
+        // writer's back, it stays changed.
+        sqlx::query("PRAGMA synchronous = OFF")
+            .execute(&mut *store.writer(Durability::Durable).await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            sync_level(&store, Durability::Durable).await,
+            0,
+            "a durable write after a durable one sets nothing"
+        );
+        assert_eq!(sync_level(&store, Durability::Relaxed).await, 1);
+        // A connection opened anew starts at FULL: a durable write gets it
+        // whatever came before, a relaxed one may get it too (the safe side).
+        store.writer(Durability::Relaxed).await.unwrap().close_on_drop();
+        assert_eq!(sync_level(&store, Durability::Relaxed).await, 2);
+        assert_eq!(sync_level(&store, Durability::Durable).await, 2);
+        store.writer(Durability::Durable).await.unwrap().close_on_drop();
+        assert_eq!(sync_level(&store, Durability::Durable).await, 2);
+        assert_eq!(sync_level(&store, Durability::Relaxed).await, 1);
 
         let mut opts = StoreOptions::new(&url);
         opts.sqlite_sync = SqliteSync::Normal;

@@ -135,9 +135,32 @@ impl Store {
         now: i64,
         lease: Option<&Lease<'_>>,
     ) -> Result<Vec<InsertResult>> {
-        let mut conn = self.writer(Durability::Durable).await?;
+        self.commit_group(batch, now, lease, &[]).await
+    }
+
+    /// One transaction of the group committer: accepts `batch` (leased as
+    /// `lease` says) and records each `(node, outcomes, now)` of `recorded`.
+    /// Durable when it accepts anything; otherwise as relaxed as
+    /// [`Store::record_outcomes`] alone.
+    pub(crate) async fn commit_group(
+        &self,
+        batch: Vec<NewMessage>,
+        now: i64,
+        lease: Option<&Lease<'_>>,
+        recorded: &[(&str, &[crate::Outcome], i64)],
+    ) -> Result<Vec<InsertResult>> {
+        let durable = !batch.is_empty();
+        let mut conn = self.writer(if durable { Durability::Durable } else { Durability::Relaxed }).await?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        let results = self.insert_leased_in(&mut tx, batch, now, lease).await?;
+        if !durable {
+            self.relax(&mut tx).await?;
+        }
+        let results = if durable { self.insert_leased_in(&mut tx, batch, now, lease).await? } else { Vec::new() };
+        for (node, outcomes, at) in recorded {
+            if !outcomes.is_empty() {
+                self.record_outcomes_in(&mut tx, node, outcomes, *at).await?;
+            }
+        }
         tx.commit().await?;
         Ok(results)
     }

@@ -204,14 +204,27 @@ impl Store {
         if outcomes.is_empty() {
             return Ok(());
         }
+        let mut conn = self.writer(Durability::Relaxed).await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        self.relax(&mut tx).await?;
+        self.record_outcomes_in(&mut tx, node, outcomes, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// [`Store::record_outcomes`] inside a caller's transaction.
+    pub(crate) async fn record_outcomes_in(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        node: &str,
+        outcomes: &[Outcome],
+        now: i64,
+    ) -> Result<()> {
         // One lock order for every writer of these rows: by id. A recipient
         // has one outcome per claim; should one appear twice, the first counts.
         let mut ordered: Vec<&Outcome> = outcomes.iter().collect();
         ordered.sort_by(|a, b| a.recipient_id.cmp(&b.recipient_id));
         ordered.dedup_by(|b, a| a.recipient_id == b.recipient_id);
-        let mut conn = self.writer(Durability::Relaxed).await?;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        self.relax(&mut tx).await?;
         let mut changed: std::collections::HashSet<String> = std::collections::HashSet::with_capacity(ordered.len());
         const PER_ROW: usize = 7;
         for chunk in ordered.chunks(MAX_PARAMS / PER_ROW) {
@@ -334,7 +347,6 @@ impl Store {
         for (sql, vals) in statements.into_iter().flatten() {
             bind_all(sqlx::query(&sql), vals).execute(&mut *tx).await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 

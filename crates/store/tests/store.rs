@@ -7,6 +7,22 @@ use epistle_store::{
 };
 use epistle_testkit::{Engine, TestDb};
 
+/// [`both_engines`] on a single-threaded runtime: the committer task runs
+/// only when the test waits, so requests made together form one group.
+macro_rules! both_engines_one_thread {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "current_thread")]
+            async fn sqlite() { super::$name(Engine::Sqlite).await }
+            #[tokio::test(flavor = "current_thread")]
+            async fn postgres() { super::$name(Engine::Postgres).await }
+        }
+    )*};
+}
+
+both_engines_one_thread!(group_commit_records_outcomes_with_accepts);
+
 macro_rules! both_engines {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -400,6 +416,51 @@ async fn group_commit_hands_over_mail_claimed_at_birth(engine: Engine) {
     assert!(rx.try_recv().is_ok());
     assert!(matches!(committer.insert(vec![again], T0).await.unwrap()[0], InsertResult::Replay { .. }));
     assert!(rx.try_recv().is_err());
+}
+
+/// Outcomes recorded through the committer share the transaction of the
+/// accepts they arrive with; when such a transaction fails, both fail, and
+/// the outcomes go alone until that works again.
+async fn group_commit_records_outcomes_with_accepts(engine: Engine) {
+    let (store, _db) = store(engine).await;
+    let committer = Committer::start(store.clone());
+    let first = message("ten_a", &["a@example.com"]);
+    store.insert_messages(vec![first.clone()], T0).await.unwrap();
+    let claimed = store.claim_due("n1", T0, 60_000, 10).await.unwrap();
+    let sent: std::sync::Arc<[Outcome]> = claimed.iter().map(|c| outcome_of(c, OutcomeKind::Sent)).collect();
+    let status = |id: String| {
+        let store = store.clone();
+        async move { store.message_recipients("ten_a", &id).await.unwrap()[0].status }
+    };
+
+    // The same message again cannot be inserted: the group fails, and the
+    // outcomes that shared its transaction with it fail with it.
+    let (dup, rec) =
+        tokio::join!(committer.insert(vec![first.clone()], T0), committer.record_outcomes("n1", sent.clone(), T0));
+    assert!(dup.is_err() && rec.is_err(), "{dup:?} {rec:?}");
+    assert_eq!(status(first.id.clone()).await, RecipientStatus::Sending, "nothing of the failed group is kept");
+
+    // Next time they commit apart (and both work).
+    let second = message("ten_a", &["b@example.com"]);
+    let (ins, rec) =
+        tokio::join!(committer.insert(vec![second.clone()], T0), committer.record_outcomes("n1", sent.clone(), T0));
+    assert_eq!(ins.unwrap(), vec![InsertResult::Inserted]);
+    rec.unwrap();
+    assert_eq!(status(first.id.clone()).await, RecipientStatus::Sent);
+    let attempts = store.message_attempts("ten_a", &first.id).await.unwrap();
+    assert_eq!(attempts.len(), 1);
+
+    // Together again once outcomes alone have committed.
+    let claimed = store.claim_due("n1", T0, 60_000, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let bounced: std::sync::Arc<[Outcome]> = claimed.iter().map(|c| outcome_of(c, OutcomeKind::Bounced)).collect();
+    let third = message("ten_a", &["c@example.com"]);
+    let (ins, rec) =
+        tokio::join!(committer.insert(vec![third.clone()], T0), committer.record_outcomes("n1", bounced, T0));
+    assert_eq!(ins.unwrap(), vec![InsertResult::Inserted]);
+    rec.unwrap();
+    assert_eq!(status(second.id.clone()).await, RecipientStatus::Bounced);
+    assert_eq!(status(third.id.clone()).await, RecipientStatus::Queued);
 }
 
 async fn costs_add_up_by_transport_and_day(engine: Engine) {

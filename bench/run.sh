@@ -40,7 +40,7 @@ need python3 "apt-get install python3"
 need dnsmasq "apt-get install dnsmasq-base"
 need opendkim "apt-get install opendkim opendkim-tools"
 
-cargo build --release -p epistle --quiet
+CARGO_TARGET_DIR="$TARGET" cargo build --release -p epistle --quiet
 rm -rf "$OUT"; mkdir -p "$OUT"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now() { date +%s.%N; }

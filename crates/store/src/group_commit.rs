@@ -23,9 +23,10 @@
 //! the next group of accepts instead of taking the writer for one of their
 //! own. On SQLite that halves the transactions of a busy node, each a
 //! series of round trips to the connection's thread while every accept
-//! waits. Should such a shared transaction fail, the next ones are not
-//! shared until outcomes alone commit again, so that a fault in either
-//! kind of write cannot hold the other up for long.
+//! waits. Outcomes that fail never fail the accepts: they are written
+//! first, and the accepts are committed alone after them if they fail.
+//! After a shared transaction fails, the next ones are not shared until
+//! outcomes alone commit again.
 
 use std::sync::Arc;
 
@@ -197,7 +198,7 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Work>, handoff: Option<HandOff
 async fn record(store: &Store, records: Vec<Record>) -> bool {
     let parts: Vec<(&str, &[Outcome], i64)> =
         records.iter().map(|r| (r.node.as_str(), &r.outcomes[..], r.now)).collect();
-    let result = store.commit_group(Vec::new(), 0, None, &parts).await.map(|_| ()).map_err(Arc::new);
+    let result = store.commit_group(Vec::new(), 0, None, &parts).await.map(|_| ()).map_err(|(e, _)| Arc::new(e));
     drop(parts);
     if let Err(e) = &result {
         tracing::error!(error = %e, outcome_batches = records.len(), "cannot record outcomes");
@@ -209,8 +210,17 @@ async fn record(store: &Store, records: Vec<Record>) -> bool {
 }
 
 /// Commits a group of accepts, with the outcomes of `records`; true if
-/// that worked.
-async fn accept(store: &Store, jobs: Vec<Job>, count: usize, records: Vec<Record>, handoff: Option<&HandOff>) -> bool {
+/// both worked. Outcomes that fail do not fail the accepts (see
+/// [`Store::commit_group`]); accepts that fail take the outcomes down with
+/// them.
+async fn accept(
+    store: &Store,
+    jobs: Vec<Job>,
+    count: usize,
+    mut records: Vec<Record>,
+    handoff: Option<&HandOff>,
+) -> bool {
+    let mut shared_failed = false;
     let now = jobs.iter().map(|j| j.now).max().unwrap_or_default();
     let sizes: Vec<usize> = jobs.iter().map(|j| j.messages.len()).collect();
     let mut all = Vec::with_capacity(count);
@@ -233,8 +243,20 @@ async fn accept(store: &Store, jobs: Vec<Job>, count: usize, records: Vec<Record
     let lease = handoff.map(|h| Lease { node: &h.node, until: now + h.lease_ms, messages: &flags });
     let parts: Vec<(&str, &[Outcome], i64)> =
         records.iter().map(|r| (r.node.as_str(), &r.outcomes[..], r.now)).collect();
-    let result = store.commit_group(all, now, lease.as_ref(), &parts).await;
+    let mut result = store.commit_group(all, now, lease.as_ref(), &parts).await;
     drop(parts);
+    if let Err((e, Some(all))) = result {
+        // The outcomes failed before anything was accepted: they are
+        // answered so, and the accepts are committed alone.
+        tracing::error!(error = %e, outcome_batches = records.len(), "cannot record outcomes; accepting without them");
+        let e = Arc::new(e);
+        for r in records.drain(..) {
+            let _ = r.reply.send(Err(e.clone()));
+        }
+        shared_failed = true;
+        result = store.commit_group(all, now, lease.as_ref(), &[]).await;
+    }
+    let result = result.map_err(|(e, _)| e);
     match result {
         Ok(results) => {
             let mut queued = false;
@@ -256,7 +278,7 @@ async fn accept(store: &Store, jobs: Vec<Job>, count: usize, records: Vec<Record
             for r in records {
                 let _ = r.reply.send(Ok(()));
             }
-            true
+            !shared_failed
         }
         Err(e) => {
             tracing::error!(

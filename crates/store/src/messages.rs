@@ -135,33 +135,48 @@ impl Store {
         now: i64,
         lease: Option<&Lease<'_>>,
     ) -> Result<Vec<InsertResult>> {
-        self.commit_group(batch, now, lease, &[]).await
+        self.commit_group(batch, now, lease, &[]).await.map_err(|(e, _)| e)
     }
 
-    /// One transaction of the group committer: accepts `batch` (leased as
-    /// `lease` says) and records each `(node, outcomes, now)` of `recorded`.
-    /// Durable when it accepts anything; otherwise as relaxed as
+    /// One transaction of the group committer: records each `(node,
+    /// outcomes, now)` of `recorded` and accepts `batch` (leased as `lease`
+    /// says). Durable when it accepts anything; otherwise as relaxed as
     /// [`Store::record_outcomes`] alone.
+    ///
+    /// The outcomes go first: should they fail, nothing of `batch` has been
+    /// written and it comes back with the error, for the caller to accept
+    /// alone. Accepts never fail because of outcomes.
     pub(crate) async fn commit_group(
         &self,
         batch: Vec<NewMessage>,
         now: i64,
         lease: Option<&Lease<'_>>,
         recorded: &[(&str, &[crate::Outcome], i64)],
-    ) -> Result<Vec<InsertResult>> {
+    ) -> Result<Vec<InsertResult>, (StoreError, Option<Vec<NewMessage>>)> {
         let durable = !batch.is_empty();
-        let mut conn = self.writer(if durable { Durability::Durable } else { Durability::Relaxed }).await?;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let mut conn = self
+            .writer(if durable { Durability::Durable } else { Durability::Relaxed })
+            .await
+            .map_err(|e| (e, None))?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(|e| (e.into(), None))?;
         if !durable {
-            self.relax(&mut tx).await?;
+            self.relax(&mut tx).await.map_err(|e| (e, None))?;
         }
-        let results = if durable { self.insert_leased_in(&mut tx, batch, now, lease).await? } else { Vec::new() };
         for (node, outcomes, at) in recorded {
-            if !outcomes.is_empty() {
-                self.record_outcomes_in(&mut tx, node, outcomes, *at).await?;
+            if outcomes.is_empty() {
+                continue;
+            }
+            if let Err(e) = self.record_outcomes_in(&mut tx, node, outcomes, *at).await {
+                let _ = tx.rollback().await;
+                return Err((e, durable.then_some(batch)));
             }
         }
-        tx.commit().await?;
+        let results = if durable {
+            self.insert_leased_in(&mut tx, batch, now, lease).await.map_err(|e| (e, None))?
+        } else {
+            Vec::new()
+        };
+        tx.commit().await.map_err(|e| (e.into(), None))?;
         Ok(results)
     }
 

@@ -419,10 +419,11 @@ async fn group_commit_hands_over_mail_claimed_at_birth(engine: Engine) {
 }
 
 /// Outcomes recorded through the committer share the transaction of the
-/// accepts they arrive with; when such a transaction fails, both fail, and
-/// the outcomes go alone until that works again.
+/// accepts they arrive with: accepts that fail take the outcomes with them,
+/// outcomes that fail do not take the accepts, and after a failure the
+/// outcomes go alone until that works again.
 async fn group_commit_records_outcomes_with_accepts(engine: Engine) {
-    let (store, _db) = store(engine).await;
+    let (store, db) = store(engine).await;
     let committer = Committer::start(store.clone());
     let first = message("ten_a", &["a@example.com"]);
     store.insert_messages(vec![first.clone()], T0).await.unwrap();
@@ -461,6 +462,24 @@ async fn group_commit_records_outcomes_with_accepts(engine: Engine) {
     rec.unwrap();
     assert_eq!(status(second.id.clone()).await, RecipientStatus::Bounced);
     assert_eq!(status(third.id.clone()).await, RecipientStatus::Queued);
+
+    // Outcomes that cannot be written (their attempts table is gone) do
+    // not fail the accepts they came with.
+    let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&db.url).await.unwrap();
+    let rename = |from: &str, to: &str| format!("ALTER TABLE {from} RENAME TO {to}");
+    sqlx::query(&rename("attempts", "attempts_away")).execute(&mut admin).await.unwrap();
+    let claimed = store.claim_due("n1", T0, 60_000, 10).await.unwrap();
+    let sent: std::sync::Arc<[Outcome]> = claimed.iter().map(|c| outcome_of(c, OutcomeKind::Sent)).collect();
+    let fourth = message("ten_a", &["d@example.com"]);
+    let (ins, rec) =
+        tokio::join!(committer.insert(vec![fourth.clone()], T0), committer.record_outcomes("n1", sent.clone(), T0));
+    assert_eq!(ins.unwrap(), vec![InsertResult::Inserted], "accepted without the outcomes");
+    assert!(rec.is_err());
+    sqlx::query(&rename("attempts_away", "attempts")).execute(&mut admin).await.unwrap();
+    assert_eq!(status(fourth.id.clone()).await, RecipientStatus::Queued);
+    assert_eq!(status(third.id.clone()).await, RecipientStatus::Sending);
+    committer.record_outcomes("n1", sent, T0).await.unwrap();
+    assert_eq!(status(third.id.clone()).await, RecipientStatus::Sent);
 }
 
 async fn costs_add_up_by_transport_and_day(engine: Engine) {

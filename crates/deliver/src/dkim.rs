@@ -100,17 +100,13 @@ impl Keyring {
 
     /// The message signed by every key of its tenant for its From domain;
     /// `None` when there is no key for it (send it as it is).
-    pub fn sign(&self, tenant_id: &str, raw: &[u8]) -> Option<Vec<u8>> {
-        let list = self.signers_for(tenant_id, raw)?;
-        signed(dkim::sign(list.iter().map(|s| s.as_ref()), raw))
-    }
-
-    /// [`Keyring::sign`], with RSA keys on a blocking thread, at most one
-    /// per core at a time. An RSA-2048 signature takes 0.3 to 0.7 ms of CPU,
-    /// depending on the processor: made on the async runtime it would hold
-    /// up every connection that thread serves, the accepts' commits among
-    /// them. Ed25519 (0.05 to 0.07 ms) costs less than the hop.
-    pub async fn sign_off_runtime(&self, tenant_id: &str, raw: &[u8]) -> Option<Vec<u8>> {
+    ///
+    /// RSA keys sign on a blocking thread, at most one per core at a time:
+    /// an RSA-2048 signature takes 0.3 to 0.7 ms of CPU, depending on the
+    /// processor, and made on the async runtime it would hold up every
+    /// connection that thread serves, the accepts' commits among them.
+    /// Ed25519 (0.05 to 0.07 ms) costs less than the hop.
+    pub async fn sign(&self, tenant_id: &str, raw: &[u8]) -> Option<Vec<u8>> {
         let list = self.signers_for(tenant_id, raw)?;
         if list.iter().all(|s| s.algorithm != Algorithm::Rsa) {
             return signed(dkim::sign(list.iter().map(|s| s.as_ref()), raw));
@@ -129,8 +125,7 @@ impl Keyring {
     /// The keys of `tenant_id` for the From domain of `raw`.
     fn signers_for(&self, tenant_id: &str, raw: &[u8]) -> Option<Vec<Arc<Signer>>> {
         let domain = dkim::from_domain(raw)?;
-        let signers = self.signers.read().unwrap_or_else(|p| p.into_inner()).clone();
-        signers.get(&(tenant_id.to_string(), domain)).cloned()
+        self.signers.read().unwrap_or_else(|p| p.into_inner()).get(&(tenant_id.to_string(), domain)).cloned()
     }
 }
 

@@ -466,7 +466,7 @@ async fn send_one(
     // Signed here rather than at accept, so that a rotated key applies to
     // queued mail and `GET …/raw` shows what the sender gave us.
     let signed = match keyring {
-        Some(k) => k.sign_off_runtime(&message.tenant_id, &message.raw).await,
+        Some(k) => k.sign(&message.tenant_id, &message.raw).await,
         None => None,
     };
     let raw = signed.as_deref().unwrap_or(&message.raw);

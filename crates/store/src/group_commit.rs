@@ -194,10 +194,14 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Work>, handoff: Option<HandOff
     }
 }
 
+/// What [`Store::commit_group`] takes of each record.
+fn parts(records: &[Record]) -> Vec<(&str, &[Outcome], i64)> {
+    records.iter().map(|r| (r.node.as_str(), &r.outcomes[..], r.now)).collect()
+}
+
 /// Commits outcomes alone; true if that worked.
 async fn record(store: &Store, records: Vec<Record>) -> bool {
-    let parts: Vec<(&str, &[Outcome], i64)> =
-        records.iter().map(|r| (r.node.as_str(), &r.outcomes[..], r.now)).collect();
+    let parts = parts(&records);
     let result = store.commit_group(Vec::new(), 0, None, &parts).await.map(|_| ()).map_err(|(e, _)| Arc::new(e));
     drop(parts);
     if let Err(e) = &result {
@@ -241,8 +245,7 @@ async fn accept(
     }
     let flags: Vec<bool> = handed.iter().map(Option::is_some).collect();
     let lease = handoff.map(|h| Lease { node: &h.node, until: now + h.lease_ms, messages: &flags });
-    let parts: Vec<(&str, &[Outcome], i64)> =
-        records.iter().map(|r| (r.node.as_str(), &r.outcomes[..], r.now)).collect();
+    let parts = parts(&records);
     let mut result = store.commit_group(all, now, lease.as_ref(), &parts).await;
     drop(parts);
     if let Err((e, Some(all))) = result {

@@ -123,24 +123,14 @@ impl Store {
     /// keys. Returns one result per input, in order. When this returns `Ok`,
     /// every `Inserted` message is durable.
     pub async fn insert_messages(&self, batch: Vec<NewMessage>, now: i64) -> Result<Vec<InsertResult>> {
-        self.insert_messages_leased(batch, now, None).await
-    }
-
-    /// [`Store::insert_messages`], with the recipients of the messages that
-    /// `lease` marks already claimed by its node, as [`Store::claim_due`]
-    /// would claim them: the node sends them without a claim of its own.
-    pub(crate) async fn insert_messages_leased(
-        &self,
-        batch: Vec<NewMessage>,
-        now: i64,
-        lease: Option<&Lease<'_>>,
-    ) -> Result<Vec<InsertResult>> {
-        self.commit_group(batch, now, lease, &[]).await.map_err(|(e, _)| e)
+        self.commit_group(batch, now, None, &[]).await.map_err(|(e, _)| e)
     }
 
     /// One transaction of the group committer: records each `(node,
-    /// outcomes, now)` of `recorded` and accepts `batch` (leased as `lease`
-    /// says). Durable when it accepts anything; otherwise as relaxed as
+    /// outcomes, now)` of `recorded` and accepts `batch`. The recipients of
+    /// the messages that `lease` marks are inserted already claimed by its
+    /// node, as [`Store::claim_due`] would claim them: the node sends them
+    /// without a claim of its own. Durable when it accepts anything; otherwise as relaxed as
     /// [`Store::record_outcomes`] alone.
     ///
     /// The outcomes go first: should they fail, nothing of `batch` has been

@@ -173,8 +173,8 @@ fn corpus_figures() {
 
     let reason_pct = Tally::pct(total.reason_ok, total.expected);
     let hard_pct = Tally::pct(total.hard_ok, total.expected);
-    assert!(reason_pct >= 92.0, "reason accuracy {reason_pct:.2}% fell below the floor");
-    assert!(hard_pct >= 96.0, "hard/soft accuracy {hard_pct:.2}% fell below the floor");
+    assert!(reason_pct >= 93.5, "reason accuracy {reason_pct:.2}% fell below the floor");
+    assert!(hard_pct >= 96.5, "hard/soft accuracy {hard_pct:.2}% fell below the floor");
     assert!(total.found * 100 >= total.expected * 97, "recipients found {}/{}", total.found, total.expected);
 }
 
@@ -535,6 +535,27 @@ fn a_local_delivery_program_that_fails_without_saying_why_is_a_mailer_error() {
     assert_eq!(one("5.1.1", "X-Postfix; unknown user: \"ann\""), (Reason::UserUnknown, true));
     // The same text from a remote server is not a local program's failure.
     assert_ne!(one("5.0.0", "smtp; 255").0, Reason::MailerError);
+    // A program that says it failed is the mailer's failure whatever code it exited with
+    // (a pipe exiting 67, EX_NOUSER, reads as 5.1.1) …
+    assert_eq!(one("5.1.1", "X-Unix; Command died with status 67: \"/usr/bin/deliver\""), (Reason::MailerError, false));
+    assert_eq!(one("5.1.1", "x-unix; procmail: Couldn't create \"/var/mail/ann\""), (Reason::MailerError, false));
+    // … unless its words name the mailbox's own state.
+    assert_eq!(one("5.2.2", "X-Unix; command output: mailbox full"), (Reason::MailboxFull, false));
+    // The words of a remote server are not a program's.
+    assert_eq!(one("5.1.1", "smtp; 550 command failed: user unknown").0, Reason::UserUnknown);
+}
+
+#[test]
+fn words_that_name_no_known_cause_are_on_hold_and_no_words_are_undefined() {
+    let one = |status: &str, diag: &str| verdict(&dsn(status, diag), diag);
+    // A diagnosis was given, but it names no cause and the code names none either.
+    assert_eq!(one("5.0.0", "smtp; 550 Requested action aborted"), (Reason::OnHold, false));
+    assert_eq!(one("4.0.0", "smtp; 451 Temporary failure, please try again later"), (Reason::OnHold, false));
+    // "Temporary failure" is not on its own a system error; a code that names one is.
+    assert_eq!(one("4.3.5", "smtp; 451 Temporary failure"), (Reason::SystemError, false));
+    assert_eq!(one("5.0.0", "smtp; 554 Internal server error"), (Reason::SystemError, false));
+    // A live reply with no words at all is undefined.
+    assert_eq!(classify_reply(500, None, ""), (Reason::Undefined, false));
 }
 
 #[test]

@@ -367,6 +367,13 @@ fn judge(
         Some(r) => r,
         None => decide_with(&status, code.unwrap_or(0), chosen, phase, hint.reason).0,
     };
+    // Words that name no cause the classifier knows are still a diagnosis: the reason is
+    // held for a person to read ("onhold"), not unknown for want of words.
+    let reason = if reason == Reason::Undefined && phase_texts.iter().any(|t| !t.trim().is_empty()) {
+        Reason::OnHold
+    } else {
+        reason
+    };
     let hard = reason.is_hard(permanent(&status, code.unwrap_or(0)));
     let diag = texts.iter().find(|t| !t.trim().is_empty()).copied().unwrap_or("").to_string();
     (status, code, reason, hard, diag)
@@ -706,6 +713,14 @@ fn from_dsn(mta: Mta, hosts: &Hosts, r: DsnRecord, human: &str, subject: &str) -
         // could not be resolved, what it reports is the time the message spent in the queue.
         reason = Reason::Expired;
         hard = false;
+    } else if r.diag_type == "x-unix"
+        && !matches!(reason, Reason::MailboxFull | Reason::SystemFull | Reason::MesgTooBig | Reason::ExceedLimit)
+        && texts.iter().any(|t| local_program_failed(t))
+    {
+        // A local program (a pipe, a filter) ran and failed, and says so: whatever status
+        // code it exited with, the mailer failed, not the address.
+        reason = Reason::MailerError;
+        hard = false;
     } else if !named
         && status_name(&status).is_none()
         && matches!(r.diag_type.as_str(), "x-unix" | "x-postfix")
@@ -727,6 +742,14 @@ fn from_dsn(mta: Mta, hosts: &Hosts, r: DsnRecord, human: &str, subject: &str) -
 }
 
 /// A recipient of an SES notification mailed by SNS.
+/// Wordings of a local delivery program's failure: its exit, its output quoted back.
+fn local_program_failed(t: &str) -> bool {
+    let t = normalize(t);
+    ["command died", "command failed", "command output:", "mailer error", "procmail", "pipe to |", " || exit "]
+        .iter()
+        .any(|w| t.contains(w))
+}
+
 fn from_notification(r: &Reported) -> Recipient {
     if let Some(done) = settled(r) {
         return done;

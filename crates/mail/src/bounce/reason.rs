@@ -1144,23 +1144,19 @@ const PHRASES: &[(Reason, &[&str])] = &[
         Reason::SystemError,
         &[
             "service currently unavailable",
-            "currently unavailable",
             "system error",
             "internal error",
             "server error",
-            "local error",
-            "temporary failure",
-            "temporary error",
+            "system failure",
+            "malfunction",
+            "local error in processing",
             "configuration error",
             "misconfigur",
-            "system failure",
-            "not available",
-            "service unavailable",
-            "try again later",
-            "malfunction",
+            "transaction failed",
+            "timeout waiting for input",
+            "internal error reading data",
+            "queue file write error",
             "i/o error",
-            "write error",
-            "unexpected",
         ],
     ),
 ];
@@ -1574,9 +1570,11 @@ pub(crate) fn decide_with(
         }
     }
     let mut reason = reason.or(hint).unwrap_or(match reply_code {
+        // Reply codes that name a cause on their own (RFC 5321: 552 exceeded storage
+        // allocation, 421 service not available, 521/556 accepts no mail). 550, 553 and 554
+        // name none: without words or a status code saying more, they are undefined.
         521 | 556 => NotAccept,
         552 => MailboxFull,
-        554 | 550 | 553 => Rejected,
         421 => SystemError,
         _ => Undefined,
     });
@@ -1654,7 +1652,10 @@ mod tests {
         );
         // A code naming no single cause leaves it to the wording, then to the class.
         assert_eq!(decide("5.7.1", 550, "", None).0, SecurityError);
-        assert_eq!(decide("4.7.0", 421, "try again later", None).0, SystemError);
+        // "Try again later" names no cause: the code's class decides, then the reply code.
+        assert_eq!(decide("4.7.0", 421, "try again later", None).0, SecurityError);
+        assert_eq!(decide("", 421, "try again later", None).0, SystemError);
+        assert_eq!(decide("4.3.0", 451, "Internal server error", None).0, SystemError);
         // A refusal at MAIL FROM is about the sender.
         assert_eq!(decide("", 550, "sender verify failed", Some(Phase::MailFrom)).0, Rejected);
         // A name that could not be looked up just now is the network.

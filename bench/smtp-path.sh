@@ -27,11 +27,12 @@ if [ "$DKIM" != none ]; then
     "http://127.0.0.1:$HP/v1/domains"
 fi
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
-C0=$(cpu $EP); T0=$(date +%s.%N)
+wrote() { awk '/^write_bytes/{print $2}' "/proc/$1/io"; }
+C0=$(cpu $EP); W0=$(wrote $EP); T0=$(date +%s.%N)
 smtp-source -s "$S" -l 10240 -m "$N" -f bench@shop.example -t sink@example.com "127.0.0.1:$SP"
 T1=$(date +%s.%N)
 until [ "$(tr '\r' '\n' < "$OUT/sink.txt" | grep -o 'mesg=[0-9]*' | tail -1 | cut -d= -f2)" = "$N" ]; do sleep 0.05; done
-T2=$(date +%s.%N); C1=$(cpu $EP)
+T2=$(date +%s.%N); C1=$(cpu $EP); W1=$(wrote $EP)
 echo "threads (name, CPU ticks, voluntary context switches):"
 for t in /proc/$EP/task/*; do
   echo "  $(cat "$t/comm") $(awk '{print $14+$15}' "$t/stat") $(awk '/^voluntary/{print $2}' "$t/status")"
@@ -39,4 +40,5 @@ done | sort -k2 -n -r | head -8
 python3 -c "
 n=$N; cpu=($C1-$C0)/100
 print(f'DKIM=$DKIM S=$S N={n}: accept {n/($T1-$T0):.0f} msg/s, end-to-end {n/($T2-$T0):.0f} msg/s; '
-      f'Epistle CPU {cpu/n*1e6:.0f} us/msg ({cpu/($T2-$T0)*100:.0f} % of one core)')"
+      f'Epistle CPU {cpu/n*1e6:.0f} us/msg ({cpu/($T2-$T0)*100:.0f} % of one core); '
+      f'written to disk {($W1-$W0)/n/1024:.1f} KiB/msg')"

@@ -160,6 +160,12 @@ pub struct SendArgs {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let cfg = Config::load(cli.config.as_deref())?;
+    let env = |k: &str| std::env::var(k).ok();
+    crate::logging::apply(&crate::logging::effective_filter(
+        &cfg.log,
+        env("EPISTLE_LOG").as_deref(),
+        env("RUST_LOG").as_deref(),
+    ))?;
     match cli.command {
         Command::Serve => serve(cfg).await,
         Command::Migrate => {

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod logging;
 pub mod secrets;
 pub mod startup;
 

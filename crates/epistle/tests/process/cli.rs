@@ -69,6 +69,30 @@ async fn bounce_classify_reads_files_without_a_database() {
 }
 
 #[tokio::test]
+async fn the_configuration_files_log_filter_is_the_one_used() {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("epistle.toml");
+    let config = |log: &str| format!("database_url = \"{}\"\nlog = \"{log}\"\n", db.url);
+    // The migrations log at info: a file that asks for warnings only hides them …
+    std::fs::write(&file, config("warn")).unwrap();
+    let out = epistle(&["--config", file.to_str().unwrap(), "migrate"], &[]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!text(&out.stderr).contains("INFO"), "{}", text(&out.stderr));
+    // … while the default shows them, without colour codes when stderr is not a terminal.
+    let fresh = TestDb::new(Engine::Sqlite).await;
+    let out = epistle(&["migrate"], &[("EPISTLE_DATABASE_URL", fresh.url.as_str())]).await;
+    assert!(text(&out.stderr).contains("INFO"), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("applied migration"), "{}", text(&out.stderr));
+    assert!(!text(&out.stderr).contains('\u{1b}'), "{}", text(&out.stderr));
+    // A filter that does not parse stops the program and says how to write one.
+    std::fs::write(&file, config("epistle=loud")).unwrap();
+    let out = epistle(&["--config", file.to_str().unwrap(), "migrate"], &[]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("invalid log filter `epistle=loud`"), "{}", text(&out.stderr));
+}
+
+#[tokio::test]
 async fn migrate_keys_and_send() {
     let db = TestDb::new(Engine::Sqlite).await;
     let env = [("EPISTLE_DATABASE_URL", db.url.as_str())];

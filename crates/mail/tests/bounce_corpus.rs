@@ -554,8 +554,13 @@ fn words_that_name_no_known_cause_are_on_hold_and_no_words_are_undefined() {
     // "Temporary failure" is not on its own a system error; a code that names one is.
     assert_eq!(one("4.3.5", "smtp; 451 Temporary failure"), (Reason::SystemError, false));
     assert_eq!(one("5.0.0", "smtp; 554 Internal server error"), (Reason::SystemError, false));
-    // A live reply with no words at all is undefined.
+    // A live reply is read the same way; with no words at all it is undefined.
+    assert_eq!(classify_reply(550, None, "Requested action aborted"), (Reason::OnHold, false));
     assert_eq!(classify_reply(500, None, ""), (Reason::Undefined, false));
+    // A delayed report whose words name no cause is about the time spent in the queue.
+    let delayed = String::from_utf8(dsn("4.0.0", "smtp; 451 Requested action aborted")).unwrap();
+    let delayed = delayed.replace("Action: failed", "Action: delayed");
+    assert_eq!(verdict(delayed.as_bytes(), "delayed"), (Reason::Expired, false));
 }
 
 #[test]

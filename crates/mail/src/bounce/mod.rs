@@ -75,6 +75,9 @@ pub fn classify_reply_to(recipient: &str, code: u16, enhanced: Option<&str>, tex
     };
     match provider::provider_reason(&reason::normalize(text)).or_else(by_service) {
         Some(r) => (r, r.is_hard(permanent)),
-        None => reason::decide(&status, code, text, phase),
+        None => {
+            let (r, hard) = reason::decide(&status, code, text, phase);
+            (reason::held_if_worded(r, !text.trim().is_empty()), hard)
+        }
     }
 }

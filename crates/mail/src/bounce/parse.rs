@@ -6,7 +6,9 @@ use super::Recipient;
 use super::mta::{Mta, detect, hint};
 use super::notification::{Kind, Reported, ses_notification, settled};
 use super::provider::provider_reason;
-use super::reason::{Reason, decide_with, normalize, permanent, reason_from_text, status_name, weighed};
+use super::reason::{
+    Reason, decide_with, held_if_worded, normalize, permanent, reason_from_text, status_name, weighed,
+};
 use super::rhost::{self, Fact, host_in, received_from_hosts};
 use super::text::{
     addresses, command_word, cut_original, first_address, is_status, phase_in, recipient_on_line, reply_code_in,
@@ -367,13 +369,8 @@ fn judge(
         Some(r) => r,
         None => decide_with(&status, code.unwrap_or(0), chosen, phase, hint.reason).0,
     };
-    // Words that name no cause the classifier knows are still a diagnosis: the reason is
-    // held for a person to read ("onhold"), not unknown for want of words.
-    let reason = if reason == Reason::Undefined && phase_texts.iter().any(|t| !t.trim().is_empty()) {
-        Reason::OnHold
-    } else {
-        reason
-    };
+    // Only the recipient's own diagnostic texts count as words, not the subject.
+    let reason = held_if_worded(reason, phase_texts.iter().any(|t| !t.trim().is_empty()));
     let hard = reason.is_hard(permanent(&status, code.unwrap_or(0)));
     let diag = texts.iter().find(|t| !t.trim().is_empty()).copied().unwrap_or("").to_string();
     (status, code, reason, hard, diag)
@@ -706,7 +703,10 @@ fn from_dsn(mta: Mta, hosts: &Hosts, r: DsnRecord, human: &str, subject: &str) -
         reason = Reason::Delivered;
         hard = false;
     } else if matches!(action, "delayed" | "expired")
-        && matches!(reason, Reason::NetworkError | Reason::SystemError | Reason::Undefined | Reason::Expired)
+        && matches!(
+            reason,
+            Reason::NetworkError | Reason::SystemError | Reason::Undefined | Reason::OnHold | Reason::Expired
+        )
         && !texts.iter().any(|t| reason_from_text(t) == Some(Reason::HostUnknown))
     {
         // The MTA kept the message queued and is (or was) still retrying; unless the name
@@ -741,8 +741,9 @@ fn from_dsn(mta: Mta, hosts: &Hosts, r: DsnRecord, human: &str, subject: &str) -
     out
 }
 
-/// A recipient of an SES notification mailed by SNS.
-/// Wordings of a local delivery program's failure: its exit, its output quoted back.
+/// Wordings of a local delivery program's failure: its exit, its output quoted back. Narrower
+/// than the `mailererror` phrases (which also hold "signal", "permission denied", …): here
+/// they overrule a status code, so only words a program's own failure gives count.
 fn local_program_failed(t: &str) -> bool {
     let t = normalize(t);
     ["command died", "command failed", "command output:", "mailer error", "procmail", "pipe to |", " || exit "]
@@ -750,6 +751,7 @@ fn local_program_failed(t: &str) -> bool {
         .any(|w| t.contains(w))
 }
 
+/// A recipient of an SES notification mailed by SNS.
 fn from_notification(r: &Reported) -> Recipient {
     if let Some(done) = settled(r) {
         return done;

@@ -1431,6 +1431,12 @@ pub fn decide(status: &str, reply_code: u16, text: &str, phase: Option<Phase>) -
     decide_with(status, reply_code, text, phase, None)
 }
 
+/// Words that name no cause the classifier knows are still a diagnosis: such a failure is
+/// held for a person to read (`onhold`), and `undefined` is left for one with no words at all.
+pub(crate) fn held_if_worded(reason: Reason, worded: bool) -> Reason {
+    if reason == Reason::Undefined && worded { Reason::OnHold } else { reason }
+}
+
 /// Reasons a reporting MTA's own wording may give that the remote reply's code or wording can
 /// still make more precise (a lookup that failed, a queue that gave up, …); any other hint is
 /// final.

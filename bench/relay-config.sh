@@ -23,5 +23,6 @@ host = "127.0.0.1"
 port = $4
 tls = "none"
 max_connections = 20
+${EXTRA_TOML:-}
 TOML
 }

@@ -79,6 +79,12 @@ pub struct EventHub {
     tx: broadcast::Sender<Arc<Published>>,
     wake: Notify,
     head: AtomicI64,
+    /// Held while subscribing, and while the hub, with nobody subscribed,
+    /// moves to the end of the log without reading it: a reader that
+    /// subscribes and then reads [`EventHub::head`] sees either the old
+    /// head (and the hub, subscribed to, publishes what follows it) or the
+    /// new one.
+    subscribing: std::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for EventHub {
@@ -89,7 +95,12 @@ impl std::fmt::Debug for EventHub {
 
 impl EventHub {
     pub fn new() -> Arc<Self> {
-        Arc::new(Self { tx: broadcast::channel(4096).0, wake: Notify::new(), head: AtomicI64::new(-1) })
+        Arc::new(Self {
+            tx: broadcast::channel(4096).0,
+            wake: Notify::new(),
+            head: AtomicI64::new(-1),
+            subscribing: std::sync::Mutex::new(()),
+        })
     }
 
     /// Something was written: look now rather than at the next poll.
@@ -97,8 +108,17 @@ impl EventHub {
         self.wake.notify_one();
     }
 
+    /// A receiver of what the hub publishes from now on. Read
+    /// [`EventHub::head`] after subscribing: events up to it are in the
+    /// log, the ones after it will be published.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
-        self.tx.subscribe()
+        let rx = {
+            let _guard = self.subscribing.lock().unwrap_or_else(|e| e.into_inner());
+            self.tx.subscribe()
+        };
+        // The hub may be idle: have it read now rather than at its next poll.
+        self.wake.notify_one();
+        rx
     }
 
     /// The last event id published (−1 before the hub has started).
@@ -121,6 +141,27 @@ impl EventHub {
         let mut tail = Tail::new(start);
         self.head.store(start, Ordering::Release);
         loop {
+            if self.tx.receiver_count() == 0 {
+                // Nobody listens (no event stream open, no webhook
+                // endpoint): follow the end of the log without reading it.
+                match store.last_event_id().await {
+                    Ok(last) if last > tail.position => {
+                        let _guard = self.subscribing.lock().unwrap_or_else(|e| e.into_inner());
+                        if self.tx.receiver_count() == 0 {
+                            tail = Tail::new(last);
+                            self.head.store(last, Ordering::Release);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "event stream: cannot read the log; retrying"),
+                }
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(poll) => {}
+                    _ = shutdown.changed() => return,
+                }
+                continue;
+            }
             match tail.next(&store, 1000).await {
                 Ok(rows) if !rows.is_empty() => {
                     let full = rows.len() == 1000;

@@ -4,6 +4,10 @@
 //! Fan-out follows the event log from a cursor kept in the database and
 //! writes one delivery row per (endpoint, event) in the same transaction
 //! that moves the cursor, so a crash repeats nothing and loses nothing.
+//! Where no endpoint wants an event, nothing is written for it: the cursor
+//! moves in memory and is stored every [`CURSOR_EVERY`] (after a crash those
+//! events are read again, and still want nothing). With no endpoint at all,
+//! fan-out does not read the log.
 //! Deliveries are claimed under a lease like recipients, so several nodes
 //! share the work.
 //!
@@ -23,6 +27,10 @@ use sha2::Sha256;
 use tokio::sync::{Notify, watch};
 
 use crate::events::{EventHub, Published, Tail, with_tags};
+
+/// How often fan-out stores a cursor that only moved over events no
+/// endpoint wanted.
+const CURSOR_EVERY: Duration = Duration::from_secs(10);
 
 /// When to try again after the `n`th failed attempt (1-based).
 const BACKOFF: [Duration; 10] = [
@@ -159,7 +167,6 @@ impl Webhooks {
     }
 
     async fn fan_out(self: Arc<Self>, hub: Arc<EventHub>, mut shutdown: watch::Receiver<bool>) {
-        let mut live = hub.subscribe();
         let start = loop {
             let r = match self.store.webhook_cursor().await {
                 Ok(Some(c)) => Ok(c),
@@ -176,51 +183,118 @@ impl Webhooks {
             }
         };
         let mut tail = Tail::new(start);
+        // Where the stored cursor is, and since when: a cursor that moved
+        // over events nobody wanted is stored now and then, not per batch.
+        let mut stored = (start, Instant::now());
+        // Subscribed to the hub only while some endpoint exists: with none,
+        // neither the hub nor fan-out has a reason to read the log.
+        let mut live: Option<tokio::sync::broadcast::Receiver<Arc<Published>>> = None;
         loop {
             let before = tail.position;
-            match tail.next(&self.store, 500).await {
-                Ok(rows) if !rows.is_empty() => {
-                    let full = rows.len() == 500;
-                    // Read for every batch: an endpoint made a moment ago
-                    // gets the events that follow it.
-                    let hooks = match self.store.active_webhooks().await {
-                        Ok(h) => h,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "webhooks: cannot read endpoints; will retry");
-                            tail = Tail::new(before);
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                            continue;
-                        }
-                    };
-                    let cursor = tail.position;
-                    let mut out = Vec::new();
-                    for p in with_tags(&self.store, rows).await {
-                        let matching: Vec<&WebhookRecord> =
-                            hooks.iter().filter(|h| h.tenant_id == p.row.tenant_id && wants(h, &p.row.kind)).collect();
-                        if matching.is_empty() {
-                            continue;
-                        }
-                        let body = payload(&p);
-                        for h in matching {
-                            out.push((h.id.clone(), h.tenant_id.clone(), p.row.id, body.clone()));
-                        }
-                    }
-                    let any = !out.is_empty();
-                    if let Err(e) = self.store.enqueue_webhook_deliveries(out, cursor, self.clock.now_ms()).await {
-                        tracing::warn!(error = %e, "webhooks: cannot queue deliveries; will retry");
-                        tail = Tail::new(before);
-                    } else if any {
-                        self.wake.notify_one();
-                    }
-                    if full {
-                        continue;
-                    }
+            // Where the log ends, read before the endpoints: should there be
+            // none, fan-out moves there, and an endpoint made after this
+            // read of them still gets every event that follows it.
+            let end = self.store.last_event_id().await;
+            // The endpoints, for every batch: one made a moment ago gets the
+            // events that follow it.
+            let hooks = match self.store.active_webhooks().await {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::warn!(error = %e, "webhooks: cannot read endpoints; will retry");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "webhooks: cannot read the event log"),
+            };
+            let mut full = false;
+            if hooks.is_empty() {
+                live = None;
+                // Nothing to deliver: move to the end of the log without
+                // reading it.
+                match end {
+                    Ok(last) if last > tail.position => tail = Tail::new(last),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "webhooks: cannot read the event log"),
+                }
+            } else {
+                if live.is_none() {
+                    live = Some(hub.subscribe());
+                }
+                match tail.next(&self.store, 500).await {
+                    Ok(rows) if !rows.is_empty() => {
+                        full = rows.len() == 500;
+                        let cursor = tail.position;
+                        let mut out = Vec::new();
+                        let tenants: std::collections::HashSet<&str> =
+                            hooks.iter().map(|h| h.tenant_id.as_str()).collect();
+                        let wanted: Vec<_> =
+                            rows.into_iter().filter(|r| tenants.contains(r.tenant_id.as_str())).collect();
+                        for p in with_tags(&self.store, wanted).await {
+                            let matching: Vec<&WebhookRecord> = hooks
+                                .iter()
+                                .filter(|h| {
+                                    h.tenant_id == p.row.tenant_id
+                                        && p.row.id > h.after_event
+                                        && wants(h, &p.row.kind)
+                                })
+                                .collect();
+                            if matching.is_empty() {
+                                continue;
+                            }
+                            let body = payload(&p);
+                            for h in matching {
+                                out.push((h.id.clone(), h.tenant_id.clone(), p.row.id, body.clone()));
+                            }
+                        }
+                        if !out.is_empty() {
+                            // The deliveries and the cursor in one transaction:
+                            // a crash repeats nothing and loses nothing.
+                            match self.store.enqueue_webhook_deliveries(out, cursor, self.clock.now_ms()).await {
+                                Ok(()) => {
+                                    stored = (cursor, Instant::now());
+                                    self.wake.notify_one();
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "webhooks: cannot queue deliveries; will retry");
+                                    tail = Tail::new(before);
+                                    full = false;
+                                }
+                            }
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "webhooks: cannot read the event log"),
+                }
             }
+            // Events passed over without a delivery: after a crash they are
+            // read again, and still want none (an endpoint made since starts
+            // after them).
+            if tail.position > stored.0 && stored.1.elapsed() >= CURSOR_EVERY {
+                match self.store.enqueue_webhook_deliveries(Vec::new(), tail.position, self.clock.now_ms()).await {
+                    Ok(()) => stored = (tail.position, Instant::now()),
+                    Err(e) => tracing::warn!(error = %e, "webhooks: cannot store the cursor; will retry"),
+                }
+            }
+            if full {
+                continue;
+            }
+            let woken = async {
+                match live.as_mut() {
+                    Some(rx) => {
+                        let r = rx.recv().await;
+                        // One pass for everything published so far.
+                        loop {
+                            match rx.try_recv() {
+                                Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {}
+                                Err(_) => break,
+                            }
+                        }
+                        !matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed))
+                    }
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                r = live.recv() => if matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)) { return },
+                open = woken => if !open { return },
                 _ = tokio::time::sleep(self.cfg.poll) => {}
                 _ = shutdown.changed() => return,
             }

@@ -404,6 +404,13 @@ CREATE INDEX escalations_due ON escalations (due_at) WHERE due_at IS NOT NULL;
 CREATE INDEX escalations_message ON escalations (message_id);
 "#,
     },
+    Migration {
+        version: 12,
+        name: "webhooks: where the event log ended when each was made",
+        sql: r#"
+ALTER TABLE webhooks ADD COLUMN after_event BIGINT NOT NULL DEFAULT 0;
+"#,
+    },
 ];
 
 impl Dialect {

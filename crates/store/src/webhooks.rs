@@ -20,6 +20,9 @@ pub struct WebhookRecord {
     pub failing_since: Option<i64>,
     pub disabled_at: Option<i64>,
     pub disabled_reason: Option<String>,
+    /// The last event of the log when the endpoint was made: it gets the
+    /// events after it. Set by [`Store::create_webhook`].
+    pub after_event: i64,
 }
 
 /// A delivery to make, as handed to the sender.
@@ -73,7 +76,7 @@ pub enum WebhookResult {
 }
 
 const HOOK_COLS: &str = "id, tenant_id, url, events_json, description, secret, created_at, failing_since, \
-                         disabled_at, disabled_reason";
+                         disabled_at, disabled_reason, after_event";
 
 fn hook(r: &sqlx::any::AnyRow) -> WebhookRecord {
     WebhookRecord {
@@ -87,14 +90,17 @@ fn hook(r: &sqlx::any::AnyRow) -> WebhookRecord {
         failing_since: r.get(7),
         disabled_at: r.get(8),
         disabled_reason: r.get(9),
+        after_event: r.get(10),
     }
 }
 
 impl Store {
+    /// Stores a new endpoint. It gets the events written after this (its
+    /// `after_event` is the end of the log now, whatever `w` says).
     pub async fn create_webhook(&self, w: &WebhookRecord) -> Result<()> {
         sqlx::query(
-            "INSERT INTO webhooks (id, tenant_id, url, events_json, description, secret, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO webhooks (id, tenant_id, url, events_json, description, secret, created_at, after_event) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, (SELECT COALESCE(MAX(id), 0) FROM events))",
         )
         .bind(&w.id)
         .bind(&w.tenant_id)

@@ -760,6 +760,7 @@ async fn engagement_feedback_and_webhook_deliveries(engine: Engine) {
         failing_since: None,
         disabled_at: None,
         disabled_reason: None,
+        after_event: 0,
     };
     store.create_webhook(&hook).await.unwrap();
     let rows = vec![("whk_1".to_string(), "ten_a".to_string(), 7, "{}".to_string())];

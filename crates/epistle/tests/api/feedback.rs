@@ -460,6 +460,34 @@ async fn webhooks_are_signed_retried_and_their_deliveries_listed() {
 }
 
 #[tokio::test]
+async fn a_webhook_made_after_mail_went_out_gets_only_the_events_that_follow_it() {
+    let receiver = HttpFake::start(|_| (200, vec![], "ok".into())).await;
+    let t = spawn(Options { tweak: |c| c.webhooks.allow_private_addresses = true, ..Default::default() }).await;
+    // Mail while no endpoint exists: fan-out passes over its events without
+    // reading them.
+    let before = t.send(&message("early@customer.example")).await;
+    t.wait_status(&before, "sent").await;
+    let r = t.post("/v1/webhooks", &json!({"url": format!("{}/in", receiver.url), "events": ["sent"]})).await;
+    assert_eq!(r.status(), 201);
+    let hook: Value = r.json().await.unwrap();
+    let after = t.send(&message("late@customer.example")).await;
+    t.wait_status(&after, "sent").await;
+    let deliveries = format!("/v1/webhooks/{}/deliveries", hook["id"].as_str().unwrap());
+    let d = wait_for("the delivery of the later event", WAIT, || async {
+        let d = t.get_json(&deliveries).await;
+        (d["data"][0]["status"] == "delivered").then_some(d)
+    })
+    .await;
+    // Fan-out goes in event order, so an earlier event it wanted would have
+    // been queued with this one or before it.
+    assert_eq!(d["data"].as_array().unwrap().len(), 1, "{d}");
+    let reqs = receiver.requests();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].json()["data"]["message_id"], after.as_str());
+    t.stop().await;
+}
+
+#[tokio::test]
 async fn webhooks_to_internal_addresses_and_bad_events_are_refused() {
     let t = spawn_app().await;
     for (body, field) in [
@@ -556,5 +584,45 @@ async fn the_event_stream_delivers_in_order_filters_and_resumes() {
         .unwrap();
     assert_eq!(bad.status(), 422);
     assert_eq!(t.client.get(t.url("/v1/events/stream")).send().await.unwrap().status(), 401);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn an_event_stream_opened_after_a_quiet_spell_starts_at_the_present_and_can_resume_from_the_start() {
+    let t = spawn_app().await;
+    // Nobody listens: the hub follows the end of the log without reading it.
+    let early = t.send(&message("early@customer.example")).await;
+    t.wait_status(&early, "sent").await;
+    let live = t.client.get(t.url("/v1/events/stream?types=queued,sent")).bearer_auth(KEY).send().await.unwrap();
+    assert_eq!(live.status(), 200);
+    let late = t.send(&message("late@customer.example")).await;
+    t.wait_status(&late, "sent").await;
+    let got = read_sse(live, 2).await;
+    let kinds: Vec<&str> = got.iter().map(|g| g.1.as_str()).collect();
+    assert_eq!(kinds, ["queued", "sent"], "{got:?}");
+    for (_, _, data) in &got {
+        assert_eq!(data["data"]["message_id"], late.as_str(), "only what followed the opening: {got:?}");
+    }
+    // From the start of the log: both messages, in order, with nothing left out.
+    let all = t
+        .client
+        .get(t.url("/v1/events/stream?types=queued,sent"))
+        .bearer_auth(KEY)
+        .header("last-event-id", "0")
+        .send()
+        .await
+        .unwrap();
+    let got = read_sse(all, 4).await;
+    let order: Vec<(String, String)> =
+        got.iter().map(|g| (g.2["data"]["message_id"].as_str().unwrap().to_string(), g.1.clone())).collect();
+    assert_eq!(
+        order,
+        [
+            (early.clone(), "queued".to_string()),
+            (early.clone(), "sent".to_string()),
+            (late.clone(), "queued".to_string()),
+            (late.clone(), "sent".to_string())
+        ]
+    );
     t.stop().await;
 }

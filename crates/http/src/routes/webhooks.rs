@@ -152,6 +152,7 @@ pub async fn create(
         failing_since: None,
         disabled_at: None,
         disabled_reason: None,
+        after_event: 0,
     };
     st.store.create_webhook(&w).await?;
     let mut v = view(&w);
@@ -328,7 +329,9 @@ pub async fn stream(
                 Ok(n) => n,
                 Err(()) => return,
             },
-            None => head,
+            // From the present: the end of the log, which the hub may not
+            // have read yet (it reads nothing while nobody listens).
+            None => st.store.last_event_id().await.map_or(head, |last| last.max(head)),
         };
         loop {
             match live.recv().await {

@@ -229,7 +229,11 @@ async fn mail_submitted_over_smtp_is_signed_too() {
     let d = add(&t, json!({"name": "shop.example"})).await;
     let addr = t.app.as_ref().unwrap().smtp_addr.unwrap();
     let data = "From: Shop <orders@shop.example>\r\nTo: jane@customer.example\r\nSubject: Over SMTP\r\n\
-                Date: Thu, 14 Jan 2027 10:00:00 +0000\r\nMessage-ID: <smtp-1@shop.example>\r\n\r\nHello over SMTP.\r\n";
+                Date: Thu, 14 Jan 2027 10:00:00 +0000\r\nMessage-ID: <smtp-1@shop.example>\r\n\r\nHello over SMTP.\r\n\
+                \tTabbed  and  doubled \r\n  two leading, trailing tab\t\r\n\r\nlast words   \r\n \t \r\n\r\n \r\n";
+    // The body has what relaxed canonicalization changes (RFC 6376 §3.4.4):
+    // tabs, runs of spaces, spaces ending lines, and lines of nothing but
+    // spaces and tabs at its end, which count as empty lines and go.
     smtp_send(addr, "orders@shop.example", "jane@customer.example", data).await;
     let raw = relayed(&t, 1).await;
     let sigs = dkimpy(&raw, &[&d]);

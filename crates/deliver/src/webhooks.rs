@@ -232,9 +232,7 @@ impl Webhooks {
                             let matching: Vec<&WebhookRecord> = hooks
                                 .iter()
                                 .filter(|h| {
-                                    h.tenant_id == p.row.tenant_id
-                                        && p.row.id > h.after_event
-                                        && wants(h, &p.row.kind)
+                                    h.tenant_id == p.row.tenant_id && p.row.id > h.after_event && wants(h, &p.row.kind)
                                 })
                                 .collect();
                             if matching.is_empty() {

@@ -337,8 +337,9 @@ fn relaxed_body_hash(body: &[u8]) -> Option<ring::digest::Digest> {
             out.extend_from_slice(b"\r\n");
         }
         blank = 0;
-        let unchanged =
-            memchr::memchr(b'\t', line).is_none() && !line.ends_with(b" ") && memchr::memmem::find(line, b"  ").is_none();
+        let unchanged = memchr::memchr(b'\t', line).is_none()
+            && !line.ends_with(b" ")
+            && memchr::memmem::find(line, b"  ").is_none();
         if unchanged {
             out.extend_from_slice(line);
         } else {

@@ -124,6 +124,41 @@ pub struct Store {
     /// The `synchronous` level SQLite's writer connection was last set to
     /// ([`SYNC_UNKNOWN`], [`SYNC_NORMAL`] or [`SYNC_FULL`]).
     writer_sync: Arc<AtomicU8>,
+    /// SQLite (a file): the connection that checkpoints the WAL, see
+    /// [`checkpoints`].
+    checkpointer: Option<AnyPool>,
+}
+
+/// WAL pages after which the writer checkpoints by itself: a backstop for
+/// when the checkpointer falls behind (SQLite's default is 1,000).
+const WRITER_CHECKPOINT_PAGES: u32 = 16_384;
+
+/// Copies committed pages from SQLite's WAL into the database file, from a
+/// connection of its own. Left to the writer (SQLite's default, every 1,000
+/// pages), a checkpoint runs inside a commit: 4 MB copied and two fsyncs
+/// while every accept waiting on that commit waits longer (measured: 10 %
+/// of the SMTP path's rate). A passive checkpoint here runs beside the
+/// writer and never blocks it; the writer starts the WAL over once it has
+/// all been copied. Ends when the pool is closed.
+async fn checkpoints(pool: AnyPool) {
+    use sqlx::Row;
+    loop {
+        if pool.is_closed() {
+            return;
+        }
+        let pause = match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&pool).await {
+            // (busy, pages in the WAL, pages copied): nothing written lately,
+            // look again later.
+            Ok(row) if row.try_get::<i64, _>(1).unwrap_or(0) <= 0 => Duration::from_secs(1),
+            Ok(_) => Duration::from_millis(100),
+            Err(_) if pool.is_closed() => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot checkpoint the database's write-ahead log; the writer will");
+                Duration::from_secs(1)
+            }
+        };
+        tokio::time::sleep(pause).await;
+    }
 }
 
 const SYNC_UNKNOWN: u8 = 0;
@@ -167,6 +202,7 @@ impl Store {
                 dialect: Dialect::Postgres,
                 sqlite_sync: opts.sqlite_sync,
                 writer_sync: Arc::new(AtomicU8::new(SYNC_UNKNOWN)),
+                checkpointer: None,
             });
         }
         if let Some(rest) = url.strip_prefix("sqlite:") {
@@ -202,9 +238,11 @@ impl Store {
             };
             let pragmas = format!(
                 "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; \
-                 PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;"
+                 PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY; \
+                 PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES};"
             );
             let p1 = pragmas.clone();
+            let p2 = pragmas.clone();
             // No ping before each acquire: a file cannot go away as a server
             // can, and on the writer the ping was one more round trip to the
             // connection's thread per transaction.
@@ -234,14 +272,34 @@ impl Store {
                         Ok(())
                     })
                 })
-                .connect_with(co)
+                .connect_with(co.clone())
                 .await?;
+            let checkpointer = if path == ":memory:" || path.starts_with("file::memory:") {
+                None
+            } else {
+                let p = p2.clone();
+                let pool = AnyPoolOptions::new()
+                    .max_connections(1)
+                    .test_before_acquire(false)
+                    .after_connect(move |conn, _| {
+                        let p = p.clone();
+                        Box::pin(async move {
+                            conn.execute(p.as_str()).await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(co)
+                    .await?;
+                tokio::spawn(checkpoints(pool.clone()));
+                Some(pool)
+            };
             return Ok(Self {
                 read,
                 write,
                 dialect: Dialect::Sqlite,
                 sqlite_sync: opts.sqlite_sync,
                 writer_sync: Arc::new(AtomicU8::new(SYNC_UNKNOWN)),
+                checkpointer,
             });
         }
         Err(StoreError::Url { url: redact(url), reason: "use sqlite://PATH or postgres://USER@HOST/DB".into() })
@@ -296,6 +354,9 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(c) = &self.checkpointer {
+            c.close().await;
+        }
         self.read.close().await;
         self.write.close().await;
     }
@@ -363,6 +424,27 @@ mod tests {
         opts.sqlite_sync = SqliteSync::Normal;
         let normal = Store::connect(&opts).await.unwrap();
         assert_eq!(sync_level(&normal, Durability::Durable).await, 1, "sqlite_synchronous = normal is obeyed");
+    }
+
+    #[tokio::test]
+    async fn the_wal_is_copied_into_the_database_file_beside_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.db");
+        let store = Store::connect(&StoreOptions::new(format!("sqlite://{}", file.display()))).await.unwrap();
+        let mut w = store.writer(Durability::Durable).await.unwrap();
+        sqlx::query("CREATE TABLE blobs (b BLOB)").execute(&mut *w).await.unwrap();
+        // 8 MB in 2,000 commits: about 2,000 pages, well under the writer's
+        // own checkpoint threshold, so only the checkpointer moves them.
+        for _ in 0..2000 {
+            sqlx::query("INSERT INTO blobs VALUES (randomblob(4000))").execute(&mut *w).await.unwrap();
+        }
+        drop(w);
+        let size = || std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+        epistle_testkit::wait_for("the checkpointer to copy the WAL", Duration::from_secs(20), || async {
+            (size() > 7_000_000).then_some(())
+        })
+        .await;
+        store.close().await;
     }
 
     #[test]

@@ -280,12 +280,7 @@ impl Webhooks {
                     Some(rx) => {
                         let r = rx.recv().await;
                         // One pass for everything published so far.
-                        loop {
-                            match rx.try_recv() {
-                                Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {}
-                                Err(_) => break,
-                            }
-                        }
+                        while let Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) = rx.try_recv() {}
                         !matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed))
                     }
                     None => std::future::pending().await,

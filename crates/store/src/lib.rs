@@ -129,6 +129,21 @@ pub struct Store {
     checkpointer: Option<AnyPool>,
 }
 
+/// A pool of SQLite connections that each run `pragmas` when opened. No
+/// ping before each acquire: a file cannot go away as a server can, and on
+/// the writer the ping was one more round trip to the connection's thread
+/// per transaction.
+fn sqlite_pool(max: u32, pragmas: &str) -> AnyPoolOptions {
+    let pragmas = pragmas.to_string();
+    AnyPoolOptions::new().max_connections(max).test_before_acquire(false).after_connect(move |conn, _| {
+        let p = pragmas.clone();
+        Box::pin(async move {
+            conn.execute(p.as_str()).await?;
+            Ok(())
+        })
+    })
+}
+
 /// WAL pages after which the writer checkpoints by itself: a backstop for
 /// when the checkpointer falls behind (SQLite's default is 1,000).
 const WRITER_CHECKPOINT_PAGES: u32 = 16_384;
@@ -147,9 +162,12 @@ async fn checkpoints(pool: AnyPool) {
             return;
         }
         let pause = match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&pool).await {
-            // (busy, pages in the WAL, pages copied): nothing written lately,
-            // look again later.
-            Ok(row) if row.try_get::<i64, _>(1).unwrap_or(0) <= 0 => Duration::from_secs(1),
+            // (busy, pages in the WAL, pages copied): all of it copied (the
+            // WAL keeps its pages until the next write starts it over), so
+            // nothing was written lately; look again later.
+            Ok(row) if row.try_get::<i64, _>(2).unwrap_or(0) >= row.try_get::<i64, _>(1).unwrap_or(0) => {
+                Duration::from_secs(1)
+            }
             Ok(_) => Duration::from_millis(100),
             Err(_) if pool.is_closed() => return,
             Err(e) => {
@@ -241,55 +259,18 @@ impl Store {
                  PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY; \
                  PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES};"
             );
-            let p1 = pragmas.clone();
-            let p2 = pragmas.clone();
-            // No ping before each acquire: a file cannot go away as a server
-            // can, and on the writer the ping was one more round trip to the
-            // connection's thread per transaction.
-            let write = AnyPoolOptions::new()
-                .max_connections(1)
-                .test_before_acquire(false)
-                .acquire_timeout(Duration::from_secs(60))
-                .after_connect(move |conn, _| {
-                    let p = p1.clone();
-                    Box::pin(async move {
-                        conn.execute(p.as_str()).await?;
-                        Ok(())
-                    })
-                })
-                .connect_with(co.clone())
-                .await?;
+            let write =
+                sqlite_pool(1, &pragmas).acquire_timeout(Duration::from_secs(60)).connect_with(co.clone()).await?;
             // Make sure WAL is on before readers open the file.
             write.acquire().await?;
-            let read = AnyPoolOptions::new()
-                .max_connections(opts.max_connections.clamp(1, 8))
-                .test_before_acquire(false)
+            let read = sqlite_pool(opts.max_connections.clamp(1, 8), &pragmas)
                 .acquire_timeout(opts.acquire_timeout)
-                .after_connect(move |conn, _| {
-                    let p = pragmas.clone();
-                    Box::pin(async move {
-                        conn.execute(p.as_str()).await?;
-                        Ok(())
-                    })
-                })
                 .connect_with(co.clone())
                 .await?;
             let checkpointer = if path == ":memory:" || path.starts_with("file::memory:") {
                 None
             } else {
-                let p = p2.clone();
-                let pool = AnyPoolOptions::new()
-                    .max_connections(1)
-                    .test_before_acquire(false)
-                    .after_connect(move |conn, _| {
-                        let p = p.clone();
-                        Box::pin(async move {
-                            conn.execute(p.as_str()).await?;
-                            Ok(())
-                        })
-                    })
-                    .connect_with(co)
-                    .await?;
+                let pool = sqlite_pool(1, &pragmas).connect_with(co).await?;
                 tokio::spawn(checkpoints(pool.clone()));
                 Some(pool)
             };

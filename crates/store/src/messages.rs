@@ -4,7 +4,7 @@ use epistle_core::RecipientStatus;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::sql::{EVENT_COLS, Val, bind_all, multi_insert, placeholders};
+use crate::sql::{Batch, EVENT_COLS, Val, bind_all, multi_insert, placeholders};
 use crate::{Dialect, Durability, MessageRecord, MessageSummary, RecipientRecord, Result, Store, StoreError};
 
 /// One envelope recipient to insert.
@@ -152,17 +152,27 @@ impl Store {
         if !durable {
             self.relax(&mut tx).await.map_err(|e| (e, None))?;
         }
+        // The rows of all outcomes go in one batch, run before anything of
+        // the accepts is written, so that a failure there is told apart.
+        let mut recorded_rows = Batch::new(self.dialect);
         for (node, outcomes, at) in recorded {
             if outcomes.is_empty() {
                 continue;
             }
-            if let Err(e) = self.record_outcomes_in(&mut tx, node, outcomes, *at).await {
+            if let Err(e) = self.record_outcomes_in(&mut tx, node, outcomes, *at, &mut recorded_rows).await {
                 let _ = tx.rollback().await;
                 return Err((e, durable.then_some(batch)));
             }
         }
+        if let Err(e) = recorded_rows.run(&mut tx).await {
+            let _ = tx.rollback().await;
+            return Err((e.into(), durable.then_some(batch)));
+        }
         let results = if durable {
-            self.insert_leased_in(&mut tx, batch, now, lease).await.map_err(|e| (e, None))?
+            let mut rows = Batch::new(self.dialect);
+            let results = self.insert_leased_in(&mut tx, batch, now, lease, &mut rows).await.map_err(|e| (e, None))?;
+            rows.run(&mut tx).await.map_err(|e| (e.into(), None))?;
+            results
         } else {
             Vec::new()
         };
@@ -177,7 +187,10 @@ impl Store {
         batch: Vec<NewMessage>,
         now: i64,
     ) -> Result<Vec<InsertResult>> {
-        self.insert_leased_in(tx, batch, now, None).await
+        let mut rows = Batch::new(self.dialect);
+        let results = self.insert_leased_in(tx, batch, now, None, &mut rows).await?;
+        rows.run(tx).await?;
+        Ok(results)
     }
 
     async fn insert_leased_in(
@@ -186,6 +199,7 @@ impl Store {
         batch: Vec<NewMessage>,
         now: i64,
         lease: Option<&Lease<'_>>,
+        rows: &mut Batch,
     ) -> Result<Vec<InsertResult>> {
         let mut results = Vec::with_capacity(batch.len());
         let mut accepted = Vec::with_capacity(batch.len());
@@ -365,19 +379,16 @@ impl Store {
             multi_insert(self.dialect, "events", EVENT_COLS, event_rows, ""),
             multi_insert(self.dialect, "recipient_bodies", &["recipient_id", "raw"], body_rows, ""),
         ];
-        for (sql, vals) in statements.into_iter().flatten() {
-            bind_all(sqlx::query(&sql), vals).execute(&mut *tx).await?;
-        }
+        rows.extend(statements.into_iter().flatten());
         for (tenant, name, version, n) in template_uses {
-            sqlx::query(
-                "UPDATE template_versions SET uses = uses + $1 WHERE tenant_id = $2 AND name = $3 AND version = $4",
-            )
-            .bind(n)
-            .bind(tenant)
-            .bind(name)
-            .bind(version)
-            .execute(&mut *tx)
-            .await?;
+            let sql = format!(
+                "UPDATE template_versions SET uses = uses + {} WHERE tenant_id = {} AND name = {} AND version = {}",
+                placeholders(self.dialect, 1, 1),
+                placeholders(self.dialect, 2, 1),
+                placeholders(self.dialect, 3, 1),
+                placeholders(self.dialect, 4, 1),
+            );
+            rows.push((sql, vec![Val::I(n), Val::S(tenant), Val::S(name), Val::I(version)]));
         }
         Ok(results)
     }

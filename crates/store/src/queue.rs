@@ -9,7 +9,7 @@ use epistle_core::{RecipientStatus, new_id};
 use sqlx::Row;
 
 use crate::messages::parse_status;
-use crate::sql::{EVENT_COLS, MAX_PARAMS, Val, bind_all, multi_insert, placeholders};
+use crate::sql::{Batch, EVENT_COLS, MAX_PARAMS, Val, bind_all, multi_insert, placeholders};
 use crate::{Dialect, Durability, Result, Store};
 
 /// A recipient claimed by a node.
@@ -207,18 +207,23 @@ impl Store {
         let mut conn = self.writer(Durability::Relaxed).await?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         self.relax(&mut tx).await?;
-        self.record_outcomes_in(&mut tx, node, outcomes, now).await?;
+        let mut rows = Batch::new(self.dialect);
+        self.record_outcomes_in(&mut tx, node, outcomes, now, &mut rows).await?;
+        rows.run(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// [`Store::record_outcomes`] inside a caller's transaction.
+    /// [`Store::record_outcomes`] inside a caller's transaction: the
+    /// recipients are updated at once, the rows that follow (attempts,
+    /// events, suppressions) are added to `rows` for the caller to run.
     pub(crate) async fn record_outcomes_in(
         &self,
         tx: &mut sqlx::AnyConnection,
         node: &str,
         outcomes: &[Outcome],
         now: i64,
+        rows: &mut Batch,
     ) -> Result<()> {
         // One lock order for every writer of these rows: by id. A recipient
         // has one outcome per claim; should one appear twice, the first counts.
@@ -344,9 +349,7 @@ impl Store {
                 " ON CONFLICT DO NOTHING",
             ),
         ];
-        for (sql, vals) in statements.into_iter().flatten() {
-            bind_all(sqlx::query(&sql), vals).execute(&mut *tx).await?;
-        }
+        rows.extend(statements.into_iter().flatten());
         Ok(())
     }
 

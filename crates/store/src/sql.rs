@@ -124,3 +124,59 @@ pub fn multi_insert(
 
 /// Columns of an `events` row, in the order the insert helpers bind them.
 pub const EVENT_COLS: &[&str] = &["tenant_id", "message_id", "recipient", "type", "detail", "at"];
+
+/// Statements that go to the database together where it can take them
+/// together.
+///
+/// On SQLite every statement is a round trip to the connection's thread
+/// (two thread wake-ups), made while holding the only writer. SQLite runs a
+/// string of several statements in one call, binding each statement's
+/// anonymous `?` parameters in turn, so a batch is one round trip there.
+/// PostgreSQL's extended protocol takes one statement per query: there the
+/// statements run one by one.
+pub struct Batch {
+    dialect: Dialect,
+    sql: String,
+    vals: Vec<Val>,
+    statements: Vec<(String, Vec<Val>)>,
+}
+
+impl Batch {
+    pub fn new(dialect: Dialect) -> Self {
+        Self { dialect, sql: String::new(), vals: Vec::new(), statements: Vec::new() }
+    }
+
+    /// Adds one statement (no trailing `;`). Its placeholders must be what
+    /// [`placeholders`] gives, bound in order.
+    pub fn push(&mut self, (sql, vals): (String, Vec<Val>)) {
+        match self.dialect {
+            Dialect::Sqlite => {
+                if !self.sql.is_empty() {
+                    self.sql.push_str(";\n");
+                }
+                self.sql.push_str(&sql);
+                self.vals.extend(vals);
+            }
+            Dialect::Postgres => self.statements.push((sql, vals)),
+        }
+    }
+
+    pub fn extend(&mut self, statements: impl IntoIterator<Item = (String, Vec<Val>)>) {
+        for s in statements {
+            self.push(s);
+        }
+    }
+
+    /// Runs the statements, in the order they were added.
+    pub async fn run(self, conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+        if !self.sql.is_empty() {
+            // Not kept in the statement cache: the mix of statements and
+            // row counts differs from one batch to the next.
+            bind_all(sqlx::query(&self.sql), self.vals).persistent(false).execute(&mut *conn).await?;
+        }
+        for (sql, vals) in self.statements {
+            bind_all(sqlx::query(&sql), vals).execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+}

@@ -686,6 +686,17 @@ fn segment_about<'a>(human: &'a str, addr: &str) -> &'a str {
     human.get(start..end).unwrap_or("")
 }
 
+/// The lines of `human` from its start to the end of the paragraph after the first mention
+/// of `addr` (all of it when the address is not there).
+fn segment_from_top<'a>(human: &'a str, addr: &str) -> &'a str {
+    let seg = segment_about(human, addr);
+    if seg.is_empty() {
+        return human;
+    }
+    let end = seg.as_ptr() as usize - human.as_ptr() as usize + seg.len();
+    &human[..end]
+}
+
 fn from_dsn(mta: Mta, hosts: &Hosts, r: DsnRecord, human: &str, subject: &str) -> Recipient {
     let email = pick_email(&r);
     let mut hosts = hosts.clone();
@@ -694,7 +705,13 @@ fn from_dsn(mta: Mta, hosts: &Hosts, r: DsnRecord, human: &str, subject: &str) -
     }
     let action = r.action.split_whitespace().next().unwrap_or("");
     let delivered = matches!(action, "delivered" | "relayed" | "expanded" | "deliverable") || r.status.starts_with('2');
-    let seg = segment_about(human, &email);
+    let seg = match mta {
+        // EZweb states the reason in a paragraph of its own above the address lines ("The
+        // user(s) account is disabled." over "<a@ezweb.ne.jp>: 550 user unknown"): it
+        // counts for the recipients below it.
+        Mta::Ezweb { .. } => segment_from_top(human, &email),
+        _ => segment_about(human, &email),
+    };
     let texts = [r.diag.as_str(), r.status_note.as_str(), seg, subject];
     let (status, code, mut reason, mut hard, diag) =
         judge(mta, &hosts, powermta_category(&r.category), &r.status, &email, &[&r.diag, seg], human, &texts);

@@ -174,7 +174,11 @@ pub fn update_of(recipient: RecipientRef, found: &[bounce::Recipient], now: i64)
             if !r.feedback_type.is_empty() {
                 data["feedback_type"] = json!(r.feedback_type);
             }
-            (Some(RecipientStatus::Complained), "complained", Some("complaint"), "arf")
+            if bounce::is_complaint(&r.feedback_type) {
+                (Some(RecipientStatus::Complained), "complained", Some("complaint"), "arf")
+            } else {
+                (None, "feedback", None, "arf")
+            }
         }
         Reason::Vacation => (None, "auto_replied", None, "auto-reply"),
         Reason::Delivered => (Some(RecipientStatus::Delivered), "delivered", None, "dsn"),
@@ -315,6 +319,24 @@ mod tests {
             (Some(RecipientStatus::Complained), Some("complaint"), "arf")
         );
         assert!(u.data.unwrap().contains("\"feedback_type\":\"abuse\""));
+        // Reports that are not the recipient objecting change nothing but the log.
+        for kind in ["not-spam", "auth-failure", "Auth-Failure"] {
+            let mut f = found(Reason::Feedback, false, false);
+            f.feedback_type = kind.into();
+            let u = update_of(id(), &[f], 5).unwrap();
+            assert_eq!((u.status, u.event.as_str(), u.suppress.as_deref()), (None, "feedback", None), "{kind}");
+            assert!(u.data.unwrap().contains(&format!("\"feedback_type\":\"{kind}\"")));
+        }
+        for kind in ["fraud", "virus", "other", ""] {
+            let mut f = found(Reason::Feedback, false, false);
+            f.feedback_type = kind.into();
+            let u = update_of(id(), &[f], 5).unwrap();
+            assert_eq!(
+                (u.status, u.suppress.as_deref()),
+                (Some(RecipientStatus::Complained), Some("complaint")),
+                "{kind}"
+            );
+        }
         let u = update_of(id(), &[found(Reason::Vacation, false, false)], 5).unwrap();
         assert_eq!((u.status, u.event.as_str(), u.suppress), (None, "auto_replied", None));
         // A failure outweighs a delay and a success reported in the same mail.

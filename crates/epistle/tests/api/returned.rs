@@ -228,3 +228,59 @@ async fn forged_and_unknown_bounce_addresses_are_refused_and_change_nothing() {
     assert_eq!(recipient_status(&t, &id).await, "bounced");
     t.stop().await;
 }
+
+/// An ARF report of `Feedback-Type` `type` about mail to `rcpt`, as a
+/// receiving system writes one (RFC 5965; RFC 6591 for `auth-failure`).
+fn report(kind: &str, rcpt: &str) -> Vec<u8> {
+    let extra = if kind == "auth-failure" { "Auth-Failure: signature\r\nDKIM-Domain: shop.example\r\n" } else { "" };
+    format!(
+        "From: reports@receiver.example\r\nTo: postmaster@shop.example\r\nSubject: report\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=feedback-report; boundary=\"b1\"\r\n\r\n\
+         --b1\r\nContent-Type: text/plain\r\n\r\nA report about a message from your domain.\r\n\
+         --b1\r\nContent-Type: message/feedback-report\r\n\r\n\
+         Feedback-Type: {kind}\r\nUser-Agent: Receiver/1.0\r\nVersion: 1\r\n{extra}\
+         Original-Rcpt-To: <{rcpt}>\r\n\r\n\
+         --b1\r\nContent-Type: message/rfc822\r\n\r\n\
+         From: news@shop.example\r\nTo: {rcpt}\r\nSubject: Autumn sale\r\n\r\nHello!\r\n\
+         --b1--\r\n"
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn reports_that_are_not_complaints_are_recorded_and_suppress_nobody() {
+    let t = spawn(Options { tweak: with_bounce_domain, ..Default::default() }).await;
+    let people = ["dmarc@customer.example", "rescued@customer.example", "objects@customer.example"];
+    let mut ids = vec![];
+    for p in people {
+        let id = t.send(&broadcast(p)).await;
+        t.wait_status(&id, "sent").await;
+        ids.push(id);
+    }
+    let got = t.sink.wait_count(people.len(), WAIT).await;
+    let path = |email: &str| got.iter().find(|m| m.rcpts == vec![email.to_string()]).unwrap().from.clone();
+
+    // A receiver saying our DKIM signature failed (RFC 6591), and a
+    // recipient taking the mail out of the spam folder: logged, nothing more.
+    for (i, kind) in [(0, "auth-failure"), (1, "not-spam")] {
+        let (code, text) = deliver(&t, "", &path(people[i]), &report(kind, people[i])).await;
+        assert_eq!(code, 250, "{text}");
+        let ev = event(&t, &ids[i], "feedback").await.unwrap_or_else(|| panic!("a feedback event for {kind}"));
+        assert_eq!(ev["data"]["feedback_type"], kind, "{ev}");
+        assert_eq!(recipient_status(&t, &ids[i]).await, "sent", "{kind}");
+        assert!(event(&t, &ids[i], "complained").await.is_none(), "{kind}");
+        assert!(suppression(&t, people[i]).await.is_none(), "{kind}");
+    }
+    // The same report saying `abuse` is a complaint.
+    let (code, text) = deliver(&t, "", &path(people[2]), &report("abuse", people[2])).await;
+    assert_eq!(code, 250, "{text}");
+    assert_eq!(recipient_status(&t, &ids[2]).await, "complained");
+    assert_eq!(suppression(&t, people[2]).await.expect("suppressed")["reason"], "complaint");
+
+    // The new event type can be asked for.
+    let v = t.get_json("/v1/messages?event=feedback").await;
+    let listed: Vec<&str> = v["data"].as_array().unwrap().iter().filter_map(|m| m["id"].as_str()).collect();
+    assert!(listed.contains(&ids[0].as_str()) && listed.contains(&ids[1].as_str()), "{v}");
+    assert!(!listed.contains(&ids[2].as_str()), "{v}");
+    t.stop().await;
+}

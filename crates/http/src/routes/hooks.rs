@@ -75,6 +75,9 @@ pub fn update_of(e: &FeedbackEvent, now: i64) -> Option<FeedbackUpdate> {
             Some(json!({"hard": hard, "reason": bounce_reason(&e.recipient, &e.detail)})),
         ),
         FeedbackKind::Complained => (Some(RecipientStatus::Complained), "complained", Some("complaint".into()), None),
+        FeedbackKind::Feedback { feedback_type } => {
+            (None, "feedback", None, Some(json!({"feedback_type": feedback_type})))
+        }
         FeedbackKind::Opened => (None, "opened", None, None),
         FeedbackKind::Clicked { url } => (None, "clicked", None, Some(json!({"url": url}))),
         FeedbackKind::Unsubscribed => (None, "unsubscribed", Some("unsubscribe".into()), None),

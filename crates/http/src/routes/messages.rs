@@ -479,7 +479,7 @@ pub async fn list(
         f.status = Some(s.parse().map_err(|e: String| ApiError::invalid("status", e))?);
     }
     if let Some(ev) = q.get("event") {
-        const EVENTS: [&str; 9] = [
+        const EVENTS: [&str; 10] = [
             "opened",
             "clicked",
             "delivered",
@@ -489,6 +489,7 @@ pub async fn list(
             "unsubscribed",
             "suppressed",
             "auto_replied",
+            "feedback",
         ];
         if !EVENTS.contains(&ev.as_str()) {
             return Err(ApiError::invalid("event", format!("unknown event `{ev}`; use one of {}", EVENTS.join(", "))));

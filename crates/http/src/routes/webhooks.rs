@@ -25,7 +25,7 @@ use crate::json::ApiJson;
 use crate::state::AppState;
 
 /// Event types a webhook or stream may ask for.
-pub const EVENT_TYPES: [&str; 16] = [
+pub const EVENT_TYPES: [&str; 17] = [
     "queued",
     "scheduled",
     "sent",
@@ -40,6 +40,7 @@ pub const EVENT_TYPES: [&str; 16] = [
     "clicked",
     "unsubscribed",
     "auto_replied",
+    "feedback",
     "received",
     "*",
 ];

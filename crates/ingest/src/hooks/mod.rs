@@ -89,10 +89,19 @@ impl MessageRef {
 pub enum FeedbackKind {
     Delivered,
     Deferred,
-    Bounced { hard: bool },
+    Bounced {
+        hard: bool,
+    },
     Complained,
+    /// A report that is not the recipient objecting (`not-spam`,
+    /// `auth-failure`; see [`epistle_mail::bounce::is_complaint`]).
+    Feedback {
+        feedback_type: String,
+    },
     Opened,
-    Clicked { url: String },
+    Clicked {
+        url: String,
+    },
     Unsubscribed,
 }
 

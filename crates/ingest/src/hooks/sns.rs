@@ -227,7 +227,15 @@ pub fn ses_events(message: &str) -> Result<Vec<FeedbackEvent>, HookError> {
             let detail = str_field(c, "complaintFeedbackType");
             entries(c, "complainedRecipients")
                 .iter()
-                .filter_map(|r| Some(event(str_field(r, "emailAddress")?, FeedbackKind::Complained, detail, at)))
+                .filter_map(|r| {
+                    let kind = match detail {
+                        Some(t) if !epistle_mail::bounce::is_complaint(t) => {
+                            FeedbackKind::Feedback { feedback_type: t.to_string() }
+                        }
+                        _ => FeedbackKind::Complained,
+                    };
+                    Some(event(str_field(r, "emailAddress")?, kind, detail, at))
+                })
                 .collect()
         }
         "Delivery" => {
@@ -538,6 +546,20 @@ mod tests {
         assert_eq!(events[0].kind, FeedbackKind::Complained);
         assert_eq!(events[0].detail, "abuse");
         assert_eq!(events[0].at, Some(1_795_168_800_000));
+        // SES passes on the FBL's type: "not-spam" and "auth-failure" are
+        // not the recipient objecting.
+        for t in ["not-spam", "auth-failure"] {
+            let events = ses_events(&ses(
+                "Complaint",
+                json!({"complainedRecipients": [{"emailAddress": "ann@example.com"}], "complaintFeedbackType": t}),
+            ))
+            .expect("parses");
+            assert_eq!(events[0].kind, FeedbackKind::Feedback { feedback_type: t.into() });
+        }
+        let events =
+            ses_events(&ses("Complaint", json!({"complainedRecipients": [{"emailAddress": "ann@example.com"}]})))
+                .expect("parses");
+        assert_eq!(events[0].kind, FeedbackKind::Complained, "no type is a complaint");
     }
 
     #[test]

@@ -81,3 +81,15 @@ pub fn classify_reply_to(recipient: &str, code: u16, enhanced: Option<&str>, tex
         }
     }
 }
+
+/// Whether an ARF report of this `Feedback-Type` is the recipient
+/// objecting to the mail. `not-spam` says the opposite (the recipient took
+/// it out of the spam folder), and `auth-failure` (RFC 6591) is a receiving
+/// system telling the sender that SPF, DKIM or DMARC failed: neither is a
+/// reason to stop mailing the person, and both are recorded as `feedback`
+/// events only. Every other type (`abuse`, `fraud`, `virus`, `other`, none
+/// or one we do not know) counts as a complaint, as mailbox providers'
+/// feedback loops mean them.
+pub fn is_complaint(feedback_type: &str) -> bool {
+    !(feedback_type.eq_ignore_ascii_case("not-spam") || feedback_type.eq_ignore_ascii_case("auth-failure"))
+}

@@ -80,6 +80,18 @@ async fn suppression(t: &TestApp, email: &str) -> Option<Value> {
     v["data"].as_array().unwrap().first().cloned()
 }
 
+/// Sends a broadcast to each of `people`; their message ids, and what the
+/// sink got once all were sent.
+async fn send_to_all(t: &TestApp, people: &[&str]) -> (Vec<String>, Vec<epistle_testkit::sink::Received>) {
+    let mut ids = vec![];
+    for p in people {
+        let id = t.send(&broadcast(p)).await;
+        t.wait_status(&id, "sent").await;
+        ids.push(id);
+    }
+    (ids, t.sink.wait_count(people.len(), WAIT).await)
+}
+
 #[tokio::test]
 async fn returned_mail_moves_the_recipient_its_return_path_names() {
     let t = spawn(Options { tweak: with_bounce_domain, ..Default::default() }).await;
@@ -91,13 +103,7 @@ async fn returned_mail_moves_the_recipient_its_return_path_names() {
         "leaves@customer.example",
         "fbl@customer.example",
     ];
-    let mut ids = vec![];
-    for p in people {
-        let id = t.send(&broadcast(p)).await;
-        t.wait_status(&id, "sent").await;
-        ids.push(id);
-    }
-    let got = t.sink.wait_count(people.len(), WAIT).await;
+    let (ids, got) = send_to_all(&t, &people).await;
     // Each went out with its own signed return path on the bounce domain,
     // and a mailto: unsubscribe there too.
     let return_path = |email: &str| {
@@ -251,13 +257,7 @@ fn report(kind: &str, rcpt: &str) -> Vec<u8> {
 async fn reports_that_are_not_complaints_are_recorded_and_suppress_nobody() {
     let t = spawn(Options { tweak: with_bounce_domain, ..Default::default() }).await;
     let people = ["dmarc@customer.example", "rescued@customer.example", "objects@customer.example"];
-    let mut ids = vec![];
-    for p in people {
-        let id = t.send(&broadcast(p)).await;
-        t.wait_status(&id, "sent").await;
-        ids.push(id);
-    }
-    let got = t.sink.wait_count(people.len(), WAIT).await;
+    let (ids, got) = send_to_all(&t, &people).await;
     let path = |email: &str| got.iter().find(|m| m.rcpts == vec![email.to_string()]).unwrap().from.clone();
 
     // A receiver saying our DKIM signature failed (RFC 6591), and a

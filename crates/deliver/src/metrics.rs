@@ -93,7 +93,7 @@ impl Metrics {
         registry.register(
             "returned_mail",
             "Mail received for the bounce domain, by what it said (bounced, deferred, delivered, complained, \
-             auto_replied, unsubscribed, unreadable)",
+             feedback, auto_replied, unsubscribed, unreadable)",
             returned_mail.clone(),
         );
         let events_received = Family::<SourceLabels, Counter>::default();

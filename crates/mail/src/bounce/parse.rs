@@ -667,11 +667,22 @@ fn feedback(parts: &Parts, default_type: &str) -> Vec<Recipient> {
 /// The lines of `human` around the first mention of `addr`: the paragraph it is in and the
 /// next one.
 fn segment_about<'a>(human: &'a str, addr: &str) -> &'a str {
+    segment_range(human, addr).and_then(|(start, end)| human.get(start..end)).unwrap_or("")
+}
+
+/// The lines of `human` from its start to the end of [`segment_about`] (all of it when the
+/// address is not there).
+fn segment_from_top<'a>(human: &'a str, addr: &str) -> &'a str {
+    segment_range(human, addr).and_then(|(_, end)| human.get(..end)).unwrap_or(human)
+}
+
+/// Where [`segment_about`] starts and ends in `human`.
+fn segment_range(human: &str, addr: &str) -> Option<(usize, usize)> {
     if addr.is_empty() {
-        return "";
+        return None;
     }
     let lower = human.to_ascii_lowercase();
-    let Some(pos) = lower.find(&addr.to_ascii_lowercase()) else { return "" };
+    let pos = lower.find(&addr.to_ascii_lowercase())?;
     let start = lower[..pos].rfind("\n\n").map_or(0, |i| i + 2);
     let mut end = pos;
     for _ in 0..2 {
@@ -683,18 +694,7 @@ fn segment_about<'a>(human: &'a str, addr: &str) -> &'a str {
             }
         }
     }
-    human.get(start..end).unwrap_or("")
-}
-
-/// The lines of `human` from its start to the end of the paragraph after the first mention
-/// of `addr` (all of it when the address is not there).
-fn segment_from_top<'a>(human: &'a str, addr: &str) -> &'a str {
-    let seg = segment_about(human, addr);
-    if seg.is_empty() {
-        return human;
-    }
-    let end = seg.as_ptr() as usize - human.as_ptr() as usize + seg.len();
-    &human[..end]
+    Some((start, end))
 }
 
 fn from_dsn(mta: Mta, hosts: &Hosts, r: DsnRecord, human: &str, subject: &str) -> Recipient {

@@ -317,6 +317,15 @@ pub async fn stream(
     };
     let filter = StreamFilter { tenant: caller.tenant_id.clone(), types, tag: q.get("tag").cloned() };
     let mut live = fb.events.subscribe();
+    // Without a resume point the stream starts at the present: the end of
+    // the log when the request came, read before answering (read in the
+    // task instead, it could pass events written after the client had its
+    // 200). The hub may not have read that far: it reads nothing while
+    // nobody listens.
+    let present = match resume {
+        None => st.store.last_event_id().await.ok(),
+        Some(_) => None,
+    };
     let (tx, rx) = mpsc::channel::<Event>(256);
     tokio::spawn(async move {
         // The hub may still be reading where the log ends.
@@ -330,9 +339,7 @@ pub async fn stream(
                 Ok(n) => n,
                 Err(()) => return,
             },
-            // From the present: the end of the log, which the hub may not
-            // have read yet (it reads nothing while nobody listens).
-            None => st.store.last_event_id().await.map_or(head, |last| last.max(head)),
+            None => present.map_or(head, |last| last.max(head)),
         };
         loop {
             match live.recv().await {

@@ -68,17 +68,11 @@ impl From<std::sync::Arc<epistle_store::StoreError>> for ApiError {
 impl From<&epistle_store::StoreError> for ApiError {
     fn from(e: &epistle_store::StoreError) -> Self {
         match e {
-            epistle_store::StoreError::Db(sqlx_err) if is_unavailable(sqlx_err) => ApiError::unavailable(e),
-            epistle_store::StoreError::Closed => ApiError::unavailable(e),
+            e if e.is_unavailable() => ApiError::unavailable(e),
             epistle_store::StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m.clone()),
             _ => ApiError::internal(e),
         }
     }
-}
-
-fn is_unavailable(e: &epistle_store::sqlx_error::Error) -> bool {
-    use epistle_store::sqlx_error::Error as E;
-    matches!(e, E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed)
 }
 
 impl IntoResponse for ApiError {

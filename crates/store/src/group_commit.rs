@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::messages::Lease;
+use crate::messages::{Lease, Recorded};
 use crate::{Claimed, DeliveryMessage, InsertResult, NewMessage, Outcome, Result, Store, StoreError};
 
 /// Most messages committed in one group.
@@ -195,15 +195,14 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Work>, handoff: Option<HandOff
 }
 
 /// What [`Store::commit_group`] takes of each record.
-fn parts(records: &[Record]) -> Vec<(&str, &[Outcome], i64)> {
-    records.iter().map(|r| (r.node.as_str(), &r.outcomes[..], r.now)).collect()
+fn parts(records: &[Record]) -> Vec<Recorded> {
+    records.iter().map(|r| (r.node.clone(), r.outcomes.clone(), r.now)).collect()
 }
 
 /// Commits outcomes alone; true if that worked.
 async fn record(store: &Store, records: Vec<Record>) -> bool {
-    let parts = parts(&records);
-    let result = store.commit_group(Vec::new(), 0, None, &parts).await.map(|_| ()).map_err(|(e, _)| Arc::new(e));
-    drop(parts);
+    let result =
+        store.commit_group(Vec::new(), 0, None, parts(&records)).await.map(|_| ()).map_err(|(e, _)| Arc::new(e));
     if let Err(e) = &result {
         tracing::error!(error = %e, outcome_batches = records.len(), "cannot record outcomes");
     }
@@ -244,10 +243,8 @@ async fn accept(
         }
     }
     let flags: Vec<bool> = handed.iter().map(Option::is_some).collect();
-    let lease = handoff.map(|h| Lease { node: &h.node, until: now + h.lease_ms, messages: &flags });
-    let parts = parts(&records);
-    let mut result = store.commit_group(all, now, lease.as_ref(), &parts).await;
-    drop(parts);
+    let lease = || handoff.map(|h| Lease { node: h.node.clone(), until: now + h.lease_ms, messages: flags.clone() });
+    let mut result = store.commit_group(all, now, lease(), parts(&records)).await;
     if let Err((e, Some(all))) = result {
         // The outcomes failed before anything was accepted: they are
         // answered so, and the accepts are committed alone.
@@ -257,7 +254,7 @@ async fn accept(
             let _ = r.reply.send(Err(e.clone()));
         }
         shared_failed = true;
-        result = store.commit_group(all, now, lease.as_ref(), &[]).await;
+        result = store.commit_group(all, now, lease(), Vec::new()).await;
     }
     let result = result.map_err(|(e, _)| e);
     match result {

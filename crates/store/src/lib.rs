@@ -11,6 +11,7 @@
 
 mod business;
 mod definitions;
+mod direct;
 mod domains;
 mod feedback;
 mod group_commit;
@@ -47,14 +48,16 @@ pub use records::*;
 pub use templates::{NewTemplateVersion, TemplateRecord, TemplateVersion};
 pub use webhooks::{WebhookDeliveryRecord, WebhookJob, WebhookRecord, WebhookResult};
 pub use workflows::{NewWorkflowRun, RunAdvance, WorkflowRecord, WorkflowRun};
-pub mod sqlx_error {
-    pub use sqlx::Error;
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// From SQLite's own writer connection (see `direct`).
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("cannot start the database's writer thread: {0}")]
+    Thread(std::io::Error),
     #[error("invalid database URL `{url}`: {reason}")]
     Url { url: String, reason: String },
     #[error("could not create the database folder {path}: {source}")]
@@ -74,6 +77,32 @@ pub(crate) fn unique_to_conflict(e: sqlx::Error, what: &str) -> StoreError {
     match e.as_database_error() {
         Some(d) if d.is_unique_violation() => StoreError::Conflict(what.to_string()),
         _ => StoreError::Db(e),
+    }
+}
+
+impl StoreError {
+    /// True when the database could not be reached or written just now (a
+    /// pool timed out, the connection or the disk failed, the file was
+    /// locked or full), rather than refusing what was asked: asking again
+    /// later may work.
+    pub fn is_unavailable(&self) -> bool {
+        use rusqlite::ErrorCode as C;
+        match self {
+            StoreError::Db(e) => matches!(
+                e,
+                sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::Io(_)
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::WorkerCrashed
+            ),
+            StoreError::Sqlite(e) => matches!(
+                e.sqlite_error_code(),
+                Some(C::DatabaseBusy | C::DatabaseLocked | C::DiskFull | C::SystemIoFailure | C::CannotOpen)
+            ),
+            StoreError::Closed | StoreError::Thread(_) => true,
+            _ => false,
+        }
     }
 }
 
@@ -127,6 +156,9 @@ pub struct Store {
     /// SQLite (a file): the connection that checkpoints the WAL, see
     /// [`checkpoints`].
     checkpointer: Option<AnyPool>,
+    /// SQLite (a file): the connection group commits run on, see
+    /// [`direct`].
+    direct: Option<Arc<direct::Direct>>,
 }
 
 /// A pool of SQLite connections that each run `pragmas` when opened. No
@@ -221,6 +253,7 @@ impl Store {
                 sqlite_sync: opts.sqlite_sync,
                 writer_sync: Arc::new(AtomicU8::new(SYNC_UNKNOWN)),
                 checkpointer: None,
+                direct: None,
             });
         }
         if let Some(rest) = url.strip_prefix("sqlite:") {
@@ -267,12 +300,19 @@ impl Store {
                 .acquire_timeout(opts.acquire_timeout)
                 .connect_with(co.clone())
                 .await?;
-            let checkpointer = if path == ":memory:" || path.starts_with("file::memory:") {
+            let in_memory = path == ":memory:" || path.starts_with("file::memory:");
+            let checkpointer = if in_memory {
                 None
             } else {
                 let pool = sqlite_pool(1, &pragmas).connect_with(co).await?;
                 tokio::spawn(checkpoints(pool.clone()));
                 Some(pool)
+            };
+            let read_only = query.is_some_and(|q| q.contains("mode=ro"));
+            let direct = if in_memory || read_only {
+                None
+            } else {
+                Some(Arc::new(direct::Direct::open(Path::new(path), opts.sqlite_sync, WRITER_CHECKPOINT_PAGES)?))
             };
             return Ok(Self {
                 read,
@@ -281,6 +321,7 @@ impl Store {
                 sqlite_sync: opts.sqlite_sync,
                 writer_sync: Arc::new(AtomicU8::new(SYNC_UNKNOWN)),
                 checkpointer,
+                direct,
             });
         }
         Err(StoreError::Url { url: redact(url), reason: "use sqlite://PATH or postgres://USER@HOST/DB".into() })
@@ -362,6 +403,18 @@ mod tests {
     use sqlx::Row;
 
     use super::*;
+
+    #[test]
+    fn unavailable_means_try_again_later() {
+        let busy = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY), None);
+        let constraint =
+            rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT), None);
+        assert!(StoreError::Sqlite(busy).is_unavailable());
+        assert!(StoreError::Db(sqlx::Error::PoolTimedOut).is_unavailable());
+        assert!(StoreError::Closed.is_unavailable());
+        assert!(!StoreError::Sqlite(constraint).is_unavailable());
+        assert!(!StoreError::Conflict("taken".into()).is_unavailable());
+    }
 
     async fn sync_level(store: &Store, d: Durability) -> i64 {
         let mut conn = store.writer(d).await.unwrap();

@@ -52,13 +52,22 @@ pub struct NewMessage {
 }
 
 /// Which messages of a batch their node claims as they are inserted.
-pub(crate) struct Lease<'a> {
-    pub node: &'a str,
+pub(crate) struct Lease {
+    pub node: String,
     /// When the claim runs out unless renewed (like `now + lease` of a claim).
     pub until: i64,
     /// One flag per message of the batch.
-    pub messages: &'a [bool],
+    pub messages: Vec<bool>,
 }
+
+/// Outcomes a group commit records: `(node, outcomes, when)`, as
+/// [`Store::record_outcomes`] takes them.
+pub(crate) type Recorded = (String, std::sync::Arc<[crate::Outcome]>, i64);
+
+/// What a group commit answers: a result per message, or the error and,
+/// when the outcomes failed before anything was accepted, the messages
+/// back.
+type GroupResult = Result<Vec<InsertResult>, (StoreError, Option<Vec<NewMessage>>)>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InsertResult {
@@ -118,12 +127,235 @@ pub(crate) fn parse_status(s: &str) -> Result<RecipientStatus> {
     s.parse().map_err(StoreError::Corrupt)
 }
 
+/// The rows of the accepted messages (with their place in the batch, which
+/// `lease` marks), added to `rows`.
+fn accepted_rows(
+    dialect: Dialect,
+    accepted: Vec<(usize, NewMessage)>,
+    now: i64,
+    lease: Option<&Lease>,
+    rows: &mut Batch,
+) {
+    let mut msg_rows = Vec::with_capacity(accepted.len());
+    let mut rcpt_rows = Vec::new();
+    let mut tag_rows = Vec::new();
+    let mut event_rows = Vec::new();
+    let mut body_rows = Vec::new();
+    let mut template_uses: Vec<(String, String, i64, i64)> = Vec::new();
+    for (i, m) in accepted {
+        let leased = lease.is_some_and(|l| l.messages.get(i).copied().unwrap_or(false));
+        if let Some((name, version)) = &m.template {
+            match template_uses.iter_mut().find(|u| u.0 == m.tenant_id && u.1 == *name && u.2 == *version) {
+                Some(u) => u.3 += 1,
+                None => template_uses.push((m.tenant_id.clone(), name.clone(), *version, 1)),
+            }
+        }
+        let (status, due) = match m.send_at {
+            Some(t) if t > now => (RecipientStatus::Scheduled, t),
+            _ => (RecipientStatus::Queued, now),
+        };
+        for (i, r) in m.recipients.iter().enumerate() {
+            // Ids that sort in the order recipients were given (tokens
+            // in mail name recipients by this index).
+            let rcpt_id = epistle_core::token::recipient_id(&m.id, i as u16);
+            let (st, due, detail) = match &r.suppressed {
+                Some(why) => (RecipientStatus::Suppressed, Val::OI(None), Val::OS(Some(why.clone()))),
+                None => (status, Val::I(due), Val::OS(None)),
+            };
+            // Claimed at birth: 'sending', held by the node until its lease
+            // runs out, as a claim leaves it. The event still says queued.
+            let (row_status, row_due, claimed_by) = match lease {
+                Some(l) if leased && st == RecipientStatus::Queued => {
+                    (RecipientStatus::Sending, Val::I(l.until), Val::OS(Some(l.node.clone())))
+                }
+                _ => (st, due, Val::OS(None)),
+            };
+            if i > 0
+                && let Some(body) = m.variants.get(i - 1)
+            {
+                body_rows.push(vec![Val::S(rcpt_id.clone()), Val::B(body.clone())]);
+            }
+            rcpt_rows.push(vec![
+                Val::S(rcpt_id),
+                m.tenant_id.as_str().into(),
+                m.id.as_str().into(),
+                r.email.as_str().into(),
+                r.kind.into(),
+                row_status.as_str().into(),
+                row_due,
+                claimed_by,
+                detail.clone(),
+                Val::I(now),
+                Val::I(now),
+            ]);
+            event_rows.push(vec![
+                m.tenant_id.as_str().into(),
+                m.id.as_str().into(),
+                r.email.as_str().into(),
+                st.as_str().into(),
+                detail,
+                Val::I(now),
+            ]);
+        }
+        for t in &m.tags {
+            tag_rows.push(vec![m.tenant_id.as_str().into(), t.as_str().into(), m.id.as_str().into()]);
+        }
+        let size = m.raw.len() as i64;
+        msg_rows.push(vec![
+            Val::S(m.id),
+            Val::S(m.tenant_id),
+            Val::S(m.from),
+            Val::S(m.envelope_from),
+            Val::S(m.subject),
+            Val::S(serde_json::to_string(&m.to).unwrap_or_default()),
+            Val::S(serde_json::to_string(&m.cc).unwrap_or_default()),
+            Val::S(serde_json::to_string(&m.tags).unwrap_or_default()),
+            Val::S(m.metadata.to_string()),
+            Val::S(m.stream),
+            Val::S(m.header_message_id),
+            Val::B(m.raw),
+            Val::I(size),
+            Val::OI(m.send_at),
+            Val::I(now),
+            Val::OS(m.category),
+            Val::I(i64::from(m.personalized)),
+        ]);
+    }
+    rows.insert(
+        "messages",
+        &[
+            "id",
+            "tenant_id",
+            "from_addr",
+            "envelope_from",
+            "subject",
+            "to_json",
+            "cc_json",
+            "tags_json",
+            "metadata_json",
+            "stream",
+            "header_message_id",
+            "raw",
+            "size",
+            "send_at",
+            "created_at",
+            "category",
+            "personalized",
+        ],
+        msg_rows,
+        "",
+    );
+    rows.insert(
+        "recipients",
+        &[
+            "id",
+            "tenant_id",
+            "message_id",
+            "email",
+            "kind",
+            "status",
+            "due_at",
+            "claimed_by",
+            "last_response",
+            "created_at",
+            "updated_at",
+        ],
+        rcpt_rows,
+        "",
+    );
+    rows.insert("message_tags", &["tenant_id", "tag", "message_id"], tag_rows, " ON CONFLICT DO NOTHING");
+    rows.insert("events", EVENT_COLS, event_rows, "");
+    rows.insert("recipient_bodies", &["recipient_id", "raw"], body_rows, "");
+    for (tenant, name, version, n) in template_uses {
+        let sql = format!(
+            "UPDATE template_versions SET uses = uses + {} WHERE tenant_id = {} AND name = {} AND version = {}",
+            placeholders(dialect, 1, 1),
+            placeholders(dialect, 2, 1),
+            placeholders(dialect, 3, 1),
+            placeholders(dialect, 4, 1),
+        );
+        rows.push((sql, vec![Val::I(n), Val::S(tenant), Val::S(name), Val::I(version)]));
+    }
+}
+
+/// Takes an idempotency key, unless it was taken before.
+const IDEMPOTENCY_INSERT: &str = "INSERT INTO idempotency_keys (tenant_id, idem_key, request_hash, message_id, response, \
+                                  created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, idem_key) DO NOTHING";
+/// What a key taken before answered.
+const IDEMPOTENCY_SELECT: &str =
+    "SELECT request_hash, message_id, response FROM idempotency_keys WHERE tenant_id = $1 AND idem_key = $2";
+
+/// The answer to a key seen before: the same again for the same request
+/// (`hash`), a conflict for another.
+fn replayed(hash: &str, prev_hash: String, message_id: String, response: String) -> InsertResult {
+    if prev_hash == hash {
+        InsertResult::Replay { message_id, response }
+    } else {
+        InsertResult::Conflict { message_id }
+    }
+}
+
+/// One group commit on SQLite's own writer: [`Store::commit_group`]'s
+/// transaction, start to end, in one job.
+fn commit_group_direct(
+    w: &mut crate::direct::Writer,
+    batch: Vec<NewMessage>,
+    now: i64,
+    lease: Option<Lease>,
+    recorded: Vec<Recorded>,
+) -> Result<Vec<InsertResult>, (rusqlite::Error, Option<Vec<NewMessage>>)> {
+    let durable = !batch.is_empty();
+    w.durable(durable).map_err(|e| (e, None))?;
+    let tx = w.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(|e| (e, None))?;
+    // Outcomes first, so that their failure is told apart (the transaction
+    // rolls back as it is dropped).
+    let mut recorded_rows = Batch::new(Dialect::Sqlite);
+    for (node, outcomes, at) in &recorded {
+        if let Err(e) = crate::queue::record_outcomes_direct(&tx, node, outcomes, *at, &mut recorded_rows) {
+            return Err((e, durable.then_some(batch)));
+        }
+    }
+    if let Err(e) = recorded_rows.run_direct(&tx) {
+        return Err((e, durable.then_some(batch)));
+    }
+    let mut results = Vec::with_capacity(batch.len());
+    if durable {
+        let mut accepted = Vec::with_capacity(batch.len());
+        let mut take = tx.prepare_cached(IDEMPOTENCY_INSERT).map_err(|e| (e, None))?;
+        let mut seen = tx.prepare_cached(IDEMPOTENCY_SELECT).map_err(|e| (e, None))?;
+        for (i, m) in batch.into_iter().enumerate() {
+            if let Some((key, hash)) = &m.idempotency {
+                let taken = take
+                    .execute(rusqlite::params![m.tenant_id, key, hash, m.id, m.response, now])
+                    .map_err(|e| (e, None))?;
+                if taken == 0 {
+                    let found = seen
+                        .query_row(rusqlite::params![m.tenant_id, key], |r| {
+                            Ok(replayed(hash, r.get(0)?, r.get(1)?, r.get(2)?))
+                        })
+                        .map_err(|e| (e, None))?;
+                    results.push(found);
+                    continue;
+                }
+            }
+            results.push(InsertResult::Inserted);
+            accepted.push((i, m));
+        }
+        drop((take, seen));
+        let mut rows = Batch::new(Dialect::Sqlite);
+        accepted_rows(Dialect::Sqlite, accepted, now, lease.as_ref(), &mut rows);
+        rows.run_direct(&tx).map_err(|e| (e, None))?;
+    }
+    tx.commit().map_err(|e| (e, None))?;
+    Ok(results)
+}
+
 impl Store {
     /// Commits a batch of messages in one transaction, honouring idempotency
     /// keys. Returns one result per input, in order. When this returns `Ok`,
     /// every `Inserted` message is durable.
     pub async fn insert_messages(&self, batch: Vec<NewMessage>, now: i64) -> Result<Vec<InsertResult>> {
-        self.commit_group(batch, now, None, &[]).await.map_err(|(e, _)| e)
+        self.commit_group(batch, now, None, Vec::new()).await.map_err(|(e, _)| e)
     }
 
     /// One transaction of the group committer: records each `(node,
@@ -140,10 +372,21 @@ impl Store {
         &self,
         batch: Vec<NewMessage>,
         now: i64,
-        lease: Option<&Lease<'_>>,
-        recorded: &[(&str, &[crate::Outcome], i64)],
-    ) -> Result<Vec<InsertResult>, (StoreError, Option<Vec<NewMessage>>)> {
+        lease: Option<Lease>,
+        recorded: Vec<Recorded>,
+    ) -> GroupResult {
         let durable = !batch.is_empty();
+        if let Some(direct) = &self.direct {
+            // sqlx's writer connection, held meanwhile, keeps every other
+            // write out; its `synchronous` level is not ours to set.
+            let conn = self.write.acquire().await.map_err(|e| (e.into(), None))?;
+            let ran = direct.run(conn, move |w| commit_group_direct(w, batch, now, lease, recorded)).await;
+            return match ran {
+                Ok(Ok(results)) => Ok(results),
+                Ok(Err((e, back))) => Err((e.into(), back)),
+                Err(e) => Err((e, None)),
+            };
+        }
         let mut conn = self
             .writer(if durable { Durability::Durable } else { Durability::Relaxed })
             .await
@@ -155,7 +398,7 @@ impl Store {
         // The rows of all outcomes go in one batch, run before anything of
         // the accepts is written, so that a failure there is told apart.
         let mut recorded_rows = Batch::new(self.dialect);
-        for (node, outcomes, at) in recorded {
+        for (node, outcomes, at) in &recorded {
             if outcomes.is_empty() {
                 continue;
             }
@@ -170,7 +413,8 @@ impl Store {
         }
         let results = if durable {
             let mut rows = Batch::new(self.dialect);
-            let results = self.insert_leased_in(&mut tx, batch, now, lease, &mut rows).await.map_err(|e| (e, None))?;
+            let (results, accepted) = self.claim_keys(&mut tx, batch, now).await.map_err(|e| (e, None))?;
+            accepted_rows(self.dialect, accepted, now, lease.as_ref(), &mut rows);
             rows.run(&mut tx).await.map_err(|e| (e.into(), None))?;
             results
         } else {
@@ -188,209 +432,44 @@ impl Store {
         now: i64,
     ) -> Result<Vec<InsertResult>> {
         let mut rows = Batch::new(self.dialect);
-        let results = self.insert_leased_in(tx, batch, now, None, &mut rows).await?;
+        let (results, accepted) = self.claim_keys(tx, batch, now).await?;
+        accepted_rows(self.dialect, accepted, now, None, &mut rows);
         rows.run(tx).await?;
         Ok(results)
     }
 
-    async fn insert_leased_in(
+    /// Takes the idempotency key of each message of `batch` that has one:
+    /// a result per message, and the messages to insert with their place in
+    /// the batch (a key seen before answers with what it answered then).
+    async fn claim_keys(
         &self,
         tx: &mut sqlx::AnyConnection,
         batch: Vec<NewMessage>,
         now: i64,
-        lease: Option<&Lease<'_>>,
-        rows: &mut Batch,
-    ) -> Result<Vec<InsertResult>> {
+    ) -> Result<(Vec<InsertResult>, Vec<(usize, NewMessage)>)> {
         let mut results = Vec::with_capacity(batch.len());
         let mut accepted = Vec::with_capacity(batch.len());
         for (i, m) in batch.into_iter().enumerate() {
-            let leased = lease.is_some_and(|l| l.messages.get(i).copied().unwrap_or(false));
             if let Some((key, hash)) = &m.idempotency {
-                let done = sqlx::query(
-                    "INSERT INTO idempotency_keys (tenant_id, idem_key, request_hash, message_id, response, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, idem_key) DO NOTHING",
-                )
-                .bind(&m.tenant_id)
-                .bind(key)
-                .bind(hash)
-                .bind(&m.id)
-                .bind(&m.response)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                if done.rows_affected() == 0 {
-                    let row = sqlx::query(
-                        "SELECT request_hash, message_id, response FROM idempotency_keys WHERE tenant_id = $1 AND idem_key = $2",
-                    )
+                let done = sqlx::query(IDEMPOTENCY_INSERT)
                     .bind(&m.tenant_id)
                     .bind(key)
-                    .fetch_one(&mut *tx)
+                    .bind(hash)
+                    .bind(&m.id)
+                    .bind(&m.response)
+                    .bind(now)
+                    .execute(&mut *tx)
                     .await?;
-                    let (prev_hash, message_id, response): (String, String, String) =
-                        (row.get(0), row.get(1), row.get(2));
-                    results.push(if &prev_hash == hash {
-                        InsertResult::Replay { message_id, response }
-                    } else {
-                        InsertResult::Conflict { message_id }
-                    });
+                if done.rows_affected() == 0 {
+                    let row = sqlx::query(IDEMPOTENCY_SELECT).bind(&m.tenant_id).bind(key).fetch_one(&mut *tx).await?;
+                    results.push(replayed(hash, row.get(0), row.get(1), row.get(2)));
                     continue;
                 }
             }
             results.push(InsertResult::Inserted);
-            accepted.push((m, leased));
+            accepted.push((i, m));
         }
-
-        let mut msg_rows = Vec::with_capacity(accepted.len());
-        let mut rcpt_rows = Vec::new();
-        let mut tag_rows = Vec::new();
-        let mut event_rows = Vec::new();
-        let mut body_rows = Vec::new();
-        let mut template_uses: Vec<(String, String, i64, i64)> = Vec::new();
-        for (m, leased) in accepted {
-            if let Some((name, version)) = &m.template {
-                match template_uses.iter_mut().find(|u| u.0 == m.tenant_id && u.1 == *name && u.2 == *version) {
-                    Some(u) => u.3 += 1,
-                    None => template_uses.push((m.tenant_id.clone(), name.clone(), *version, 1)),
-                }
-            }
-            let (status, due) = match m.send_at {
-                Some(t) if t > now => (RecipientStatus::Scheduled, t),
-                _ => (RecipientStatus::Queued, now),
-            };
-            for (i, r) in m.recipients.iter().enumerate() {
-                // Ids that sort in the order recipients were given (tokens
-                // in mail name recipients by this index).
-                let rcpt_id = epistle_core::token::recipient_id(&m.id, i as u16);
-                let (st, due, detail) = match &r.suppressed {
-                    Some(why) => (RecipientStatus::Suppressed, Val::OI(None), Val::OS(Some(why.clone()))),
-                    None => (status, Val::I(due), Val::OS(None)),
-                };
-                // Claimed at birth: 'sending', held by the node until its lease
-                // runs out, as a claim leaves it. The event still says queued.
-                let (row_status, row_due, claimed_by) = match lease {
-                    Some(l) if leased && st == RecipientStatus::Queued => {
-                        (RecipientStatus::Sending, Val::I(l.until), Val::OS(Some(l.node.to_string())))
-                    }
-                    _ => (st, due, Val::OS(None)),
-                };
-                if i > 0
-                    && let Some(body) = m.variants.get(i - 1)
-                {
-                    body_rows.push(vec![Val::S(rcpt_id.clone()), Val::B(body.clone())]);
-                }
-                rcpt_rows.push(vec![
-                    Val::S(rcpt_id),
-                    m.tenant_id.as_str().into(),
-                    m.id.as_str().into(),
-                    r.email.as_str().into(),
-                    r.kind.into(),
-                    row_status.as_str().into(),
-                    row_due,
-                    claimed_by,
-                    detail.clone(),
-                    Val::I(now),
-                    Val::I(now),
-                ]);
-                event_rows.push(vec![
-                    m.tenant_id.as_str().into(),
-                    m.id.as_str().into(),
-                    r.email.as_str().into(),
-                    st.as_str().into(),
-                    detail,
-                    Val::I(now),
-                ]);
-            }
-            for t in &m.tags {
-                tag_rows.push(vec![m.tenant_id.as_str().into(), t.as_str().into(), m.id.as_str().into()]);
-            }
-            let size = m.raw.len() as i64;
-            msg_rows.push(vec![
-                Val::S(m.id),
-                Val::S(m.tenant_id),
-                Val::S(m.from),
-                Val::S(m.envelope_from),
-                Val::S(m.subject),
-                Val::S(serde_json::to_string(&m.to).unwrap_or_default()),
-                Val::S(serde_json::to_string(&m.cc).unwrap_or_default()),
-                Val::S(serde_json::to_string(&m.tags).unwrap_or_default()),
-                Val::S(m.metadata.to_string()),
-                Val::S(m.stream),
-                Val::S(m.header_message_id),
-                Val::B(m.raw),
-                Val::I(size),
-                Val::OI(m.send_at),
-                Val::I(now),
-                Val::OS(m.category),
-                Val::I(i64::from(m.personalized)),
-            ]);
-        }
-        let statements = [
-            multi_insert(
-                self.dialect,
-                "messages",
-                &[
-                    "id",
-                    "tenant_id",
-                    "from_addr",
-                    "envelope_from",
-                    "subject",
-                    "to_json",
-                    "cc_json",
-                    "tags_json",
-                    "metadata_json",
-                    "stream",
-                    "header_message_id",
-                    "raw",
-                    "size",
-                    "send_at",
-                    "created_at",
-                    "category",
-                    "personalized",
-                ],
-                msg_rows,
-                "",
-            ),
-            multi_insert(
-                self.dialect,
-                "recipients",
-                &[
-                    "id",
-                    "tenant_id",
-                    "message_id",
-                    "email",
-                    "kind",
-                    "status",
-                    "due_at",
-                    "claimed_by",
-                    "last_response",
-                    "created_at",
-                    "updated_at",
-                ],
-                rcpt_rows,
-                "",
-            ),
-            multi_insert(
-                self.dialect,
-                "message_tags",
-                &["tenant_id", "tag", "message_id"],
-                tag_rows,
-                " ON CONFLICT DO NOTHING",
-            ),
-            multi_insert(self.dialect, "events", EVENT_COLS, event_rows, ""),
-            multi_insert(self.dialect, "recipient_bodies", &["recipient_id", "raw"], body_rows, ""),
-        ];
-        rows.extend(statements.into_iter().flatten());
-        for (tenant, name, version, n) in template_uses {
-            let sql = format!(
-                "UPDATE template_versions SET uses = uses + {} WHERE tenant_id = {} AND name = {} AND version = {}",
-                placeholders(self.dialect, 1, 1),
-                placeholders(self.dialect, 2, 1),
-                placeholders(self.dialect, 3, 1),
-                placeholders(self.dialect, 4, 1),
-            );
-            rows.push((sql, vec![Val::I(n), Val::S(tenant), Val::S(name), Val::I(version)]));
-        }
-        Ok(results)
+        Ok((results, accepted))
     }
 
     pub async fn get_message(&self, tenant_id: &str, id: &str) -> Result<Option<MessageRecord>> {

@@ -9,7 +9,7 @@ use epistle_core::{RecipientStatus, new_id};
 use sqlx::Row;
 
 use crate::messages::parse_status;
-use crate::sql::{Batch, EVENT_COLS, MAX_PARAMS, Val, bind_all, multi_insert, placeholders};
+use crate::sql::{Batch, EVENT_COLS, MAX_PARAMS, Val, bind_all, placeholders};
 use crate::{Dialect, Durability, Result, Store};
 
 /// A recipient claimed by a node.
@@ -108,6 +108,139 @@ fn effect(kind: OutcomeKind) -> (RecipientStatus, Option<i64>, i64) {
         OutcomeKind::Released { retry_at } => (RecipientStatus::Queued, Some(retry_at), 0),
         OutcomeKind::Suppressed => (RecipientStatus::Suppressed, None, 0),
     }
+}
+
+/// `outcomes` in the one order every writer of their rows takes them: by
+/// recipient id. A recipient has one outcome per claim; should one appear
+/// twice, the first counts.
+pub(crate) fn in_lock_order(outcomes: &[Outcome]) -> Vec<&Outcome> {
+    let mut ordered: Vec<&Outcome> = outcomes.iter().collect();
+    ordered.sort_by(|a, b| a.recipient_id.cmp(&b.recipient_id));
+    ordered.dedup_by(|b, a| a.recipient_id == b.recipient_id);
+    ordered
+}
+
+/// The values of one recipient's status change, in the order both updates
+/// bind them: id, status, due, attempts to add, response, time, node.
+fn status_change(o: &Outcome, node: &str, now: i64) -> [Val; 7] {
+    let (status, due, counts) = effect(o.kind);
+    [
+        Val::S(o.recipient_id.clone()),
+        status.as_str().into(),
+        Val::OI(due),
+        Val::I(counts),
+        o.response.as_str().into(),
+        Val::I(now),
+        node.into(),
+    ]
+}
+
+/// SQLite's writer: [`Store::record_outcomes_in`] with one prepared update
+/// per recipient instead of one joined update per chunk.
+pub(crate) fn record_outcomes_direct(
+    tx: &rusqlite::Connection,
+    node: &str,
+    outcomes: &[Outcome],
+    now: i64,
+    rows: &mut Batch,
+) -> rusqlite::Result<()> {
+    let ordered = in_lock_order(outcomes);
+    let mut changed = std::collections::HashSet::with_capacity(ordered.len());
+    let mut update = tx.prepare_cached(
+        "UPDATE recipients SET status = ?2, due_at = ?3, claimed_by = NULL, attempts = attempts + ?4, \
+         last_response = ?5, updated_at = ?6 WHERE id = ?1 AND claimed_by = ?7 AND status = 'sending'",
+    )?;
+    for o in &ordered {
+        if update.execute(rusqlite::params_from_iter(status_change(o, node, now).iter()))? == 1 {
+            changed.insert(o.recipient_id.clone());
+        }
+    }
+    drop(update);
+    outcome_rows(ordered, &changed, node, now, rows);
+    Ok(())
+}
+
+/// The rows that follow the status changes of `ordered` (those in
+/// `changed` were applied): an attempt per attempt made, an event and a
+/// suppression where the change was applied.
+fn outcome_rows(
+    ordered: Vec<&Outcome>,
+    changed: &std::collections::HashSet<String>,
+    node: &str,
+    now: i64,
+    rows: &mut Batch,
+) {
+    let mut attempts = Vec::with_capacity(ordered.len());
+    let mut events = Vec::with_capacity(ordered.len());
+    let mut suppressions = Vec::new();
+    for o in ordered {
+        let (status, _, counts) = effect(o.kind);
+        let applied = changed.contains(&o.recipient_id);
+        if counts == 1 {
+            attempts.push(vec![
+                Val::S(new_id("att")),
+                o.tenant_id.as_str().into(),
+                o.message_id.as_str().into(),
+                o.recipient_id.as_str().into(),
+                o.transport.as_str().into(),
+                node.into(),
+                status.as_str().into(),
+                o.response.as_str().into(),
+                Val::I(o.started_at),
+                Val::I(o.duration_ms),
+                Val::I(o.cost_micros),
+            ]);
+        }
+        if let Some(reason) = &o.suppress
+            && applied
+        {
+            suppressions.push(vec![
+                o.tenant_id.as_str().into(),
+                o.email.to_ascii_lowercase().into(),
+                "".into(),
+                reason.as_str().into(),
+                "delivery".into(),
+                Val::OS(Some(o.response.clone())),
+                Val::I(now),
+            ]);
+        }
+        let counted = counts == 1 || o.kind == OutcomeKind::Suppressed;
+        if counted && applied {
+            events.push(vec![
+                o.tenant_id.as_str().into(),
+                o.message_id.as_str().into(),
+                o.email.as_str().into(),
+                status.as_str().into(),
+                Val::OS(Some(o.response.clone())),
+                Val::I(now),
+            ]);
+        }
+    }
+    rows.insert(
+        "attempts",
+        &[
+            "id",
+            "tenant_id",
+            "message_id",
+            "recipient_id",
+            "transport",
+            "node",
+            "outcome",
+            "response",
+            "started_at",
+            "duration_ms",
+            "cost_micros",
+        ],
+        attempts,
+        "",
+    );
+    rows.insert("events", EVENT_COLS, events, "");
+    rows.insert(
+        "suppressions",
+        &["tenant_id", "email", "scope", "reason", "source", "detail", "created_at"],
+        suppressions,
+        " ON CONFLICT DO NOTHING",
+    );
 }
 
 impl Store {
@@ -225,11 +358,7 @@ impl Store {
         now: i64,
         rows: &mut Batch,
     ) -> Result<()> {
-        // One lock order for every writer of these rows: by id. A recipient
-        // has one outcome per claim; should one appear twice, the first counts.
-        let mut ordered: Vec<&Outcome> = outcomes.iter().collect();
-        ordered.sort_by(|a, b| a.recipient_id.cmp(&b.recipient_id));
-        ordered.dedup_by(|b, a| a.recipient_id == b.recipient_id);
+        let ordered = in_lock_order(outcomes);
         let mut changed: std::collections::HashSet<String> = std::collections::HashSet::with_capacity(ordered.len());
         const PER_ROW: usize = 7;
         for chunk in ordered.chunks(MAX_PARAMS / PER_ROW) {
@@ -250,22 +379,13 @@ impl Store {
             );
             let mut vals = Vec::with_capacity(chunk.len() * PER_ROW);
             for (i, o) in chunk.iter().enumerate() {
-                let (status, due, counts) = effect(o.kind);
                 if i > 0 {
                     sql.push_str(", ");
                 }
                 sql.push('(');
                 sql.push_str(&placeholders(self.dialect, i * PER_ROW + 1, PER_ROW));
                 sql.push(')');
-                vals.extend([
-                    Val::S(o.recipient_id.clone()),
-                    status.as_str().into(),
-                    Val::OI(due),
-                    Val::I(counts),
-                    o.response.as_str().into(),
-                    Val::I(now),
-                    node.into(),
-                ]);
+                vals.extend(status_change(o, node, now));
             }
             sql.push_str(
                 ") AS v WHERE recipients.id = v.column1 AND recipients.claimed_by = v.column7 \
@@ -274,82 +394,7 @@ impl Store {
             let rows = bind_all(sqlx::query(&sql), vals).fetch_all(&mut *tx).await?;
             changed.extend(rows.iter().map(|r| r.get::<String, _>(0)));
         }
-        let mut attempts = Vec::with_capacity(outcomes.len());
-        let mut events = Vec::with_capacity(outcomes.len());
-        let mut suppressions = Vec::new();
-        for o in ordered {
-            let (status, _, counts) = effect(o.kind);
-            let applied = changed.contains(&o.recipient_id);
-            if counts == 1 {
-                attempts.push(vec![
-                    Val::S(new_id("att")),
-                    o.tenant_id.as_str().into(),
-                    o.message_id.as_str().into(),
-                    o.recipient_id.as_str().into(),
-                    o.transport.as_str().into(),
-                    node.into(),
-                    status.as_str().into(),
-                    o.response.as_str().into(),
-                    Val::I(o.started_at),
-                    Val::I(o.duration_ms),
-                    Val::I(o.cost_micros),
-                ]);
-            }
-            if let Some(reason) = &o.suppress
-                && applied
-            {
-                suppressions.push(vec![
-                    o.tenant_id.as_str().into(),
-                    o.email.to_ascii_lowercase().into(),
-                    "".into(),
-                    reason.as_str().into(),
-                    "delivery".into(),
-                    Val::OS(Some(o.response.clone())),
-                    Val::I(now),
-                ]);
-            }
-            let counted = counts == 1 || o.kind == OutcomeKind::Suppressed;
-            if counted && applied {
-                events.push(vec![
-                    o.tenant_id.as_str().into(),
-                    o.message_id.as_str().into(),
-                    o.email.as_str().into(),
-                    status.as_str().into(),
-                    Val::OS(Some(o.response.clone())),
-                    Val::I(now),
-                ]);
-            }
-        }
-        let statements = [
-            multi_insert(
-                self.dialect,
-                "attempts",
-                &[
-                    "id",
-                    "tenant_id",
-                    "message_id",
-                    "recipient_id",
-                    "transport",
-                    "node",
-                    "outcome",
-                    "response",
-                    "started_at",
-                    "duration_ms",
-                    "cost_micros",
-                ],
-                attempts,
-                "",
-            ),
-            multi_insert(self.dialect, "events", EVENT_COLS, events, ""),
-            multi_insert(
-                self.dialect,
-                "suppressions",
-                &["tenant_id", "email", "scope", "reason", "source", "detail", "created_at"],
-                suppressions,
-                " ON CONFLICT DO NOTHING",
-            ),
-        ];
-        rows.extend(statements.into_iter().flatten());
+        outcome_rows(ordered, &changed, node, now, rows);
         Ok(())
     }
 

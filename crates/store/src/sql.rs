@@ -125,58 +125,128 @@ pub fn multi_insert(
 /// Columns of an `events` row, in the order the insert helpers bind them.
 pub const EVENT_COLS: &[&str] = &["tenant_id", "message_id", "recipient", "type", "detail", "at"];
 
+/// Rows for one table, inserted together.
+struct Rows {
+    table: &'static str,
+    cols: &'static [&'static str],
+    rows: Vec<Vec<Val>>,
+    suffix: &'static str,
+}
+
+enum Step {
+    Sql(String, Vec<Val>),
+    Rows(Rows),
+}
+
 /// Statements that go to the database together where it can take them
 /// together.
 ///
-/// On SQLite every statement is a round trip to the connection's thread
-/// (two thread wake-ups), made while holding the only writer. SQLite runs a
-/// string of several statements in one call, binding each statement's
-/// anonymous `?` parameters in turn, so a batch is one round trip there.
-/// PostgreSQL's extended protocol takes one statement per query: there the
-/// statements run one by one.
+/// Over sqlx, every statement on SQLite is a round trip to the connection's
+/// thread (two thread wake-ups), made while holding the only writer. SQLite
+/// runs a string of several statements in one call, binding each
+/// statement's anonymous `?` parameters in turn, so a batch is one round
+/// trip there; rows become multi-row inserts. PostgreSQL's extended
+/// protocol takes one statement per query: there the statements run one by
+/// one. On SQLite's own writer ([`Batch::run_direct`]) each row is one
+/// execution of a prepared statement kept across transactions, with no
+/// SQL to parse.
 pub struct Batch {
     dialect: Dialect,
-    sql: String,
-    vals: Vec<Val>,
-    statements: Vec<(String, Vec<Val>)>,
+    steps: Vec<Step>,
 }
 
 impl Batch {
     pub fn new(dialect: Dialect) -> Self {
-        Self { dialect, sql: String::new(), vals: Vec::new(), statements: Vec::new() }
+        Self { dialect, steps: Vec::new() }
     }
 
     /// Adds one statement (no trailing `;`). Its placeholders must be what
     /// [`placeholders`] gives, bound in order.
     pub fn push(&mut self, (sql, vals): (String, Vec<Val>)) {
-        match self.dialect {
-            Dialect::Sqlite => {
-                if !self.sql.is_empty() {
-                    self.sql.push_str(";\n");
-                }
-                self.sql.push_str(&sql);
-                self.vals.extend(vals);
-            }
-            Dialect::Postgres => self.statements.push((sql, vals)),
+        self.steps.push(Step::Sql(sql, vals));
+    }
+
+    /// Adds `INSERT INTO table (cols) VALUES …suffix` for each of `rows`
+    /// (nothing when there are none).
+    pub fn insert(
+        &mut self,
+        table: &'static str,
+        cols: &'static [&'static str],
+        rows: Vec<Vec<Val>>,
+        suffix: &'static str,
+    ) {
+        if !rows.is_empty() {
+            self.steps.push(Step::Rows(Rows { table, cols, rows, suffix }));
         }
     }
 
-    pub fn extend(&mut self, statements: impl IntoIterator<Item = (String, Vec<Val>)>) {
-        for s in statements {
-            self.push(s);
-        }
-    }
-
-    /// Runs the statements, in the order they were added.
+    /// Runs the statements over sqlx, in the order they were added.
     pub async fn run(self, conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
-        if !self.sql.is_empty() {
-            // Not kept in the statement cache: the mix of statements and
-            // row counts differs from one batch to the next.
-            bind_all(sqlx::query(&self.sql), self.vals).persistent(false).execute(&mut *conn).await?;
-        }
-        for (sql, vals) in self.statements {
-            bind_all(sqlx::query(&sql), vals).execute(&mut *conn).await?;
+        let dialect = self.dialect;
+        let statements = self.steps.into_iter().flat_map(|step| match step {
+            Step::Sql(sql, vals) => vec![(sql, vals)],
+            Step::Rows(r) => multi_insert(dialect, r.table, r.cols, r.rows, r.suffix),
+        });
+        match dialect {
+            Dialect::Sqlite => {
+                let (mut sql, mut vals) = (String::new(), Vec::new());
+                for (s, v) in statements {
+                    if !sql.is_empty() {
+                        sql.push_str(";\n");
+                    }
+                    sql.push_str(&s);
+                    vals.extend(v);
+                }
+                if !sql.is_empty() {
+                    // Not kept in the statement cache: the mix of statements and
+                    // row counts differs from one batch to the next.
+                    bind_all(sqlx::query(&sql), vals).persistent(false).execute(&mut *conn).await?;
+                }
+            }
+            Dialect::Postgres => {
+                for (sql, vals) in statements {
+                    bind_all(sqlx::query(&sql), vals).execute(&mut *conn).await?;
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Runs the statements on SQLite's own writer connection, in the order
+    /// they were added: each statement prepared once per connection, each
+    /// row one execution of it.
+    pub fn run_direct(self, conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+        for step in self.steps {
+            match step {
+                Step::Sql(sql, vals) => {
+                    conn.prepare_cached(&sql)?.execute(rusqlite::params_from_iter(vals.iter()))?;
+                }
+                Step::Rows(r) => {
+                    let mut sql = format!("INSERT INTO {} ({}) VALUES (", r.table, r.cols.join(", "));
+                    for i in 0..r.cols.len() {
+                        sql.push_str(if i == 0 { "?" } else { ", ?" });
+                    }
+                    sql.push(')');
+                    sql.push_str(r.suffix);
+                    let mut statement = conn.prepare_cached(&sql)?;
+                    for row in &r.rows {
+                        statement.execute(rusqlite::params_from_iter(row.iter()))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl rusqlite::ToSql for Val {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match self {
+            Val::I(x) | Val::OI(Some(x)) => ValueRef::Integer(*x),
+            Val::OI(None) | Val::OS(None) => ValueRef::Null,
+            Val::S(s) | Val::OS(Some(s)) => ValueRef::Text(s.as_bytes()),
+            Val::B(b) => ValueRef::Blob(b),
+        }))
     }
 }

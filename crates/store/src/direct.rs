@@ -98,10 +98,14 @@ impl Direct {
         self.tx
             .send(Box::new(move |w: &mut Writer| {
                 // Entered first, so that `hold` is dropped in the runtime
-                // whether `f` returns or panics.
+                // whether `f` returns or panics; and dropped before the
+                // caller hears back, either way.
                 let _runtime = runtime.enter();
-                let _hold = hold;
-                let _ = reply.send(f(w));
+                let out = {
+                    let _hold = hold;
+                    f(w)
+                };
+                let _ = reply.send(out);
             }))
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)

@@ -223,6 +223,21 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "sender was rejected",
             "denied [bouncedeny]",
             "emetteur invalide",
+            // Refusals of the sender (after sisimai's list): before "does not accept
+            // mail", "blacklisted", "expired" and "invalid domain", which they contain.
+            "this server does not accept mail from",
+            "backscatter protection detected an invalid or expired email address",
+            "access denied (sender blacklisted)",
+            "sender is in my black list",
+            "empty envelope senders not allowed",
+            "syntax error: empty email address",
+            "email address is not verified",
+            "valid-address-filter",
+            "recursive cname records for",
+            "your access to submit messages to this e-mail system has been rejected",
+            "email address is on senderfilterconfig list",
+            "from: domain is invalid",
+            "invalid domain, see <",
         ],
     ),
     (
@@ -293,8 +308,7 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "boite du destinataire archivee",
             // MDaemon's and others' refusal of a disabled account, before "mailbox unavailable".
             "mailbox unavailable or access denied",
-            "account temporary locked",
-            "account is temporary locked",
+            "temporary locked",
         ],
     ),
     (
@@ -342,6 +356,17 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "no existe ese usuario",
             "no existe dicha persona",
             "nessun utente simile",
+            "#5.1.1 bad address",
+            "can't accept user",
+            "mailbox unavaiable",
+            "no thank you rejected: account unavailable",
+            "envelope recipient has been denied",
+            "recipnotfound",
+            "weil die adresse nicht gefunden wurde",
+            // Local delivery agents: maildrop, vmailmgr.
+            "cannot find system user",
+            "invalid or unknown base user or domain",
+            "user name does not refer to a virtual user",
         ],
     ),
     (
@@ -669,6 +694,14 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "authorization failed",
             "not authorized to send",
             "message not authorized",
+            "authentication credentials invalid",
+            "authentication failure",
+            "authentication turned on in your email client",
+            "account not subscribed to ses",
+            "is not authorized to perform ses:",
+            "you don't authenticate",
+            "authentification invalide",
+            "authentification requise",
         ],
     ),
     (
@@ -959,6 +992,9 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "user invalid",
             "invalid user",
             "unknown or illegal",
+            "address invalid",
+            "mailbox invalid",
+            "bad recipient",
             "not found",
         ],
     ),
@@ -1231,6 +1267,19 @@ fn mentions(t: &str, r: Reason) -> bool {
         || PAIRS.iter().any(|(reason, a, b)| *reason == r && pair_in(t, a, b))
 }
 
+/// `t` without the phrases of reason `r` (each replaced by a space).
+fn without_reason(t: &str, r: Reason) -> String {
+    let mut out = t.to_string();
+    for (_, phrases) in PHRASES.iter().filter(|(reason, _)| *reason == r) {
+        for p in *phrases {
+            if out.contains(p) {
+                out = out.replace(p, " ");
+            }
+        }
+    }
+    out
+}
+
 /// Wordings with the address or domain between their two halves ("domain example.org does
 /// not exist", "mailbox of ann is full", "relay access for ann@x denied"), as (reason,
 /// first half, second half). The halves must come in this order, at most [`PAIR_GAP`]
@@ -1239,6 +1288,8 @@ const PAIRS: &[(Reason, &str, &str)] = &[
     (Reason::HostUnknown, "domain ", " does not exist"),
     (Reason::MailboxFull, "mailbox ", " is full"),
     (Reason::MailboxFull, "mailbox ", " full"),
+    (Reason::UserUnknown, "user (", ") unknown"),
+    (Reason::UserUnknown, "no ", " in name directory"),
     (Reason::NoRelaying, "relay access ", " denied"),
     (Reason::NoRelaying, "relaying ", " denied"),
     (Reason::Speeding, "temporarily ", " rate limited"),
@@ -1470,13 +1521,19 @@ pub(crate) fn decide_with(
     let said = reason_from_text(text);
     let has = |r: Reason| said == Some(r);
     let before_data = matches!(phase, Some(Phase::Connect | Phase::MailFrom | Phase::RcptTo));
+    let t = without_codes(&normalize(text));
     // With an x.1.1 code: another cause the words name anywhere, which the code gives way to.
+    // The words of the missing mailbox itself are not read for it ("user not listed in the
+    // directory" names no block list).
     let over_missing = (name == Some(UserUnknown))
         .then(|| {
-            let t = without_codes(&normalize(text));
-            OVER_MISSING_MAILBOX.into_iter().find(|o| mentions(&t, *o))
+            let rest = without_reason(&t, UserUnknown);
+            OVER_MISSING_MAILBOX.into_iter().find(|o| mentions(&rest, *o))
         })
         .flatten();
+    // A missing mailbox (by code or words) gives way to a full or disabled one the words name
+    // anywhere: "user unknown or over quota" is a mailbox that exists.
+    let missing = name == Some(UserUnknown) || has(UserUnknown) || has(Filtered);
     let first = [
         MailboxFull,
         MesgTooBig,
@@ -1529,6 +1586,7 @@ pub(crate) fn decide_with(
                             || phase == Some(Phase::Data) && name != Some(UserUnknown)
                             || matches!(name, None | Some(SecurityError | SystemError)))
             }
+            MailboxFull | Suspend => name == Some(r) || has(r) || missing && mentions(&t, r),
             // x.6.x is the whole class of content problems: a wording that names the
             // problem (spam, a virus) says more.
             ContentError => has(ContentError) || name == Some(ContentError) && said.is_none(),
@@ -1581,6 +1639,8 @@ pub(crate) fn decide_with(
         // name none: without words or a status code saying more, they are undefined.
         521 | 556 => NotAccept,
         552 => MailboxFull,
+        // 525 (RFC 4954's "5.7.13 user account disabled"): the account is disabled.
+        525 => Suspend,
         421 => SystemError,
         _ => Undefined,
     });
@@ -1670,5 +1730,34 @@ mod tests {
         let greylisted = "<ann@shop.example>: Recipient address rejected: Greylisted, see https://postgrey.example/";
         assert_eq!(decide("4.7.1", 450, greylisted, Some(Phase::RcptTo)), (Blocked, false));
         assert_eq!(decide("", 451, greylisted, None), (Blocked, false));
+    }
+
+    #[test]
+    fn a_missing_mailbox_gives_way_to_one_that_is_full_or_disabled() {
+        use Reason::*;
+        let rcpt = Some(Phase::RcptTo);
+        // The words of a full mailbox anywhere, whatever came first.
+        assert_eq!(decide("", 550, "user unknown; over quota", rcpt), (MailboxFull, false));
+        assert_eq!(decide("5.1.1", 550, "<ann@x>: user unknown; mailbox over quota", None), (MailboxFull, false));
+        assert_eq!(decide("5.1.1", 550, "user unknown or account disabled", rcpt), (Suspend, false));
+        // Only against a missing mailbox: a sending quota is not a full mailbox.
+        assert_eq!(decide("4.7.0", 450, "temporarily rate limited; sending quota", None).0, Speeding);
+        // The missing mailbox's own words name no other cause ("listed in" a block list).
+        let domino = "User not listed in public Name & Address Book";
+        assert_eq!(decide("5.1.1", 550, domino, rcpt), (UserUnknown, true));
+    }
+
+    #[test]
+    fn refusals_of_the_sender_and_of_authentication_are_not_about_the_recipient() {
+        use Reason::*;
+        // "does not accept mail" alone would say the host takes no mail at all (hard).
+        assert_eq!(
+            decide("5.7.1", 550, "This server does not accept mail from spammer.example", None),
+            (Rejected, false)
+        );
+        assert_eq!(decide("", 535, "5.7.8 Authentication credentials invalid", None), (SecurityError, false));
+        assert_eq!(decide("", 525, "", None), (Suspend, false));
+        assert_eq!(decide("", 550, "Mailbox temporary locked", Some(Phase::RcptTo)), (Suspend, false));
+        assert_eq!(decide("", 550, "#5.1.1 bad address ann@x", Some(Phase::RcptTo)), (UserUnknown, true));
     }
 }

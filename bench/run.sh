@@ -7,6 +7,7 @@
 #                                   (database epistle_bench, recreated)
 #   DKIM=none|rsa|ed25519 bench/run.sh   Epistle's DKIM signing (default rsa:
 #                                   every message signed with RSA-2048)
+#   BIN=/tmp/epistle-old bench/run.sh   that binary instead of this checkout's
 #
 # 1. smtp-source -> smtp-sink            the limit of the box
 # 2. Epistle: curl POSTs /v1/messages/batch (1000 per request, 2 in
@@ -30,7 +31,9 @@ DKIM="${DKIM:-rsa}"
 SIZE=10240
 OUT="bench/out"
 TARGET="${CARGO_TARGET_DIR:-$HOME/.cache/epistle-target}"
-BIN="$TARGET/release/epistle"
+# BIN=/path/to/epistle runs that build instead of building this checkout
+# (to compare two builds in the same conditions).
+BIN="${BIN:-}"
 
 need() { command -v "$1" >/dev/null || { echo "missing $1: $2" >&2; exit 1; }; }
 need smtp-sink "apt-get install postfix"
@@ -40,7 +43,10 @@ need python3 "apt-get install python3"
 need dnsmasq "apt-get install dnsmasq-base"
 need opendkim "apt-get install opendkim opendkim-tools"
 
-CARGO_TARGET_DIR="$TARGET" cargo build --release -p epistle --quiet
+if [ -z "$BIN" ]; then
+  CARGO_TARGET_DIR="$TARGET" cargo build --release -p epistle --quiet
+  BIN="$TARGET/release/epistle"
+fi
 rm -rf "$OUT"; mkdir -p "$OUT"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now() { date +%s.%N; }

@@ -176,6 +176,8 @@ fn corpus_figures() {
     assert!(reason_pct >= 93.5, "reason accuracy {reason_pct:.2}% fell below the floor");
     assert!(hard_pct >= 96.5, "hard/soft accuracy {hard_pct:.2}% fell below the floor");
     assert!(total.found * 100 >= total.expected * 97, "recipients found {}/{}", total.found, total.expected);
+    let exact_pct = Tally::pct(total.status_exact_ok, total.status_exact_compared);
+    assert!(exact_pct >= 96.5, "exact status {exact_pct:.2}% fell below the floor");
 }
 
 #[test]

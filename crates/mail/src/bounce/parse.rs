@@ -310,6 +310,54 @@ fn recipient(email: String, status: String, code: Option<u16>, reason: Reason, h
     }
 }
 
+/// Which of two enhanced status codes to believe: `field`, from the report's `Status:` (or
+/// what the reporting MTA states), or `in_text`, quoted in the diagnostic text, given the
+/// reply code. The text's code is the remote server's own and often more precise; the
+/// field wins where the text's says less (`X.0.0`) or where the two disagree on the class
+/// and the reply code sides with the field. The same choice as sisimai's, so that figures
+/// compare.
+fn preferred_status(field: &str, in_text: &str, reply: Option<u16>) -> String {
+    if field.len() < 5 || in_text.is_empty() {
+        return if field.len() < 5 && !in_text.is_empty() { in_text } else { field }.to_string();
+    }
+    if in_text.len() < 5 || field == in_text {
+        return field.to_string();
+    }
+    let (f, t) = (field.as_bytes()[0], in_text.as_bytes()[0]);
+    if f != t
+        && let Some(r) = reply.and_then(|r| r.to_string().bytes().next())
+    {
+        if r == f {
+            return field.to_string();
+        }
+        if r == t {
+            return in_text.to_string();
+        }
+    }
+    let says_little = |s: &str| s.contains(".0");
+    let says_nothing = |s: &str| s.get(1..) == Some(".0.0");
+    let text_wins = if says_nothing(field) {
+        !says_nothing(in_text)
+    } else if says_little(field) && !says_little(in_text) {
+        true
+    } else if says_nothing(in_text) {
+        false
+    } else if matches!(field, "4.4.7" | "4.7.0")
+        || field.starts_with("5.3.")
+        || [".5.1", ".5.2", ".5.4", ".5.5"].iter().any(|c| field.get(1..5) == Some(c))
+    {
+        // A queue that gave up, "too many errors", a system error, a command the server
+        // did not take: the remote's own code says why.
+        true
+    } else if field == "5.1.1" {
+        // A missing mailbox, unless the text's code says less or is about the command.
+        !(says_little(in_text) || in_text.starts_with("5.5."))
+    } else {
+        field == "5.1.3" && in_text.starts_with("5.7.")
+    };
+    if text_wins { in_text } else { field }.to_string()
+}
+
 /// Status, reply code and reason from several candidate texts, most specific first: the
 /// first that names a reason by its phrases is used, else the codes decide. The SMTP phase the
 /// reply answered (named in the texts, or in an SMTP transcript) then adjusts it.
@@ -328,18 +376,9 @@ fn judge(
     // reporting MTA's framing around it ("… was rejected by the recipient domain").
     let texts: Vec<&str> = texts.iter().map(|t| remote_reply(t).unwrap_or(t)).collect();
     let texts = texts.as_slice();
-    let mut status = status.to_string();
-    let mut code = None;
-    for t in texts {
-        if (status.is_empty() || status.ends_with(".0.0"))
-            && let Some(s) = status_in(t)
-        {
-            status = s;
-        }
-        if code.is_none() {
-            code = reply_code_in(t);
-        }
-    }
+    let code = texts.iter().find_map(|t| reply_code_in(t));
+    let in_text = texts.iter().find_map(|t| status_in(t)).unwrap_or_default();
+    let mut status = preferred_status(status, &in_text, code);
     if matches!(mta, Mta::ReceivingSes | Mta::AmazonWorkMail) && (status.ends_with(".0.0") || status.ends_with(".1.0"))
     {
         // SES quotes the receiving server's own reply after its summary:
@@ -889,4 +928,31 @@ fn inline_original_to(plain: &str) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::preferred_status;
+
+    #[test]
+    fn the_remote_servers_own_status_is_believed_where_it_says_more() {
+        // A report's x.1.1 gives way to the full mailbox the server itself named…
+        assert_eq!(preferred_status("5.1.1", "5.2.2", Some(552)), "5.2.2");
+        // … but not to a code that says less, or one about the command.
+        assert_eq!(preferred_status("5.1.1", "5.1.0", Some(550)), "5.1.1");
+        assert_eq!(preferred_status("5.1.1", "5.5.0", Some(550)), "5.1.1");
+        assert_eq!(preferred_status("5.0.0", "5.7.1", Some(550)), "5.7.1");
+        assert_eq!(preferred_status("5.7.1", "5.0.0", Some(550)), "5.7.1");
+        // A queue that gave up says nothing of why; the remote's code does.
+        assert_eq!(preferred_status("4.4.7", "4.2.2", Some(452)), "4.2.2");
+        // Classes that disagree: the one the reply code shares.
+        assert_eq!(preferred_status("5.1.1", "4.2.2", Some(550)), "5.1.1");
+        assert_eq!(preferred_status("4.4.7", "5.1.1", Some(550)), "5.1.1");
+        // One side missing or malformed.
+        assert_eq!(preferred_status("", "5.1.1", None), "5.1.1");
+        assert_eq!(preferred_status("5.2.1", "", None), "5.2.1");
+        assert_eq!(preferred_status("5.2", "5.1.1", None), "5.1.1");
+        // Otherwise the report's own field stands.
+        assert_eq!(preferred_status("5.2.1", "5.7.1", Some(550)), "5.2.1");
+    }
 }

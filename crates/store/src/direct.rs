@@ -76,9 +76,12 @@ impl Direct {
             .name("sqlite-writer".into())
             .spawn(move || {
                 for job in rx {
-                    // A job that panics loses its answer (its caller sees
-                    // the store closed), not the thread.
+                    // A job that panics loses its answer, not the thread;
+                    // and whatever it left, no transaction stays open.
                     let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut writer)));
+                    if !writer.conn.is_autocommit() {
+                        let _ = writer.conn.execute_batch("ROLLBACK");
+                    }
                 }
             })
             .map_err(StoreError::Thread)?;
@@ -97,18 +100,22 @@ impl Direct {
         let runtime = tokio::runtime::Handle::current();
         self.tx
             .send(Box::new(move |w: &mut Writer| {
-                // Entered first, so that `hold` is dropped in the runtime
-                // whether `f` returns or panics; and dropped before the
-                // caller hears back, either way.
+                // Entered first, so that `hold` is dropped in the runtime;
+                // and dropped before the caller hears back, whether `f`
+                // returns or panics.
                 let _runtime = runtime.enter();
                 let out = {
                     let _hold = hold;
-                    f(w)
+                    std::panic::catch_unwind(AssertUnwindSafe(|| f(w)))
                 };
                 let _ = reply.send(out);
             }))
             .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)
+        match rx.await {
+            Ok(Ok(out)) => Ok(out),
+            Ok(Err(_)) => Err(StoreError::Panicked),
+            Err(_) => Err(StoreError::Closed),
+        }
     }
 }
 
@@ -158,11 +165,17 @@ mod tests {
         let (_dir, path) = database();
         let direct = Direct::open(&path, SqliteSync::Full, 1000).unwrap();
         let held = std::sync::Arc::new(());
-        let lost = direct.run(held.clone(), |_| -> i64 { panic!("a bug in a job") }).await;
-        assert!(matches!(lost, Err(StoreError::Closed)), "{lost:?}");
+        let lost = direct
+            .run(held.clone(), |w| -> i64 {
+                w.conn.execute_batch("BEGIN").unwrap();
+                panic!("a bug in a job")
+            })
+            .await;
+        assert!(matches!(lost, Err(StoreError::Panicked)), "{lost:?}");
         assert_eq!(std::sync::Arc::strong_count(&held), 1, "what the job held was let go");
         let n = direct
             .run((), |w| {
+                assert!(w.conn.is_autocommit(), "the transaction it left was rolled back");
                 w.conn.execute("INSERT INTO t (x) VALUES (1)", []).unwrap();
                 w.conn.query_row("SELECT COUNT(*) FROM t", [], |r| r.get::<_, i64>(0)).unwrap()
             })

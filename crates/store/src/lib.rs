@@ -58,6 +58,9 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("cannot start the database's writer thread: {0}")]
     Thread(std::io::Error),
+    /// A job on SQLite's writer thread panicked: a bug, not a busy database.
+    #[error("a database write failed unexpectedly (a bug; the log has the panic)")]
+    Panicked,
     #[error("invalid database URL `{url}`: {reason}")]
     Url { url: String, reason: String },
     #[error("could not create the database folder {path}: {source}")]
@@ -295,7 +298,13 @@ impl Store {
             let write =
                 sqlite_pool(1, &pragmas).acquire_timeout(Duration::from_secs(60)).connect_with(co.clone()).await?;
             // Make sure WAL is on before readers open the file.
-            write.acquire().await?;
+            let mut conn = write.acquire().await?;
+            // The file sqlx's writer has open (after the URL's own decoding and options);
+            // empty for an in-memory database.
+            let row =
+                sqlx::query("SELECT file FROM pragma_database_list WHERE name = 'main'").fetch_one(&mut *conn).await?;
+            let file: String = sqlx::Row::try_get(&row, 0).unwrap_or_default();
+            drop(conn);
             let read = sqlite_pool(opts.max_connections.clamp(1, 8), &pragmas)
                 .acquire_timeout(opts.acquire_timeout)
                 .connect_with(co.clone())
@@ -308,11 +317,13 @@ impl Store {
                 tokio::spawn(checkpoints(pool.clone()));
                 Some(pool)
             };
-            let read_only = query.is_some_and(|q| q.contains("mode=ro"));
-            let direct = if in_memory || read_only {
+            // A second connection must see the same file the same way: not for a read-only,
+            // immutable or other-VFS opening.
+            let special = query.is_some_and(|q| ["mode=ro", "immutable", "vfs="].iter().any(|o| q.contains(o)));
+            let direct = if in_memory || special || file.is_empty() {
                 None
             } else {
-                Some(Arc::new(direct::Direct::open(Path::new(path), opts.sqlite_sync, WRITER_CHECKPOINT_PAGES)?))
+                Some(Arc::new(direct::Direct::open(Path::new(&file), opts.sqlite_sync, WRITER_CHECKPOINT_PAGES)?))
             };
             return Ok(Self {
                 read,
@@ -403,6 +414,42 @@ mod tests {
     use sqlx::Row;
 
     use super::*;
+
+    #[tokio::test]
+    async fn group_commits_go_to_the_file_the_url_names() {
+        // Percent-encoded: the writer thread must open the file sqlx opened, not the URL's text.
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/my%20mail.db", dir.path().display());
+        let store = Store::connect(&StoreOptions::new(url)).await.unwrap();
+        store.migrate().await.unwrap();
+        assert!(store.direct.is_some());
+        let m = crate::NewMessage {
+            tenant_id: "default".into(),
+            id: "msg_1".into(),
+            from: "a@shop.example".into(),
+            envelope_from: "a@shop.example".into(),
+            subject: "s".into(),
+            to: vec!["b@example.com".into()],
+            cc: vec![],
+            tags: vec![],
+            metadata: serde_json::json!({}),
+            stream: "transactional".into(),
+            header_message_id: "<1@shop.example>".into(),
+            raw: b"Subject: s\r\n\r\nhi\r\n".to_vec(),
+            send_at: None,
+            recipients: vec![crate::NewRecipient { email: "b@example.com".into(), kind: "to", suppressed: None }],
+            idempotency: None,
+            response: String::new(),
+            template: None,
+            category: None,
+            variants: vec![],
+            personalized: false,
+        };
+        store.insert_messages(vec![m], 1).await.unwrap();
+        assert!(store.get_message("default", "msg_1").await.unwrap().is_some(), "read back through sqlx");
+        assert!(dir.path().join("my mail.db").exists());
+        assert!(!dir.path().join("my%20mail.db").exists());
+    }
 
     #[test]
     fn unavailable_means_try_again_later() {

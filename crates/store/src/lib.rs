@@ -415,42 +415,6 @@ mod tests {
 
     use super::*;
 
-    #[tokio::test]
-    async fn group_commits_go_to_the_file_the_url_names() {
-        // Percent-encoded: the writer thread must open the file sqlx opened, not the URL's text.
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/my%20mail.db", dir.path().display());
-        let store = Store::connect(&StoreOptions::new(url)).await.unwrap();
-        store.migrate().await.unwrap();
-        assert!(store.direct.is_some());
-        let m = crate::NewMessage {
-            tenant_id: "default".into(),
-            id: "msg_1".into(),
-            from: "a@shop.example".into(),
-            envelope_from: "a@shop.example".into(),
-            subject: "s".into(),
-            to: vec!["b@example.com".into()],
-            cc: vec![],
-            tags: vec![],
-            metadata: serde_json::json!({}),
-            stream: "transactional".into(),
-            header_message_id: "<1@shop.example>".into(),
-            raw: b"Subject: s\r\n\r\nhi\r\n".to_vec(),
-            send_at: None,
-            recipients: vec![crate::NewRecipient { email: "b@example.com".into(), kind: "to", suppressed: None }],
-            idempotency: None,
-            response: String::new(),
-            template: None,
-            category: None,
-            variants: vec![],
-            personalized: false,
-        };
-        store.insert_messages(vec![m], 1).await.unwrap();
-        assert!(store.get_message("default", "msg_1").await.unwrap().is_some(), "read back through sqlx");
-        assert!(dir.path().join("my mail.db").exists());
-        assert!(!dir.path().join("my%20mail.db").exists());
-    }
-
     #[test]
     fn unavailable_means_try_again_later() {
         let busy = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY), None);

@@ -97,6 +97,21 @@ fn message(tenant: &str, emails: &[&str]) -> NewMessage {
     }
 }
 
+/// Group commits on SQLite go to the file sqlx opened, not to the URL's text: percent-encoded
+/// here (SQLite's writer thread opened `my%20mail.db` once, and could not).
+#[tokio::test]
+async fn sqlite_group_commits_go_to_the_file_the_url_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/my%20mail.db", dir.path().display());
+    let store = Store::connect(&StoreOptions::new(url)).await.expect("connect");
+    store.migrate().await.unwrap();
+    let m = message("ten_a", &["a@example.com"]);
+    store.insert_messages(vec![m.clone()], T0).await.unwrap();
+    assert!(store.get_message("ten_a", &m.id).await.unwrap().is_some(), "read back through the readers");
+    assert!(dir.path().join("my mail.db").exists());
+    assert!(!dir.path().join("my%20mail.db").exists());
+}
+
 /// A sent-like outcome of `c`, answered `250 2.0.0 ok` by transport `sink`.
 fn outcome_of(c: &Claimed, kind: OutcomeKind) -> Outcome {
     Outcome {

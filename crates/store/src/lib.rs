@@ -297,10 +297,9 @@ impl Store {
             );
             let write =
                 sqlite_pool(1, &pragmas).acquire_timeout(Duration::from_secs(60)).connect_with(co.clone()).await?;
-            // Make sure WAL is on before readers open the file.
+            // Make sure WAL is on before readers open the file, and learn which file sqlx's
+            // writer has open (after the URL's own decoding and options; empty in memory).
             let mut conn = write.acquire().await?;
-            // The file sqlx's writer has open (after the URL's own decoding and options);
-            // empty for an in-memory database.
             let row =
                 sqlx::query("SELECT file FROM pragma_database_list WHERE name = 'main'").fetch_one(&mut *conn).await?;
             let file: String = sqlx::Row::try_get(&row, 0).unwrap_or_default();
@@ -320,7 +319,7 @@ impl Store {
             // A second connection must see the same file the same way: not for a read-only,
             // immutable or other-VFS opening.
             let special = query.is_some_and(|q| ["mode=ro", "immutable", "vfs="].iter().any(|o| q.contains(o)));
-            let direct = if in_memory || special || file.is_empty() {
+            let direct = if special || file.is_empty() {
                 None
             } else {
                 Some(Arc::new(direct::Direct::open(Path::new(&file), opts.sqlite_sync, WRITER_CHECKPOINT_PAGES)?))

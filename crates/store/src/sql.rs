@@ -222,12 +222,13 @@ impl Batch {
                     conn.prepare_cached(&sql)?.execute(rusqlite::params_from_iter(vals.iter()))?;
                 }
                 Step::Rows(r) => {
-                    let mut sql = format!("INSERT INTO {} ({}) VALUES (", r.table, r.cols.join(", "));
-                    for i in 0..r.cols.len() {
-                        sql.push_str(if i == 0 { "?" } else { ", ?" });
-                    }
-                    sql.push(')');
-                    sql.push_str(r.suffix);
+                    let sql = format!(
+                        "INSERT INTO {} ({}) VALUES ({}){}",
+                        r.table,
+                        r.cols.join(", "),
+                        placeholders(Dialect::Sqlite, 1, r.cols.len()),
+                        r.suffix
+                    );
                     let mut statement = conn.prepare_cached(&sql)?;
                     for row in &r.rows {
                         statement.execute(rusqlite::params_from_iter(row.iter()))?;

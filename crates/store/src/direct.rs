@@ -88,33 +88,44 @@ impl Direct {
         Ok(Self { tx })
     }
 
-    /// Runs `f` on the writer thread and returns what it returns. `hold`
-    /// (sqlx's writer connection) is kept until `f` has run, even if the
-    /// caller stops waiting, and released in the caller's runtime.
-    pub(crate) async fn run<H, R>(&self, hold: H, f: impl FnOnce(&mut Writer) -> R + Send + 'static) -> Result<R>
+    /// Runs `f` on the writer thread and returns what it returns, with
+    /// `hold` (sqlx's writer connection) back for the caller to keep or let
+    /// go. `hold` is kept until `f` has run, even if the caller stops
+    /// waiting, and is then released in the caller's runtime; so it is if
+    /// `f` panics, before the caller hears back.
+    pub(crate) async fn run<H, R>(
+        &self,
+        hold: H,
+        f: impl FnOnce(&mut Writer) -> R + Send + 'static,
+    ) -> (Result<R>, Option<H>)
     where
         H: Send + 'static,
         R: Send + 'static,
     {
         let (reply, rx) = tokio::sync::oneshot::channel();
         let runtime = tokio::runtime::Handle::current();
-        self.tx
-            .send(Box::new(move |w: &mut Writer| {
-                // Entered first, so that `hold` is dropped in the runtime;
-                // and dropped before the caller hears back, whether `f`
-                // returns or panics.
-                let _runtime = runtime.enter();
-                let out = {
-                    let _hold = hold;
-                    std::panic::catch_unwind(AssertUnwindSafe(|| f(w)))
-                };
-                let _ = reply.send(out);
-            }))
-            .map_err(|_| StoreError::Closed)?;
+        let sent = self.tx.send(Box::new(move |w: &mut Writer| {
+            // Entered first, so that `hold` is dropped in the runtime.
+            let _runtime = runtime.enter();
+            let out = std::panic::catch_unwind(AssertUnwindSafe(|| f(w)));
+            let back = match out {
+                Ok(out) => Ok((out, hold)),
+                Err(_) => {
+                    drop(hold);
+                    Err(())
+                }
+            };
+            // Should the caller have stopped waiting, what it held is
+            // dropped here.
+            let _ = reply.send(back);
+        }));
+        if sent.is_err() {
+            return (Err(StoreError::Closed), None);
+        }
         match rx.await {
-            Ok(Ok(out)) => Ok(out),
-            Ok(Err(_)) => Err(StoreError::Panicked),
-            Err(_) => Err(StoreError::Closed),
+            Ok(Ok((out, hold))) => (Ok(out), Some(hold)),
+            Ok(Err(())) => (Err(StoreError::Panicked), None),
+            Err(_) => (Err(StoreError::Closed), None),
         }
     }
 }
@@ -147,6 +158,7 @@ mod tests {
                 (durable, level(w))
             })
             .await
+            .0
             .unwrap();
         assert_eq!(levels, (2, 1), "FULL for accepts, NORMAL for the rest");
         let normal = Direct::open(&path, SqliteSync::Normal, 1000).unwrap();
@@ -156,6 +168,7 @@ mod tests {
                 level(w)
             })
             .await
+            .0
             .unwrap();
         assert_eq!(durable, 1, "sqlite_sync = normal is obeyed");
     }
@@ -170,9 +183,13 @@ mod tests {
                 w.conn.execute_batch("BEGIN").unwrap();
                 panic!("a bug in a job")
             })
-            .await;
+            .await
+            .0;
         assert!(matches!(lost, Err(StoreError::Panicked)), "{lost:?}");
         assert_eq!(std::sync::Arc::strong_count(&held), 1, "what the job held was let go");
+        let (ok, back) = direct.run(held.clone(), |_| ()).await;
+        assert!(ok.is_ok());
+        assert!(back.is_some_and(|h| std::sync::Arc::ptr_eq(&h, &held)), "a job that ends gives back what it held");
         let n = direct
             .run((), |w| {
                 assert!(w.conn.is_autocommit(), "the transaction it left was rolled back");
@@ -180,6 +197,7 @@ mod tests {
                 w.conn.query_row("SELECT COUNT(*) FROM t", [], |r| r.get::<_, i64>(0)).unwrap()
             })
             .await
+            .0
             .unwrap();
         assert_eq!(n, 1);
     }

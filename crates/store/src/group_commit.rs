@@ -26,17 +26,33 @@
 //! waits. Outcomes that fail never fail the accepts: they are written
 //! first, and the accepts are committed alone after them if they fail.
 //! After a shared transaction fails, the next ones are not shared until
-//! outcomes alone commit again.
+//! outcomes alone commit again. Outcomes with no accepts waiting linger a
+//! few milliseconds for some ([`RECORD_LINGER`]): a transaction of their
+//! own would rewrite the pages the next group writes again, and hold that
+//! group up.
+//!
+//! On SQLite, the committer keeps the store's writer connection from one
+//! group to the next while more work is waiting (at most [`MAX_HOLD`]):
+//! handing it back to sqlx's pool costs a round trip to the connection's
+//! thread, which tests it on the way, and every group used to wait for that.
 
 use std::sync::Arc;
 
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::messages::{Lease, Recorded};
+use crate::messages::{Lease, Recorded, WriterHold};
 use crate::{Claimed, DeliveryMessage, InsertResult, NewMessage, Outcome, Result, Store, StoreError};
 
 /// Most messages committed in one group.
 const MAX_GROUP_MESSAGES: usize = 2000;
+
+/// Longest the committer keeps the store's writer connection from one group
+/// to the next while more work waits; then it lets others write.
+const MAX_HOLD: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// How long outcomes with no accepts to share a transaction with wait for
+/// some before they are committed alone.
+const RECORD_LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 
 struct Job {
     messages: Vec<NewMessage>,
@@ -158,38 +174,84 @@ fn handable(m: &NewMessage, now: i64) -> Option<Handed> {
     Some(Handed { message, recipients })
 }
 
+/// What the committer has taken from its channel for the next transaction.
+#[derive(Default)]
+struct Group {
+    jobs: Vec<Job>,
+    records: Vec<Record>,
+    count: usize,
+}
+
+impl Group {
+    fn add(&mut self, work: Work) {
+        match work {
+            Work::Accept(job) => {
+                self.count += job.messages.len();
+                self.jobs.push(job);
+            }
+            Work::Record(r) => self.records.push(r),
+        }
+    }
+
+    /// Adds whatever is waiting, up to [`MAX_GROUP_MESSAGES`].
+    fn drain(&mut self, rx: &mut mpsc::Receiver<Work>) {
+        while self.count < MAX_GROUP_MESSAGES {
+            match rx.try_recv() {
+                Ok(work) => self.add(work),
+                Err(_) => break,
+            }
+        }
+    }
+}
+
 async fn run(store: Store, mut rx: mpsc::Receiver<Work>, handoff: Option<HandOff>) {
     // Cleared when a shared transaction fails, set again when outcomes
     // alone commit.
     let mut share = true;
+    // The writer connection while groups follow each other (SQLite), and
+    // since when it is held.
+    let mut held: Option<WriterHold> = None;
+    let mut held_since = std::time::Instant::now();
     while let Some(first) = rx.recv().await {
-        let mut jobs = Vec::new();
-        let mut records = Vec::new();
-        let mut count = 0;
-        let mut next = Some(first);
-        while let Some(work) = next.take() {
-            match work {
-                Work::Accept(job) => {
-                    count += job.messages.len();
-                    jobs.push(job);
+        let mut group = Group::default();
+        group.add(first);
+        group.drain(&mut rx);
+        if group.jobs.is_empty() && share {
+            // Outcomes alone: wait a moment for accepts to share their
+            // transaction. Under load one comes within a few milliseconds,
+            // and a transaction of outcomes alone rewrites the same pages
+            // the next group writes again (and holds that group up).
+            let deadline = tokio::time::Instant::now() + RECORD_LINGER;
+            while group.jobs.is_empty() {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(work)) => {
+                        group.add(work);
+                        group.drain(&mut rx);
+                    }
+                    Ok(None) | Err(_) => break,
                 }
-                Work::Record(r) => records.push(r),
             }
-            if count < MAX_GROUP_MESSAGES {
-                next = rx.try_recv().ok();
-            }
+        }
+        let Group { jobs, mut records, count } = group;
+        if held.is_none() {
+            held_since = std::time::Instant::now();
         }
         if jobs.is_empty() {
-            share = record(&store, records).await;
-            continue;
+            share = record(&store, records, &mut held).await;
+        } else {
+            let shared = if share { std::mem::take(&mut records) } else { Vec::new() };
+            let sharing = !shared.is_empty();
+            if !accept(&store, jobs, count, shared, handoff.as_ref(), &mut held).await && sharing {
+                share = false;
+            }
+            if !records.is_empty() {
+                share = record(&store, records, &mut held).await;
+            }
         }
-        let shared = if share { std::mem::take(&mut records) } else { Vec::new() };
-        let sharing = !shared.is_empty();
-        if !accept(&store, jobs, count, shared, handoff.as_ref()).await && sharing {
-            share = false;
-        }
-        if !records.is_empty() {
-            share = record(&store, records).await;
+        // Keep the writer for the next group only if one is waiting, and
+        // not for long: others (claims, the API) write through it too.
+        if rx.is_empty() || held_since.elapsed() >= MAX_HOLD {
+            held = None;
         }
     }
 }
@@ -200,9 +262,9 @@ fn parts(records: &[Record]) -> Vec<Recorded> {
 }
 
 /// Commits outcomes alone; true if that worked.
-async fn record(store: &Store, records: Vec<Record>) -> bool {
+async fn record(store: &Store, records: Vec<Record>, held: &mut Option<WriterHold>) -> bool {
     let result =
-        store.commit_group(Vec::new(), 0, None, parts(&records)).await.map(|_| ()).map_err(|(e, _)| Arc::new(e));
+        store.commit_group(Vec::new(), 0, None, parts(&records), held).await.map(|_| ()).map_err(|(e, _)| Arc::new(e));
     if let Err(e) = &result {
         tracing::error!(error = %e, outcome_batches = records.len(), "cannot record outcomes");
     }
@@ -222,6 +284,7 @@ async fn accept(
     count: usize,
     mut records: Vec<Record>,
     handoff: Option<&HandOff>,
+    held: &mut Option<WriterHold>,
 ) -> bool {
     let mut shared_failed = false;
     let now = jobs.iter().map(|j| j.now).max().unwrap_or_default();
@@ -244,7 +307,7 @@ async fn accept(
     }
     let flags: Vec<bool> = handed.iter().map(Option::is_some).collect();
     let lease = || handoff.map(|h| Lease { node: h.node.clone(), until: now + h.lease_ms, messages: flags.clone() });
-    let mut result = store.commit_group(all, now, lease(), parts(&records)).await;
+    let mut result = store.commit_group(all, now, lease(), parts(&records), held).await;
     if let Err((e, Some(all))) = result {
         // The outcomes failed before anything was accepted: they are
         // answered so, and the accepts are committed alone.
@@ -254,7 +317,7 @@ async fn accept(
             let _ = r.reply.send(Err(e.clone()));
         }
         shared_failed = true;
-        result = store.commit_group(all, now, lease(), Vec::new()).await;
+        result = store.commit_group(all, now, lease(), Vec::new(), held).await;
     }
     let result = result.map_err(|(e, _)| e);
     match result {

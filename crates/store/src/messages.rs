@@ -69,6 +69,9 @@ pub(crate) type Recorded = (String, std::sync::Arc<[crate::Outcome]>, i64);
 /// back.
 type GroupResult = Result<Vec<InsertResult>, (StoreError, Option<Vec<NewMessage>>)>;
 
+/// sqlx's writer connection, kept by the group committer between groups.
+pub(crate) type WriterHold = sqlx::pool::PoolConnection<sqlx::Any>;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InsertResult {
     Inserted,
@@ -355,7 +358,7 @@ impl Store {
     /// keys. Returns one result per input, in order. When this returns `Ok`,
     /// every `Inserted` message is durable.
     pub async fn insert_messages(&self, batch: Vec<NewMessage>, now: i64) -> Result<Vec<InsertResult>> {
-        self.commit_group(batch, now, None, Vec::new()).await.map_err(|(e, _)| e)
+        self.commit_group(batch, now, None, Vec::new(), &mut None).await.map_err(|(e, _)| e)
     }
 
     /// One transaction of the group committer: records each `(node,
@@ -368,19 +371,30 @@ impl Store {
     /// The outcomes go first: should they fail, nothing of `batch` has been
     /// written and it comes back with the error, for the caller to accept
     /// alone. Accepts never fail because of outcomes.
+    ///
+    /// On a SQLite file, `held` is sqlx's writer connection, which keeps
+    /// every other write out while the group is written on the direct
+    /// writer: taken from `held` if it is there, else acquired, and left in
+    /// `held` afterwards for the caller to keep for its next group or let go
+    /// (letting go costs a round trip to sqlx's connection thread, which
+    /// tests the connection as it goes back to the pool).
     pub(crate) async fn commit_group(
         &self,
         batch: Vec<NewMessage>,
         now: i64,
         lease: Option<Lease>,
         recorded: Vec<Recorded>,
+        held: &mut Option<WriterHold>,
     ) -> GroupResult {
         let durable = !batch.is_empty();
         if let Some(direct) = &self.direct {
-            // sqlx's writer connection, held meanwhile, keeps every other
-            // write out; its `synchronous` level is not ours to set.
-            let conn = self.write.acquire().await.map_err(|e| (e.into(), None))?;
-            let ran = direct.run(conn, move |w| commit_group_direct(w, batch, now, lease, recorded)).await;
+            // Its `synchronous` level is not ours to set.
+            let conn = match held.take() {
+                Some(conn) => conn,
+                None => self.write.acquire().await.map_err(|e| (e.into(), None))?,
+            };
+            let (ran, conn) = direct.run(conn, move |w| commit_group_direct(w, batch, now, lease, recorded)).await;
+            *held = conn;
             return match ran {
                 Ok(Ok(results)) => Ok(results),
                 Ok(Err((e, back))) => Err((e.into(), back)),

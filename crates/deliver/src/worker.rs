@@ -297,7 +297,7 @@ impl Worker {
                 return self.put_back(&claimed, &e, tx).await;
             }
         };
-        self.dispatch_loaded(claimed, messages, permits, tasks, tx).await;
+        self.dispatch_loaded(claimed, messages, None, permits, tasks, tx).await;
     }
 
     /// Sends mail the committer handed over: claimed and loaded already.
@@ -310,28 +310,43 @@ impl Worker {
     ) {
         let mut claimed = Vec::new();
         let mut messages = Vec::with_capacity(handed.len());
+        // The suppressions the commit read, if it read them for every one.
+        let mut suppressed = Some(Vec::new());
         for h in handed {
             claimed.extend(h.recipients);
             messages.push(h.message);
+            match (&mut suppressed, h.suppressed) {
+                (Some(all), Some(these)) => all.extend(these),
+                _ => suppressed = None,
+            }
         }
-        self.dispatch_loaded(claimed, messages, permits, tasks, tx).await;
+        self.dispatch_loaded(claimed, messages, suppressed, permits, tasks, tx).await;
     }
 
+    /// Sends claimed recipients of loaded messages; `suppressed`: their
+    /// suppressions if already read (else read here).
     async fn dispatch_loaded(
         &self,
         claimed: Vec<Claimed>,
         messages: Vec<DeliveryMessage>,
+        suppressed: Option<Vec<(String, String, String)>>,
         permits: &Arc<Semaphore>,
         tasks: &mut JoinSet<()>,
         tx: &mpsc::Sender<Done>,
     ) {
         // Addresses on their tenant's suppression list are not sent to.
-        let pairs: Vec<(String, String)> = claimed.iter().map(|c| (c.tenant_id.clone(), c.email.clone())).collect();
-        let suppressed = match self.store.suppressed_among(&pairs).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the suppression list; putting the work back");
-                return self.put_back(&claimed, &e, tx).await;
+        let suppressed = match suppressed {
+            Some(s) => s,
+            None => {
+                let pairs: Vec<(String, String)> =
+                    claimed.iter().map(|c| (c.tenant_id.clone(), c.email.clone())).collect();
+                match self.store.suppressed_among(&pairs).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read the suppression list; putting the work back");
+                        return self.put_back(&claimed, &e, tx).await;
+                    }
+                }
             }
         };
         let mut by_message: HashMap<String, Vec<Claimed>> = HashMap::new();

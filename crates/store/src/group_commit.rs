@@ -40,7 +40,7 @@ use std::sync::Arc;
 
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::messages::{Lease, Recorded, WriterHold};
+use crate::messages::{Committed, Lease, Recorded, WriterHold};
 use crate::{Claimed, DeliveryMessage, InsertResult, NewMessage, Outcome, Result, Store, StoreError};
 
 /// Most messages committed in one group.
@@ -78,6 +78,10 @@ enum Work {
 pub struct Handed {
     pub message: DeliveryMessage,
     pub recipients: Vec<Claimed>,
+    /// The suppressions of its recipients as of the commit, as
+    /// [`Store::suppressed_among`] gives them, when the commit read them
+    /// (SQLite); `None`: the worker reads them.
+    pub suppressed: Option<Vec<(String, String, String)>>,
 }
 
 /// Where committed mail goes when it can be sent at once.
@@ -171,7 +175,7 @@ fn handable(m: &NewMessage, now: i64) -> Option<Handed> {
         category: m.category.clone(),
         personalized: m.personalized,
     };
-    Some(Handed { message, recipients })
+    Some(Handed { message, recipients, suppressed: None })
 }
 
 /// What the committer has taken from its channel for the next transaction.
@@ -321,11 +325,19 @@ async fn accept(
     }
     let result = result.map_err(|(e, _)| e);
     match result {
-        Ok(results) => {
+        Ok(Committed { results, suppressed }) => {
             let mut queued = false;
             for (i, r) in results.iter().enumerate() {
                 match handed.get_mut(i).and_then(Option::take) {
-                    Some((permit, h)) if *r == InsertResult::Inserted => {
+                    Some((permit, mut h)) if *r == InsertResult::Inserted => {
+                        h.suppressed = suppressed.as_ref().map(|all| {
+                            all.iter()
+                                .filter(|(t, e, _)| {
+                                    h.recipients.iter().any(|c| c.tenant_id == *t && c.email.eq_ignore_ascii_case(e))
+                                })
+                                .cloned()
+                                .collect()
+                        });
                         permit.send(h);
                     }
                     _ => queued |= *r == InsertResult::Inserted,

@@ -67,7 +67,20 @@ pub(crate) type Recorded = (String, std::sync::Arc<[crate::Outcome]>, i64);
 /// What a group commit answers: a result per message, or the error and,
 /// when the outcomes failed before anything was accepted, the messages
 /// back.
-type GroupResult = Result<Vec<InsertResult>, (StoreError, Option<Vec<NewMessage>>)>;
+type GroupResult = Result<Committed, (StoreError, Option<Vec<NewMessage>>)>;
+
+/// What a group commit that worked answers.
+pub(crate) struct Committed {
+    /// One per message, in order.
+    pub results: Vec<InsertResult>,
+    /// The suppressions of the leased messages' recipients, as
+    /// [`Store::suppressed_among`] gives them, read in the same transaction;
+    /// `None` where the commit did not look (the worker then reads them).
+    pub suppressed: Option<Vec<(String, String, String)>>,
+}
+
+/// A suppression of one address, in every tenant and scope.
+const SUPPRESSIONS_OF: &str = "SELECT tenant_id, email, scope FROM suppressions WHERE email = ?1";
 
 /// sqlx's writer connection, kept by the group committer between groups.
 pub(crate) type WriterHold = sqlx::pool::PoolConnection<sqlx::Any>;
@@ -306,7 +319,7 @@ fn commit_group_direct(
     now: i64,
     lease: Option<Lease>,
     recorded: Vec<Recorded>,
-) -> Result<Vec<InsertResult>, (rusqlite::Error, Option<Vec<NewMessage>>)> {
+) -> Result<Committed, (rusqlite::Error, Option<Vec<NewMessage>>)> {
     let durable = !batch.is_empty();
     w.durable(durable).map_err(|e| (e, None))?;
     let tx = w.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(|e| (e, None))?;
@@ -322,6 +335,7 @@ fn commit_group_direct(
         return Err((e, durable.then_some(batch)));
     }
     let mut results = Vec::with_capacity(batch.len());
+    let mut suppressed = None;
     if durable {
         let mut accepted = Vec::with_capacity(batch.len());
         let mut take = tx.prepare_cached(IDEMPOTENCY_INSERT).map_err(|e| (e, None))?;
@@ -345,12 +359,48 @@ fn commit_group_direct(
             accepted.push((i, m));
         }
         drop((take, seen));
+        // The worker checks the suppression list before it sends; for the
+        // mail it gets handed, the check is made here, where it costs a
+        // lookup by a prepared statement instead of a read of its own.
+        if let Some(lease) = &lease {
+            let pairs: Vec<(String, String)> = accepted
+                .iter()
+                .filter(|(i, _)| lease.messages.get(*i).copied().unwrap_or(false))
+                .flat_map(|(_, m)| m.recipients.iter().map(|r| (m.tenant_id.clone(), r.email.clone())))
+                .collect();
+            suppressed = Some(suppressions_of(&tx, &pairs).map_err(|e| (e, None))?);
+        }
         let mut rows = Batch::new(Dialect::Sqlite);
         accepted_rows(Dialect::Sqlite, accepted, now, lease.as_ref(), &mut rows);
         rows.run_direct(&tx).map_err(|e| (e, None))?;
     }
     tx.commit().map_err(|e| (e, None))?;
-    Ok(results)
+    Ok(Committed { results, suppressed })
+}
+
+/// Which of `pairs` (tenant, address) are suppressed, as (tenant, address,
+/// scope); addresses compared without case, as [`Store::suppressed_among`]
+/// compares them.
+fn suppressions_of(
+    tx: &rusqlite::Transaction<'_>,
+    pairs: &[(String, String)],
+) -> rusqlite::Result<Vec<(String, String, String)>> {
+    let mut emails: Vec<String> = pairs.iter().map(|(_, e)| e.to_ascii_lowercase()).collect();
+    emails.sort();
+    emails.dedup();
+    let mut out = Vec::new();
+    let mut find = tx.prepare_cached(SUPPRESSIONS_OF)?;
+    for email in &emails {
+        let rows =
+            find.query_map([email], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
+        for row in rows {
+            let (t, e, s) = row?;
+            if pairs.iter().any(|(pt, pe)| *pt == t && pe.eq_ignore_ascii_case(&e)) {
+                out.push((t, e, s));
+            }
+        }
+    }
+    Ok(out)
 }
 
 impl Store {
@@ -358,7 +408,7 @@ impl Store {
     /// keys. Returns one result per input, in order. When this returns `Ok`,
     /// every `Inserted` message is durable.
     pub async fn insert_messages(&self, batch: Vec<NewMessage>, now: i64) -> Result<Vec<InsertResult>> {
-        self.commit_group(batch, now, None, Vec::new(), &mut None).await.map_err(|(e, _)| e)
+        self.commit_group(batch, now, None, Vec::new(), &mut None).await.map(|c| c.results).map_err(|(e, _)| e)
     }
 
     /// One transaction of the group committer: records each `(node,
@@ -396,7 +446,7 @@ impl Store {
             let (ran, conn) = direct.run(conn, move |w| commit_group_direct(w, batch, now, lease, recorded)).await;
             *held = conn;
             return match ran {
-                Ok(Ok(results)) => Ok(results),
+                Ok(Ok(committed)) => Ok(committed),
                 Ok(Err((e, back))) => Err((e.into(), back)),
                 Err(e) => Err((e, None)),
             };
@@ -435,7 +485,7 @@ impl Store {
             Vec::new()
         };
         tx.commit().await.map_err(|e| (e.into(), None))?;
-        Ok(results)
+        Ok(Committed { results, suppressed: None })
     }
 
     /// [`Store::insert_messages`] inside a caller's transaction.

@@ -423,6 +423,27 @@ async fn group_commit_hands_over_mail_claimed_at_birth(engine: Engine) {
     let queued = store.claim_due("n1", T0, lease, 10).await.unwrap();
     assert_eq!(queued.len(), 1, "{queued:?}");
 
+    // The suppressions of what is handed over are read in the commit on
+    // SQLite (the worker reads them itself otherwise).
+    let suppression = |email: &str| epistle_store::Suppression {
+        email: email.into(),
+        scope: String::new(),
+        reason: "manual".into(),
+        source: "api".into(),
+        detail: None,
+        created_at: T0,
+    };
+    store.put_suppression("ten_a", &suppression("late@example.com")).await.unwrap();
+    store.put_suppression("ten_b", &suppression("other@example.com")).await.unwrap();
+    let to_both = message("ten_a", &["Late@Example.com", "other@example.com"]);
+    committer.insert(vec![to_both], T0).await.unwrap();
+    let h = rx.try_recv().expect("handed over");
+    let want = vec![("ten_a".to_string(), "late@example.com".to_string(), String::new())];
+    match engine {
+        Engine::Sqlite => assert_eq!(h.suppressed, Some(want), "another tenant's suppression does not count"),
+        Engine::Postgres => assert_eq!(h.suppressed, None),
+    }
+
     // A replay is neither inserted nor handed over.
     let mut keyed = message("ten_a", &["k@example.com"]);
     keyed.idempotency = Some(("k1".into(), "h1".into()));

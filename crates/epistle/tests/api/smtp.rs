@@ -65,6 +65,32 @@ async fn authenticated_submission_is_relayed_intact() {
     app.stop().await;
 }
 
+/// Mail taken over SMTP is checked against the suppression list before it
+/// goes (the SMTP path has no check at accept): a suppressed address, in
+/// any case, is not sent to; the other recipient is.
+#[tokio::test]
+async fn suppressed_addresses_are_not_sent_mail_taken_over_smtp() {
+    let app = spawn_app().await;
+    let r = app.post("/v1/suppressions", &serde_json::json!({"email": "gone@example.com"})).await;
+    assert_eq!(r.status(), 201);
+    let mut c = SmtpConnection::connect(&settings(smtp_port(&app), TlsMode::None, Some(KEY), None)).await.unwrap();
+    let rcpts = vec!["Gone@Example.com".to_string(), "jane@example.com".to_string()];
+    let r = c.send("orders@shop.example", &rcpts, MAIL).await.unwrap();
+    let reply = r.data.expect("DATA reply");
+    assert_eq!(reply.code, 250, "{reply}");
+    let id = reply.text.split_whitespace().last().unwrap().to_string();
+    let v = app.wait_status(&id, "suppressed").await;
+    let status = |email: &str| {
+        v["recipients"].as_array().unwrap().iter().find(|r| r["email"] == email).expect("recipient")["status"].clone()
+    };
+    // (The domain is kept in lower case, the local part as given.)
+    assert_eq!(status("Gone@example.com"), "suppressed", "{v}");
+    assert_eq!(status("jane@example.com"), "sent", "{v}");
+    let sent_to: Vec<String> = app.sink.received().iter().flat_map(|r| r.rcpts.clone()).collect();
+    assert_eq!(sent_to, vec!["jane@example.com".to_string()]);
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn starttls_then_auth() {
     let dir = tempfile::tempdir().unwrap();

@@ -8,6 +8,7 @@
 //! names no single cause, the looser wordings, the code's class and the reply code.
 //! `docs/bounces.md` describes it.
 
+mod lda;
 mod mta;
 mod notification;
 mod parse;

@@ -3,6 +3,7 @@
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 
 use super::Recipient;
+use super::lda;
 use super::mta::{Mta, detect, hint};
 use super::notification::{Kind, Reported, ses_notification, settled};
 use super::provider::provider_reason;
@@ -404,10 +405,13 @@ fn judge(
         let diag = texts.iter().find(|t| !t.trim().is_empty()).copied().unwrap_or("");
         service.and_then(|p| rhost::reason(p, &Fact { status: &status, code, diag, phase }))
     };
-    let reason = match texts.iter().find_map(|t| provider_reason(&normalize(t))).or_else(by_service) {
-        Some(r) => r,
-        None => decide_with(&status, code.unwrap_or(0), chosen, phase, hint.reason).0,
-    };
+    // A local delivery agent's own words come first, unless the reporting MTA's said for sure.
+    let by_agent = || hint.reason.is_none_or(weighed).then(|| lda::reason(phase_texts, phase)).flatten();
+    let reason =
+        match by_agent().or_else(|| texts.iter().find_map(|t| provider_reason(&normalize(t)))).or_else(by_service) {
+            Some(r) => r,
+            None => decide_with(&status, code.unwrap_or(0), chosen, phase, hint.reason).0,
+        };
     // Only the recipient's own diagnostic texts count as words, not the subject.
     let reason = held_if_worded(reason, phase_texts.iter().any(|t| !t.trim().is_empty()));
     let hard = reason.is_hard(permanent(&status, code.unwrap_or(0)));

@@ -66,6 +66,9 @@ impl Dns {
         // Delivery asks again on every retry; a short cache keeps a burst to
         // one destination from asking for each message.
         opts.positive_max_ttl = Some(Duration::from_secs(300));
+        // And an answer with a TTL of zero (some servers' local records) is
+        // kept a few seconds, not asked for again for every message.
+        opts.positive_min_ttl = Some(Duration::from_secs(5));
         opts.negative_max_ttl = Some(Duration::from_secs(60));
         opts.edns0 = true;
         opts.ip_strategy = hickory_resolver::config::LookupIpStrategy::Ipv4AndIpv6;

@@ -56,3 +56,23 @@ async fn without_cache_a_new_record_is_seen_at_once() {
     server.txt("_dmarc.shop.example", "v=DMARC1; p=none");
     assert_eq!(dns.txt("_dmarc.shop.example").await.unwrap(), vec!["v=DMARC1; p=none".to_string()]);
 }
+
+/// The delivery resolver caches (a burst to one domain asks once), and keeps even an answer
+/// with a TTL of zero for a few seconds rather than asking again for every message.
+#[tokio::test]
+async fn delivery_lookups_are_cached_even_with_a_zero_ttl() {
+    let server = DnsServer::start().await;
+    server.set_ttl(0);
+    server.mx("dest.example", 10, "mx.dest.example");
+    let dns = Dns::new(&[server.addr], Duration::from_secs(2), true).unwrap();
+    for _ in 0..5 {
+        assert_eq!(dns.mx("dest.example").await.unwrap(), vec![(10, "mx.dest.example".to_string())]);
+    }
+    let asked = server.queries().iter().filter(|(name, _)| name == "dest.example").count();
+    assert_eq!(asked, 1, "{:?}", server.queries());
+    // Without the cache (domain verification), every lookup asks.
+    let fresh = Dns::new(&[server.addr], Duration::from_secs(2), false).unwrap();
+    fresh.mx("dest.example").await.unwrap();
+    fresh.mx("dest.example").await.unwrap();
+    assert_eq!(server.queries().iter().filter(|(name, _)| name == "dest.example").count(), 3);
+}

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
@@ -29,6 +30,8 @@ pub struct DnsServer {
     pub addr: SocketAddr,
     zone: Zone,
     queries: Arc<Mutex<Vec<(String, RecordType)>>>,
+    /// The TTL of every answer (60 s unless set).
+    ttl: Arc<AtomicU32>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -58,22 +61,23 @@ impl DnsServer {
         let addr = udp.local_addr().unwrap();
         let zone: Zone = Arc::default();
         let queries: Arc<Mutex<Vec<(String, RecordType)>>> = Arc::default();
+        let ttl = Arc::new(AtomicU32::new(60));
         let udp = Arc::new(udp);
-        let (z, q) = (zone.clone(), queries.clone());
+        let (z, q, t) = (zone.clone(), queries.clone(), ttl.clone());
         let udp_task = tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             loop {
                 let Ok((n, peer)) = udp.recv_from(&mut buf).await else { return };
-                if let Some(reply) = answer(&z, &q, &buf[..n], 512) {
+                if let Some(reply) = answer(&z, &q, t.load(Ordering::Relaxed), &buf[..n], 512) {
                     let _ = udp.send_to(&reply, peer).await;
                 }
             }
         });
-        let (z, q) = (zone.clone(), queries.clone());
+        let (z, q, t) = (zone.clone(), queries.clone(), ttl.clone());
         let tcp_task = tokio::spawn(async move {
             loop {
                 let Ok((mut sock, _)) = tcp.accept().await else { return };
-                let (z, q) = (z.clone(), q.clone());
+                let (z, q, t) = (z.clone(), q.clone(), t.clone());
                 tokio::spawn(async move {
                     loop {
                         let Ok(len) = sock.read_u16().await else { return };
@@ -81,7 +85,9 @@ impl DnsServer {
                         if sock.read_exact(&mut buf).await.is_err() {
                             return;
                         }
-                        let Some(reply) = answer(&z, &q, &buf, u16::MAX as usize) else { return };
+                        let Some(reply) = answer(&z, &q, t.load(Ordering::Relaxed), &buf, u16::MAX as usize) else {
+                            return;
+                        };
                         let _ = sock.write_u16(reply.len() as u16).await;
                         if sock.write_all(&reply).await.is_err() {
                             return;
@@ -90,7 +96,12 @@ impl DnsServer {
                 });
             }
         });
-        Self { addr, zone, queries, tasks: vec![udp_task, tcp_task] }
+        Self { addr, zone, queries, ttl, tasks: vec![udp_task, tcp_task] }
+    }
+
+    /// Answers from now on with this TTL (seconds).
+    pub fn set_ttl(&self, seconds: u32) {
+        self.ttl.store(seconds, Ordering::Relaxed);
     }
 
     fn add(&self, name: &str, rec: Rec) {
@@ -132,7 +143,13 @@ impl DnsServer {
     }
 }
 
-fn answer(zone: &Zone, log: &Mutex<Vec<(String, RecordType)>>, request: &[u8], limit: usize) -> Option<Vec<u8>> {
+fn answer(
+    zone: &Zone,
+    log: &Mutex<Vec<(String, RecordType)>>,
+    ttl: u32,
+    request: &[u8],
+    limit: usize,
+) -> Option<Vec<u8>> {
     let req = Message::from_vec(request).ok()?;
     let query = req.queries().first()?.clone();
     let qname = key(&query.name().to_ascii());
@@ -162,7 +179,7 @@ fn answer(zone: &Zone, log: &Mutex<Vec<(String, RecordType)>>, request: &[u8], l
                     (Rec::Aaaa(ip), RecordType::AAAA) => RData::AAAA(AAAA(ip)),
                     _ => continue,
                 };
-                resp.add_answer(Record::from_rdata(name.clone(), 60, rdata));
+                resp.add_answer(Record::from_rdata(name.clone(), ttl, rdata));
             }
         }
     }

@@ -52,6 +52,10 @@ impl Default for WorkerConfig {
     }
 }
 
+/// How long after its commit handed-over mail is sent on the suppressions
+/// read in that commit; later, they are read again.
+const SUPPRESSIONS_FRESH: Duration = Duration::from_millis(50);
+
 /// The outcomes of one message, with the in-flight permit of its
 /// recipients. The permit is released only once the outcomes are
 /// committed, so `max_in_flight` bounds the recipients that are claimed
@@ -310,13 +314,15 @@ impl Worker {
     ) {
         let mut claimed = Vec::new();
         let mut messages = Vec::with_capacity(handed.len());
-        // The suppressions the commit read, if it read them for every one.
+        // The suppressions the commit read, if it read them for every one
+        // and only a moment ago (else a suppression added since would be
+        // missed: they are read again).
         let mut suppressed = Some(Vec::new());
         for h in handed {
             claimed.extend(h.recipients);
             messages.push(h.message);
             match (&mut suppressed, h.suppressed) {
-                (Some(all), Some(these)) => all.extend(these),
+                (Some(all), Some(these)) if h.committed_at.elapsed() <= SUPPRESSIONS_FRESH => all.extend(these),
                 _ => suppressed = None,
             }
         }

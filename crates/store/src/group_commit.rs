@@ -82,6 +82,9 @@ pub struct Handed {
     /// [`Store::suppressed_among`] gives them, when the commit read them
     /// (SQLite); `None`: the worker reads them.
     pub suppressed: Option<Vec<(String, String, String)>>,
+    /// When it was committed (and `suppressed` read): a worker that gets to
+    /// it later than a moment after reads the suppressions again.
+    pub committed_at: std::time::Instant,
 }
 
 /// Where committed mail goes when it can be sent at once.
@@ -175,7 +178,7 @@ fn handable(m: &NewMessage, now: i64) -> Option<Handed> {
         category: m.category.clone(),
         personalized: m.personalized,
     };
-    Some(Handed { message, recipients, suppressed: None })
+    Some(Handed { message, recipients, suppressed: None, committed_at: std::time::Instant::now() })
 }
 
 /// What the committer has taken from its channel for the next transaction.
@@ -224,7 +227,9 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Work>, handoff: Option<HandOff
             // Outcomes alone: wait a moment for accepts to share their
             // transaction. Under load one comes within a few milliseconds,
             // and a transaction of outcomes alone rewrites the same pages
-            // the next group writes again (and holds that group up).
+            // the next group writes again (and holds that group up). Others
+            // may write meanwhile.
+            held = None;
             let deadline = tokio::time::Instant::now() + RECORD_LINGER;
             while group.jobs.is_empty() {
                 match tokio::time::timeout_at(deadline, rx.recv()).await {
@@ -330,6 +335,7 @@ async fn accept(
             for (i, r) in results.iter().enumerate() {
                 match handed.get_mut(i).and_then(Option::take) {
                     Some((permit, mut h)) if *r == InsertResult::Inserted => {
+                        h.committed_at = std::time::Instant::now();
                         h.suppressed = suppressed.as_ref().map(|all| {
                             all.iter()
                                 .filter(|(t, e, _)| {

@@ -548,6 +548,34 @@ fn a_local_delivery_program_that_fails_without_saying_why_is_a_mailer_error() {
 }
 
 #[test]
+fn a_local_delivery_agents_own_words_come_before_the_status_it_exited_with() {
+    let one = |status: &str, diag: &str| verdict(&dsn(status, diag), diag);
+    // procmail over quota, exited EX_NOUSER (5.1.1): the mailbox exists and is full.
+    assert_eq!(
+        one("5.1.1", "X-Unix; procmail: Quota exceeded while writing \"/var/mail/ann\""),
+        (Reason::MailboxFull, false)
+    );
+    // Dovecot's LDA, its quota plugin's words.
+    assert_eq!(
+        one(
+            "5.2.0",
+            "X-Postfix; Your message to <ann@example.net> was automatically rejected: Quota exceeded (mailbox for user is full)"
+        ),
+        (Reason::MailboxFull, false)
+    );
+    assert_eq!(one("5.0.0", "X-Unix; vdelivermail: account is locked email bounced"), (Reason::Suspend, false));
+    assert_eq!(one("5.0.0", "X-Unix; maildrop: Invalid user specified."), (Reason::UserUnknown, true));
+    // A program named, in other words: it failed, not the address.
+    assert_eq!(one("5.1.1", "X-Unix; procmail: Couldn't create \"/var/mail/tmp.ann\""), (Reason::MailerError, false));
+    // A Sieve script's rejection through Dovecot is read as any other diagnostic.
+    let sieve = one(
+        "5.7.1",
+        "smtp; 550 5.7.1 Your message to <ann@example.net> was automatically rejected: spam is not welcome",
+    );
+    assert_eq!(sieve, (Reason::SpamDetected, false));
+}
+
+#[test]
 fn words_that_name_no_known_cause_are_on_hold_and_no_words_are_undefined() {
     let one = |status: &str, diag: &str| verdict(&dsn(status, diag), diag);
     // A diagnosis was given, but it names no cause and the code names none either.

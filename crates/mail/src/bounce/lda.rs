@@ -8,7 +8,7 @@
 //! messages before anything else; a program that failed in words it does not use for a
 //! mailbox's state failed as a mailer (`mailererror`), not the address.
 
-use super::reason::Reason;
+use super::reason::{Reason, normalize};
 use super::text::Phase;
 
 /// A local delivery agent: how its messages are recognised, and what they name.
@@ -17,6 +17,10 @@ struct Agent {
     marks: &'static [&'static str],
     /// Its messages (lower case) and the reason each gives, first match wins.
     says: &'static [(&'static str, Reason)],
+    /// The reason when it names itself in words of none of these: the program failed
+    /// (`mailererror`); `None` where those words may be anyone's (a Sieve script's
+    /// rejection reads like Dovecot's own), to be read as any other diagnostic.
+    otherwise: Option<Reason>,
 }
 
 const AGENTS: &[Agent] = &[
@@ -29,6 +33,7 @@ const AGENTS: &[Agent] = &[
             ("not enough disk space", Reason::MailboxFull),
             ("mailbox doesn't exist", Reason::UserUnknown),
         ],
+        otherwise: None,
     },
     // BSD mail.local.
     Agent {
@@ -43,6 +48,7 @@ const AGENTS: &[Agent] = &[
             ("invalid mailbox path", Reason::UserUnknown),
             ("user missing home directory", Reason::UserUnknown),
         ],
+        otherwise: Some(Reason::MailerError),
     },
     Agent {
         marks: &["procmail: ", "/procmail "],
@@ -52,6 +58,7 @@ const AGENTS: &[Agent] = &[
             ("no space left to finish writing", Reason::SystemFull),
             ("service unavailable", Reason::SystemError),
         ],
+        otherwise: Some(Reason::MailerError),
     },
     Agent {
         marks: &["maildrop: "],
@@ -60,6 +67,7 @@ const AGENTS: &[Agent] = &[
             ("invalid user specified", Reason::UserUnknown),
             ("cannot find system user", Reason::UserUnknown),
         ],
+        otherwise: Some(Reason::MailerError),
     },
     // vpopmail's delivery program.
     Agent {
@@ -72,6 +80,7 @@ const AGENTS: &[Agent] = &[
             // A catch-all delivered it elsewhere: the address itself is not known.
             ("user does not exist, but will deliver to", Reason::Filtered),
         ],
+        otherwise: Some(Reason::MailerError),
     },
     Agent {
         marks: &["vdeliver: "],
@@ -81,6 +90,7 @@ const AGENTS: &[Agent] = &[
             ("invalid or unknown virtual user", Reason::UserUnknown),
             ("does not refer to a virtual user", Reason::UserUnknown),
         ],
+        otherwise: Some(Reason::MailerError),
     },
 ];
 
@@ -92,9 +102,10 @@ pub(crate) fn reason(texts: &[&str], phase: Option<Phase>) -> Option<Reason> {
         return None;
     }
     texts.iter().find_map(|t| {
-        let t = t.to_ascii_lowercase();
+        // Folded and spaced as the rest of the classifier reads text.
+        let t = normalize(t);
         let agent = AGENTS.iter().find(|a| a.marks.iter().any(|m| t.contains(m)))?;
-        Some(agent.says.iter().find(|(words, _)| t.contains(words)).map_or(Reason::MailerError, |(_, r)| *r))
+        agent.says.iter().find(|(words, _)| t.contains(words)).map(|(_, r)| *r).or(agent.otherwise)
     })
 }
 
@@ -127,12 +138,22 @@ mod tests {
     #[test]
     fn an_agent_that_failed_otherwise_is_a_mailer_error() {
         assert_eq!(reason(&["procmail: Couldn't create \"/var/mail/tmp.neko.22\""], None), Some(Reason::MailerError));
+        // Wrapped over lines as MTAs fold them.
+        assert_eq!(
+            reason(&["procmail: Quota exceeded\n   while writing \"/var/mail/neko\""], None),
+            Some(Reason::MailboxFull)
+        );
+    }
+
+    #[test]
+    fn a_sieve_rejection_through_dovecot_is_left_to_the_general_reading() {
+        // Dovecot's words for a Sieve rejection are the script author's.
         assert_eq!(
             reason(
                 &["Your message to <a@example.jp> was automatically rejected:\nI do not take mail on Sundays"],
                 None
             ),
-            Some(Reason::MailerError)
+            None
         );
     }
 

@@ -56,11 +56,14 @@ fn cox(t: &str) -> Option<Reason> {
     table.iter().find(|(c, _)| code.starts_with(c)).map(|(_, r)| *r)
 }
 
-/// Charter / Spectrum: `AUP#` followed by four digits, in newer replies after a letter
-/// that says the direction (`AUP#I1000` inbound, `AUP#O1010` outbound).
+/// Charter / Spectrum: `AUP#` followed by four digits, in newer replies after letters
+/// that say the direction (`AUP#I1000` inbound, `AUP#O1010`, `AUP#O-1010` outbound).
 fn spectrum(t: &str) -> Option<Reason> {
-    let code =
-        number_after(t, "aup#", 4).or_else(|| number_after(t, "aup#i", 4)).or_else(|| number_after(t, "aup#o", 4))?;
+    let code = t.match_indices("aup#").find_map(|(i, m)| {
+        let rest = t[i + m.len()..].trim_start_matches(|c: char| c.is_ascii_alphabetic() || c == '-');
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).take(5).collect();
+        if digits.len() == 4 { digits.parse::<u32>().ok() } else { None }
+    })?;
     Some(match code {
         1000 | 1200..=1250 => Blocked,
         1010..=1080 | 1500 | 1520 => Rejected,
@@ -143,8 +146,16 @@ fn iua(t: &str) -> Option<Reason> {
     })
 }
 
-/// Facebook: `XXX-YN` codes (`RCP-P1`, `POL-T2`, …).
+/// Facebook: `XXX-YN` codes (`RCP-P1`, `POL-T2`, …), in a reply that names it.
 fn facebook(t: &str) -> Option<Reason> {
+    if !t.contains("facebook") {
+        return None;
+    }
+    facebook_code(t)
+}
+
+/// Facebook's codes, for a reply known to come from it (a `facebook.com` host).
+pub(crate) fn facebook_code(t: &str) -> Option<Reason> {
     let table: &[(&[&str], Reason)] = &[
         (&["rcp-p1", "int-p1", "int-p3", "int-p4"], UserUnknown),
         (&["rcp-p2", "rcp-p3"], Filtered),
@@ -161,9 +172,6 @@ fn facebook(t: &str) -> Option<Reason> {
         (&["dns-p3", "dns-t2"], RequirePtr),
         (&["con-t1", "con-t2", "con-t3", "con-t4", "msg-t1"], TooManyConn),
     ];
-    if !t.contains("facebook") {
-        return None;
-    }
     let code_at = |c: &str| {
         t.match_indices(c).any(|(i, _)| {
             let before = t[..i].chars().next_back();
@@ -182,8 +190,9 @@ fn mimecast(t: &str) -> Option<Reason> {
         ("dkim sender invalid", AuthFailure),
         ("dmarc sender invalid", AuthFailure),
         ("local ct ip reputation", BadReputation),
-        ("envelope blocked - user entry", Rejected),
-        ("envelope blocked - domain entry", Rejected),
+        // "user entry" and "user domain entry", with a hyphen or an en dash.
+        ("envelope blocked - user", Rejected),
+        ("envelope blocked \u{2013} user", Rejected),
         ("administrative prohibition envelope blocked", Rejected),
         ("host network not allowed", PolicyViolation),
         ("maximum email size exceeded", MesgTooBig),
@@ -218,6 +227,7 @@ pub(crate) fn messagelabs_table(t: &str) -> Option<Reason> {
         ("tls/sslv3 connection required", FailedStartTls),
         (" as a relay", NoRelaying),
         ("is not rfc 5322", NotCompliantRfc),
+        ("550 requested action aborted [4]", NotCompliantRfc),
         ("message filtered", SpamDetected),
         ("filtered by outbound scanning", SpamDetected),
         ("too many recipients received this hour", TooManyConn),
@@ -242,6 +252,8 @@ mod tests {
         assert_eq!(provider_reason("421 4.7.0 aup#1310 too many connections from your ip"), Some(TooManyConn));
         assert_eq!(provider_reason("550 aup#1530 message too big"), Some(MesgTooBig));
         assert_eq!(provider_reason("554 5.7.1 aup#i1000 ip blocked"), Some(Blocked));
+        assert_eq!(provider_reason("554 5.7.1 aup#o-1010 sender rejected"), Some(Rejected));
+        assert_eq!(provider_reason("554 5.7.1 aup#in1350 too many messages"), Some(Speeding));
         assert_eq!(
             provider_reason("553 your envelope sender is in my badmailfrom list. cluster1.eu.messagelabs.com"),
             Some(Rejected)

@@ -18,6 +18,7 @@ pub(crate) enum Provider {
     Apple,
     Cloudflare,
     Cox,
+    Facebook,
     FrancePtt,
     GoDaddy,
     Google,
@@ -25,10 +26,12 @@ pub(crate) enum Provider {
     Kddi,
     MessageLabs,
     Microsoft,
+    Mimecast,
     NttDocomo,
     Outlook,
     Tencent,
     YahooInc,
+    Zoho,
 }
 
 /// Host names (and the domains under them) that mark each service.
@@ -37,6 +40,7 @@ const HOSTS: &[(Provider, &[&str])] = &[
     (Provider::Apple, &["mail.icloud.com", "apple.com", "me.com"]),
     (Provider::Cloudflare, &["mx.cloudflare.net"]),
     (Provider::Cox, &["cox.net"]),
+    (Provider::Facebook, &["facebook.com"]),
     (Provider::GoDaddy, &["smtp.secureserver.net", "mailstore1.secureserver.net"]),
     (Provider::FrancePtt, &["laposte.net", "orange.fr", "wanadoo.fr"]),
     (Provider::Google, &["aspmx.l.google.com", "gmail-smtp-in.l.google.com"]),
@@ -44,10 +48,12 @@ const HOSTS: &[(Provider, &[&str])] = &[
     (Provider::Kddi, &["ezweb.ne.jp", "msmx.au.com"]),
     (Provider::MessageLabs, &["messagelabs.com"]),
     (Provider::Microsoft, &["prod.outlook.com", "protection.outlook.com", "onmicrosoft.com", "exchangelabs.com"]),
+    (Provider::Mimecast, &["mimecast.com"]),
     (Provider::NttDocomo, &["mfsmax.docomo.ne.jp"]),
     (Provider::Outlook, &["hotmail.com"]),
     (Provider::Tencent, &["qq.com"]),
     (Provider::YahooInc, &["yahoodns.net"]),
+    (Provider::Zoho, &["zoho.com", "zoho.eu"]),
 ];
 
 /// Consumer mail domains whose mailboxes each service hosts: a recipient there is answered by
@@ -192,8 +198,85 @@ pub(crate) fn reason(p: Provider, f: &Fact<'_>) -> Option<Reason> {
         Provider::Cloudflare => words(&t, CLOUDFLARE),
         Provider::GoDaddy => words(&t, GODADDY_WORDS),
         Provider::Cox => words(&t, COX_WORDS),
+        Provider::Facebook => super::provider::facebook_code(&t),
+        Provider::Mimecast => mimecast(f, &t),
+        Provider::Zoho => words(&t, ZOHO),
     }
 }
+
+/// Mimecast's documented rejections, each with the reply code it comes with: both must match,
+/// since several of the wordings ("invalid recipient", "too many recipients") are common at
+/// other servers and mean Mimecast's reading only from Mimecast.
+fn mimecast(f: &Fact<'_>, t: &str) -> Option<Reason> {
+    let code = f.code.filter(|c| valid_reply(*c))?;
+    MIMECAST.iter().find(|(_, reply, words)| *reply == code && t.contains(words)).map(|(r, ..)| *r)
+}
+
+const MIMECAST: &[(Reason, u16, &str)] = &[
+    (AuthFailure, 550, "spf sender invalid - envelope rejected"),
+    (AuthFailure, 550, "dkim sender invalid - envelope rejected"),
+    (AuthFailure, 550, "dmarc sender invalid - envelope rejected"),
+    // Greylisting of a sender with a poor reputation.
+    (BadReputation, 451, "internal resources are temporarily unavailable"),
+    (BadReputation, 550, "local ct ip reputation - (reject)"),
+    (Blocked, 421, "sender address blocked"),
+    (Blocked, 451, "recipient temporarily unavailable"),
+    (Blocked, 451, "ip temporarily blacklisted"),
+    (Expired, 550, "journal messages past the expiration"),
+    (FailedStartTls, 454, "tls not available due to temporary reason"),
+    (FailedStartTls, 553, "this route requires encryption (tls)"),
+    (FailedStartTls, 553, "this route requires tls version 1.2 or greater"),
+    (FailedStartTls, 553, "this route requires high-strength ciphers"),
+    (FailedStartTls, 554, "configuration is invalid for this certificate"),
+    (MesgTooBig, 554, "maximum email size exceeded"),
+    (NetworkError, 451, "the incorrect hostname used for inbounds"),
+    (NetworkError, 550, "the incorrect hostname used for inbounds"),
+    (NetworkError, 554, "mail loop detected"),
+    (NoRelaying, 451, "open relay not allowed"),
+    (NoRelaying, 451, "open relay is not allowed"),
+    (NotAccept, 451, "account inbounds disabled"),
+    (OnHold, 451, "account outbounds disabled"),
+    (OnHold, 451, "hostname is not authorized"),
+    (OnHold, 550, "journal message past expiration"),
+    (PolicyViolation, 550, "anti-spoofing policy - inbound not allowed"),
+    (PolicyViolation, 550, "rejected by header-based anti-spoofing policy"),
+    (PolicyViolation, 550, "message bounced due to content examination policy"),
+    (PolicyViolation, 554, "host network not allowed"),
+    (PolicyViolation, 554, "host network, not allowed"),
+    (Rejected, 550, "administrative prohibition envelope blocked"),
+    (Rejected, 550, "envelope blocked - user"),
+    (Rejected, 550, "envelope blocked \u{2013} user"),
+    (Rejected, 550, "rejected by header-based manually blocked senders"),
+    (Rejected, 550, "rejected by header-based blocked senders"),
+    (Rejected, 550, "envelope rejected - block policy for envelope from address"),
+    (SecurityError, 535, "incorrect authentication data"),
+    (SecurityError, 550, "submitter failed to"),
+    (SystemError, 451, "unable to process connection at this time"),
+    (SystemError, 451, "message ended early"),
+    (SystemError, 451, "unable to process command"),
+    (SystemError, 451, "unable to process an email at this time"),
+    // Too many connections at once, too many recipients in one message.
+    (TooManyConn, 451, "account service is temporarily unavailable"),
+    (TooManyConn, 452, "too many recipients"),
+    (TooManyConn, 550, "exceeding outbound thread limit"),
+    (UserUnknown, 501, "invalid address"),
+    (UserUnknown, 503, "user unknown"),
+    (UserUnknown, 550, "invalid recipient"),
+    (VirusDetected, 554, "email rejected due to security policies"),
+];
+
+/// Zoho Mail's rejections.
+const ZOHO: &[(Reason, &str)] = &[
+    (AuthFailure, "email rejected per dmarc policy"),
+    (Blocked, "greylisted, try again after some time"),
+    (Rejected, "email cannot be delivered. reason: email flagged as spam"),
+    (Rejected, "mail rejected by destination domain"),
+    (PolicyViolation, "email policy violation detected"),
+    (PolicyViolation, "mailbox delivery restricted by policy error"),
+    (SystemError, "temporary system error"),
+    (UserUnknown, "user does not exist"),
+    (VirusDetected, " detected by zoho mail"),
+];
 
 fn class(f: &Fact<'_>) -> (Option<char>, Option<char>) {
     (f.status.chars().next(), f.code.and_then(|c| c.to_string().chars().next()))
@@ -695,6 +778,41 @@ const COX_WORDS: &[(Reason, &str)] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mimecast_zoho_and_facebook_hosts_read_their_own_replies() {
+        assert_eq!(provider("ann@example.org", Some("eu-smtp-inbound-1.mimecast.com"), None), Some(Provider::Mimecast));
+        assert_eq!(provider("ann@zoho.com", None, None), Some(Provider::Zoho));
+        assert_eq!(provider("ann@example.org", Some("mx2.zoho.eu"), None), Some(Provider::Zoho));
+        assert_eq!(provider("ann@example.org", Some("smtpin.vvv.facebook.com"), None), Some(Provider::Facebook));
+        assert_eq!(provider("ann@example.org", Some("notmimecast.com"), None), None);
+
+        let f = |code, diag| Fact { status: "", code: Some(code), diag, phase: None };
+        assert_eq!(reason(Provider::Mimecast, &f(550, "550 Invalid Recipient")), Some(UserUnknown));
+        // Mimecast's wording with another reply code is not its reply.
+        assert_eq!(reason(Provider::Mimecast, &f(451, "451 Invalid Recipient")), None);
+        assert_eq!(reason(Provider::Mimecast, &f(452, "452 Too many recipients")), Some(TooManyConn));
+        assert_eq!(
+            reason(Provider::Mimecast, &f(553, "553 This route requires encryption (TLS)")),
+            Some(FailedStartTls)
+        );
+        assert_eq!(
+            reason(Provider::Mimecast, &f(550, "550 Envelope blocked \u{2013} User Domain Entry")),
+            Some(Rejected)
+        );
+        assert_eq!(reason(Provider::Zoho, &f(451, "451 4.7.1 Greylisted, try again after some time")), Some(Blocked));
+        assert_eq!(
+            reason(Provider::Zoho, &f(550, "550 5.1.1 User does not exist - <ann@zoho.com>")),
+            Some(UserUnknown)
+        );
+        assert_eq!(
+            reason(Provider::Zoho, &f(550, "550 5.7.1 Email rejected per DMARC policy for example.org")),
+            Some(AuthFailure)
+        );
+        // Facebook's codes count from its hosts even where the reply does not name it.
+        assert_eq!(reason(Provider::Facebook, &f(550, "550 5.1.1 RCP-P1 refused")), Some(UserUnknown));
+        assert_eq!(super::super::provider::provider_reason("550 5.1.1 rcp-p1 refused"), None);
+    }
 
     #[test]
     fn services_are_recognised_by_domain_and_host() {

@@ -386,17 +386,14 @@ fn suppressions_of(
     tx: &rusqlite::Transaction<'_>,
     pairs: &[(String, String)],
 ) -> rusqlite::Result<Vec<(String, String, String)>> {
-    let mut emails: Vec<String> = pairs.iter().map(|(_, e)| e.to_ascii_lowercase()).collect();
-    emails.sort();
-    emails.dedup();
     let mut out = Vec::new();
     let mut find = tx.prepare_cached(SUPPRESSIONS_OF)?;
-    for email in &emails {
+    for email in &crate::queue::suppression_keys(pairs) {
         let rows =
             find.query_map([email], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
         for row in rows {
             let (t, e, s) = row?;
-            if pairs.iter().any(|(pt, pe)| *pt == t && pe.eq_ignore_ascii_case(&e)) {
+            if crate::queue::among(pairs, &t, &e) {
                 out.push((t, e, s));
             }
         }

@@ -243,6 +243,20 @@ fn outcome_rows(
     );
 }
 
+/// The addresses of (tenant, address) pairs as suppressions are stored: lower case, once each.
+pub(crate) fn suppression_keys(pairs: &[(String, String)]) -> Vec<String> {
+    let mut emails: Vec<String> = pairs.iter().map(|(_, e)| e.to_ascii_lowercase()).collect();
+    emails.sort();
+    emails.dedup();
+    emails
+}
+
+/// Whether a suppression of `email` in `tenant` is about one of `pairs` (addresses compared
+/// without case).
+pub(crate) fn among(pairs: &[(String, String)], tenant: &str, email: &str) -> bool {
+    pairs.iter().any(|(pt, pe)| pt == tenant && pe.eq_ignore_ascii_case(email))
+}
+
 impl Store {
     /// Claims up to `limit` due recipients for `node`, leasing them until
     /// `now + lease_ms`. Safe to call from many nodes at once.
@@ -402,10 +416,7 @@ impl Store {
     /// address, scope); addresses are compared without case.
     pub async fn suppressed_among(&self, pairs: &[(String, String)]) -> Result<Vec<(String, String, String)>> {
         let mut out = Vec::new();
-        let mut emails: Vec<String> = pairs.iter().map(|(_, e)| e.to_ascii_lowercase()).collect();
-        emails.sort();
-        emails.dedup();
-        for chunk in emails.chunks(500) {
+        for chunk in suppression_keys(pairs).chunks(500) {
             let sql = format!(
                 "SELECT tenant_id, email, scope FROM suppressions WHERE email IN ({})",
                 placeholders(self.dialect, 1, chunk.len())
@@ -413,7 +424,7 @@ impl Store {
             let vals = chunk.iter().map(|s| Val::S(s.clone())).collect();
             for r in bind_all(sqlx::query(&sql), vals).fetch_all(&self.read).await? {
                 let (t, e, s): (String, String, String) = (r.get(0), r.get(1), r.get(2));
-                if pairs.iter().any(|(pt, pe)| *pt == t && pe.eq_ignore_ascii_case(&e)) {
+                if among(pairs, &t, &e) {
                     out.push((t, e, s));
                 }
             }

@@ -171,6 +171,12 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "user has too many messages on the server",
             "user's space has been used up",
             "boite du destinataire pleine",
+            // Wordings of a full mailbox that broader phrases below would read as a large
+            // message or a disabled account. (A full disk stays a full system: with a status
+            // code that says so, as 4.4.5 or 4.3.1, sisimai reads it so too.)
+            "does not have enough space",
+            "mail file size exceeds the maximum size allowed for mail delivery",
+            "account disabled temporarly for exceeding receiving limits",
         ],
     ),
     (
@@ -238,6 +244,10 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "email address is on senderfilterconfig list",
             "from: domain is invalid",
             "invalid domain, see <",
+            "delivery not authorized, message refused",
+            "envelope blocked -",
+            "rule imposed mailbox access for",
+            "sending this from a different address or alias using the",
         ],
     ),
     (
@@ -248,6 +258,12 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "relay prohibition",
             "we don't handle mail for",
             "send to a non-local e-mail address",
+            // Before "insecure" (a security error) and qmail's rcpthosts refusal, which has no
+            // word of relaying.
+            "insecure mail relay",
+            "that domain isn't in my list of allowed rcpthosts",
+            "not local host",
+            "specified domain is not allowed",
         ],
     ),
     (
@@ -278,6 +294,27 @@ const PHRASES: &[(Reason, &[&str])] = &[
     // Greylisting (Postgrey, rspamd, …) defers a client it has not seen before: about the
     // sending host, whatever "recipient address rejected" in front of it says.
     (Reason::Blocked, &["greylisted", "greylisting", "graylisted", "graylisting"]),
+    // Refusals of the sending host (after sisimai's list), before the sender and policy
+    // wordings they contain ("mail from", "not allowed").
+    (
+        Reason::Blocked,
+        &[
+            "we do not accept mail from dynamic ips",
+            "you are not allowed to connect",
+            "rejected because the sending mta or the sender has not passed validation",
+            "esmtp not accepting connections",
+            "extreme bad ip profile",
+            "no access from mail server",
+            "rejecting open proxy",
+            "confirm this mail server",
+            "blocked - see http",
+            "refused - see http",
+            "said: blocked",
+            "connection was dropped by remote host",
+        ],
+    ),
+    // A domain that takes no mail, before "disabled" (a suspended account).
+    (Reason::NotAccept, &["mail receiving disabled", "no route for current request"]),
     (
         Reason::MesgTooBig,
         &[
@@ -416,7 +453,22 @@ const PHRASES: &[(Reason, &[&str])] = &[
     // Unambiguous statements that the mailbox does not exist, before anything looser.
     (
         Reason::UserUnknown,
-        &["user unknown", "unknown user", "no such user", "no such mailbox", "not listed in", "mailbox not found"],
+        &[
+            "user unknown",
+            "unknown user",
+            "no such user",
+            "no such mailbox",
+            "not listed in",
+            "mailbox not found",
+            // qmail's rcpthosts refusal as some servers word it, and Exchange's resolver.
+            "that domain or user isn't in my list of allowed rcpthosts",
+            "resolver.adr.recipient notfound",
+            "destination server rejected recipients",
+            "the following recipients was undeliverable",
+            "not a local address",
+            "not email addresses",
+            "recipient refuses to accept your mail",
+        ],
     ),
     // The sender's address is refused (not the sending host's IP): before the block lists.
     (
@@ -580,6 +632,7 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "open relay",
             "isn't allowed to relay",
             "relay from this",
+            "as a relay",
         ],
     ),
     (
@@ -687,6 +740,7 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "must authenticate",
             "certificate",
             "security policy",
+            "verification failure",
             "insecure",
             "please authenticate",
             "smtp auth",
@@ -786,7 +840,15 @@ const PHRASES: &[(Reason, &[&str])] = &[
     ),
     (
         Reason::HasMoved,
-        &["has moved", "moved to", "address changed", "no longer at this address", "changed address", "new address"],
+        &[
+            "has moved",
+            "moved to",
+            "address changed",
+            "no longer at this address",
+            "changed address",
+            "new address",
+            "has been replaced by",
+        ],
     ),
     (
         Reason::Suspend,
@@ -833,6 +895,7 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "mail is not accepted",
             "does not handle mail",
             "receives no mail",
+            "smtp protocol returned a permanent error",
         ],
     ),
     (
@@ -1286,6 +1349,9 @@ fn without_reason(t: &str, r: Reason) -> String {
 /// characters apart; they are read before the phrases, whose shorter halves they contain.
 const PAIRS: &[(Reason, &str, &str)] = &[
     (Reason::HostUnknown, "domain ", " does not exist"),
+    (Reason::SecurityError, "domain ", " is a dead domain"),
+    (Reason::Blocked, "server ip ", " listed as abusive"),
+    (Reason::Blocked, "your access ip", " has been rejected"),
     (Reason::MailboxFull, "mailbox ", " is full"),
     (Reason::MailboxFull, "mailbox ", " full"),
     (Reason::UserUnknown, "user (", ") unknown"),
@@ -1348,8 +1414,11 @@ fn contains_phrase(t: &str, p: &str) -> bool {
         let after = t[end..].chars().next();
         let left_ok = before.is_none_or(|c| !c.is_alphanumeric()) || !p.starts_with(|c: char| c.is_alphanumeric());
         // Phrases may end in a stem ("violat", "throttl"), so only the left edge is strict
-        // for them; whole words are strict on both sides.
-        let right_ok = after.is_none_or(|c| !c.is_alphanumeric()) || STEMS.contains(&p);
+        // for them; whole words are strict on both sides. A phrase ending in punctuation
+        // ("see <", "ses:") ends where it says.
+        let right_ok = after.is_none_or(|c| !c.is_alphanumeric())
+            || STEMS.contains(&p)
+            || !p.ends_with(|c: char| c.is_alphanumeric());
         if left_ok && right_ok {
             return true;
         }
@@ -1533,7 +1602,7 @@ pub(crate) fn decide_with(
         .flatten();
     // A missing mailbox (by code or words) gives way to a full or disabled one the words name
     // anywhere: "user unknown or over quota" is a mailbox that exists.
-    let missing = name == Some(UserUnknown) || has(UserUnknown) || has(Filtered);
+    let missing = name == Some(UserUnknown) || has(UserUnknown) || has(Filtered) || hint == Some(UserUnknown);
     let first = [
         MailboxFull,
         MesgTooBig,
@@ -1745,6 +1814,41 @@ mod tests {
         // The missing mailbox's own words name no other cause ("listed in" a block list).
         let domino = "User not listed in public Name & Address Book";
         assert_eq!(decide("5.1.1", 550, domino, rcpt), (UserUnknown, true));
+        // A missing mailbox the reporting MTA's own words name gives way as well: the remote
+        // reply says the account exists, disabled.
+        let reply = "sender was rejected; account suspended";
+        assert_eq!(decide_with("", 550, reply, None, None), (Rejected, false));
+        assert_eq!(decide_with("", 550, reply, None, Some(UserUnknown)), (Suspend, false));
+    }
+
+    #[test]
+    fn phrases_ending_in_punctuation_match_whatever_follows() {
+        use Reason::*;
+        assert_eq!(reason_from_text("550 Invalid domain, see <URL:http://x.example/why>"), Some(Rejected));
+        let ses = "User arn:aws:iam::1:user/x is not authorized to perform ses:SendRawEmail on resource";
+        assert_eq!(reason_from_text(ses), Some(SecurityError));
+    }
+
+    #[test]
+    fn wordings_sisimai_reads_that_broader_phrases_misread() {
+        use Reason::*;
+        for (text, want) in [
+            ("452 4.2.2 Mailbox does not have enough space", MailboxFull),
+            ("552 Mail file size exceeds the maximum size allowed for mail delivery", MailboxFull),
+            ("550 5.7.1 Insecure mail relay", NoRelaying),
+            ("553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)", NoRelaying),
+            ("550 Mail receiving disabled", NotAccept),
+            ("550 5.1.1 RESOLVER.ADR.Recipient NotFound; not found", UserUnknown),
+            ("554 we do not accept mail from dynamic IPs", Blocked),
+            ("550 Server IP 192.0.2.1 listed as abusive", Blocked),
+            ("550 envelope blocked - user entry", Rejected),
+            ("550 the address has been replaced by ann@new.example", HasMoved),
+            ("550 domain old.example is a dead domain", SecurityError),
+        ] {
+            assert_eq!(reason_from_text(text), Some(want), "{text}");
+        }
+        // A full disk stays a full system where the code says so.
+        assert_eq!(decide("4.4.5", 452, "Insufficient disk space; try again later", None).0, SystemFull);
     }
 
     #[test]

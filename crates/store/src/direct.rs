@@ -93,7 +93,7 @@ impl Direct {
                     }
                     // WAL frames of a transaction that did not commit, if it
                     // left any unwritten: forgotten, as SQLite forgets them.
-                    epistle_walvfs::discard_unsynced();
+                    epistle_walvfs::discard_unsynced(&writer.conn);
                 }
             })
             .map_err(StoreError::Thread)?;

@@ -24,10 +24,18 @@
 //! straight through.
 //!
 //! A transaction that fails after it wrote frames but before its commit's
-//! sync (a cache spill, then an error) leaves them in the buffer; SQLite
-//! forgets such frames. Call [`discard_unsynced`] once a transaction has
-//! ended, on the thread that ran it: it drops them, so that they cannot
-//! later overwrite frames another connection committed in their place.
+//! sync (a cache spill, then an error) may leave them in the buffer; SQLite
+//! forgets such frames. Call [`discard_unsynced`] with the connection once
+//! such a transaction has ended: it drops them, so that they cannot later
+//! overwrite frames another connection committed in their place. Closing
+//! the connection drops them too.
+//!
+//! # What it needs
+//!
+//! The database must have SQLite's "powersafe overwrite" property (its
+//! default): without it, SQLite pads a commit to a sector boundary and
+//! writes the last frame's tail after the sync. A main database opened
+//! without it (`psow=0`) is refused.
 
 use std::cell::Cell;
 use std::ffi::{CStr, c_char, c_int, c_void};
@@ -50,8 +58,6 @@ thread_local! {
     static DURABLE: Cell<bool> = const { Cell::new(false) };
     /// Writes made to WAL files (see [`wal_writes`]).
     static WAL_WRITES: Cell<u64> = const { Cell::new(0) };
-    /// The WAL file of this thread whose buffer holds writes, if any.
-    static PENDING: Cell<*mut WalFile> = const { Cell::new(std::ptr::null_mut()) };
 }
 
 /// How many writes this thread has made to WAL files through this VFS: one
@@ -71,19 +77,33 @@ pub fn set_durable(durable: bool) {
     DURABLE.with(|d| d.set(durable));
 }
 
-/// Drops what the last transaction of this thread left unwritten: frames of
-/// a transaction that did not commit (see the module's documentation).
-/// Returns how many bytes were dropped.
-pub fn discard_unsynced() -> usize {
-    let file = PENDING.with(|p| p.replace(std::ptr::null_mut()));
-    if file.is_null() {
+/// Drops the WAL writes `conn` holds that no sync has written: frames of a
+/// transaction that did not commit (see the module's documentation). Returns
+/// how many bytes were dropped; 0 for a connection on another VFS.
+pub fn discard_unsynced(conn: &rusqlite::Connection) -> usize {
+    let mut file: *mut ffi::sqlite3_file = std::ptr::null_mut();
+    // SAFETY: the handle is valid while `conn` is borrowed; the file control
+    // only stores the main database's journal (here: WAL) file in `file`.
+    let rc = unsafe {
+        ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            ffi::SQLITE_FCNTL_JOURNAL_POINTER,
+            std::ptr::from_mut(&mut file).cast(),
+        )
+    };
+    if rc != ffi::SQLITE_OK || file.is_null() {
         return 0;
     }
-    // SAFETY: PENDING only ever holds a WAL file of this thread that is
-    // still open: `close` clears it before the file's memory is released.
-    let wal = unsafe { &mut *file };
-    let n = wal.buf.len();
-    wal.buf.clear();
+    // SAFETY: SQLite returned the open journal file of `conn`.
+    if !std::ptr::eq(unsafe { (*file).pMethods }, &WAL_METHODS) {
+        return 0;
+    }
+    // SAFETY: its methods are ours, so `open` set it up as a WalFile; `conn`
+    // is borrowed, so nothing else uses the file meanwhile.
+    let w = unsafe { wal(file) };
+    let n = w.buf.len();
+    w.buf.clear();
     n
 }
 
@@ -188,7 +208,19 @@ unsafe extern "C" fn open(
         // Any other file is the default VFS's own, in the memory SQLite gave
         // us (at least as large as the default VFS asks).
         // SAFETY: forwarded as SQLite called us.
-        return unsafe { real_open(real, name, file, flags, out_flags) };
+        let rc = unsafe { real_open(real, name, file, flags, out_flags) };
+        if rc == ffi::SQLITE_OK && flags & ffi::SQLITE_OPEN_MAIN_DB != 0 && !powersafe(file) {
+            // SAFETY: the file was opened above and is closed once, here;
+            // SQLite does not close a file whose open failed.
+            unsafe {
+                if let Some(close) = (*(*file).pMethods).xClose {
+                    close(file);
+                }
+                (*file).pMethods = std::ptr::null();
+            }
+            return ffi::SQLITE_CANTOPEN;
+        }
+        return rc;
     }
     // SAFETY: SQLite gave us `szOsFile` bytes: our header, then room for the
     // default VFS's file.
@@ -214,6 +246,14 @@ unsafe extern "C" fn open(
     ffi::SQLITE_OK
 }
 
+/// Whether an open main database file has the powersafe-overwrite property,
+/// without which SQLite writes part of a commit's last frame after its sync.
+fn powersafe(file: *mut ffi::sqlite3_file) -> bool {
+    // SAFETY: `file` was opened by the default VFS, whose methods are static.
+    let characteristics = unsafe { (*(*file).pMethods).xDeviceCharacteristics.map_or(0, |f| f(file)) };
+    characteristics & ffi::SQLITE_IOCAP_POWERSAFE_OVERWRITE != 0
+}
+
 /// The WAL file behind a `sqlite3_file` SQLite passes to our methods.
 ///
 /// # Safety
@@ -230,34 +270,40 @@ fn inner(w: &WalFile) -> &'static ffi::sqlite3_io_methods {
     unsafe { &*(*w.real).pMethods }
 }
 
-/// Writes the buffer; clears it either way.
+/// Writes the buffer. On failure the buffer is kept: its frames belong to a
+/// transaction that may go on, and every later flush (the commit's sync
+/// first) fails again or writes them.
 fn flush(w: &mut WalFile) -> c_int {
     if w.buf.is_empty() {
         return ffi::SQLITE_OK;
     }
     let Some(write) = inner(w).xWrite else { return ffi::SQLITE_IOERR_WRITE };
     let Ok(n) = c_int::try_from(w.buf.len()) else { return ffi::SQLITE_IOERR_WRITE };
-    count_write();
     // SAFETY: the buffer is `n` readable bytes; the inner file is open.
     let rc = unsafe { write(w.real, w.buf.as_ptr().cast(), n, w.buf_at) };
-    w.buf.clear();
-    PENDING.with(|p| {
-        if p.get() == std::ptr::from_mut(w) {
-            p.set(std::ptr::null_mut());
-        }
-    });
+    if rc == ffi::SQLITE_OK {
+        count_write();
+        w.buf.clear();
+    }
     rc
+}
+
+/// [`flush`] before an operation that is not a write: a failure is the
+/// write's (so that SQLite rolls the whole transaction back).
+fn flush_for(w: &mut WalFile) -> c_int {
+    match flush(w) {
+        ffi::SQLITE_OK => ffi::SQLITE_OK,
+        _ => ffi::SQLITE_IOERR_WRITE,
+    }
 }
 
 unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
     // SAFETY: SQLite calls our methods only on files our `open` set up.
     let w = unsafe { wal(file) };
-    let flushed = flush(w);
-    PENDING.with(|p| {
-        if p.get() == std::ptr::from_mut(w) {
-            p.set(std::ptr::null_mut());
-        }
-    });
+    // What is still held was never synced, so never committed: dropped, as
+    // SQLite forgets it (written now, it could land on frames another
+    // connection has committed since).
+    w.buf.clear();
     let closed = match inner(w).xClose {
         // SAFETY: closing the inner file once, as SQLite closes ours once.
         Some(close) => unsafe { close(w.real) },
@@ -265,13 +311,13 @@ unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
     };
     // SAFETY: the header was written by `open` and is not used after this.
     unsafe { std::ptr::drop_in_place(file.cast::<WalFile>()) };
-    if flushed != ffi::SQLITE_OK { flushed } else { closed }
+    closed
 }
 
 unsafe extern "C" fn read(file: *mut ffi::sqlite3_file, buf: *mut c_void, amt: c_int, off: i64) -> c_int {
     // SAFETY: SQLite calls our methods only on files our `open` set up.
     let w = unsafe { wal(file) };
-    let rc = flush(w);
+    let rc = flush_for(w);
     if rc != ffi::SQLITE_OK {
         return rc;
     }
@@ -284,7 +330,7 @@ unsafe extern "C" fn write(file: *mut ffi::sqlite3_file, data: *const c_void, am
     // SAFETY: SQLite calls our methods only on files our `open` set up.
     let w = unsafe { wal(file) };
     let len = usize::try_from(amt).unwrap_or(0);
-    let gather = DURABLE.with(Cell::get) && len < MAX_BUFFER;
+    let gather = DURABLE.with(Cell::get) && len > 0 && len < MAX_BUFFER;
     let continues = !w.buf.is_empty() && w.buf_at + w.buf.len() as i64 == off;
     if !(gather && (continues || w.buf.is_empty()) && w.buf.len() + len <= MAX_BUFFER) {
         let rc = flush(w);
@@ -293,9 +339,12 @@ unsafe extern "C" fn write(file: *mut ffi::sqlite3_file, data: *const c_void, am
         }
         if !gather {
             let Some(write) = inner(w).xWrite else { return ffi::SQLITE_IOERR_WRITE };
-            count_write();
             // SAFETY: forwarded as SQLite called us.
-            return unsafe { write(w.real, data, amt, off) };
+            let rc = unsafe { write(w.real, data, amt, off) };
+            if rc == ffi::SQLITE_OK {
+                count_write();
+            }
+            return rc;
         }
     }
     if w.buf.is_empty() {
@@ -307,23 +356,13 @@ unsafe extern "C" fn write(file: *mut ffi::sqlite3_file, data: *const c_void, am
     // SAFETY: SQLite passes `amt` readable bytes at `data`.
     let bytes = unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) };
     w.buf.extend_from_slice(bytes);
-    let me = std::ptr::from_mut(w);
-    PENDING.with(|p| {
-        let before = p.replace(me);
-        if !before.is_null() && before != me {
-            // Another WAL file of this thread still held writes: a
-            // transaction on another connection that never synced them.
-            // SAFETY: PENDING holds only open WAL files of this thread.
-            unsafe { (*before).buf.clear() };
-        }
-    });
     ffi::SQLITE_OK
 }
 
 unsafe extern "C" fn truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int {
     // SAFETY: SQLite calls our methods only on files our `open` set up.
     let w = unsafe { wal(file) };
-    let rc = flush(w);
+    let rc = flush_for(w);
     if rc != ffi::SQLITE_OK {
         return rc;
     }
@@ -347,7 +386,7 @@ unsafe extern "C" fn sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
 unsafe extern "C" fn file_size(file: *mut ffi::sqlite3_file, size: *mut i64) -> c_int {
     // SAFETY: SQLite calls our methods only on files our `open` set up.
     let w = unsafe { wal(file) };
-    let rc = flush(w);
+    let rc = flush_for(w);
     if rc != ffi::SQLITE_OK {
         return rc;
     }
@@ -389,7 +428,7 @@ unsafe extern "C" fn check_reserved_lock(file: *mut ffi::sqlite3_file, out: *mut
 unsafe extern "C" fn file_control(file: *mut ffi::sqlite3_file, op: c_int, arg: *mut c_void) -> c_int {
     // SAFETY: SQLite calls our methods only on files our `open` set up.
     let w = unsafe { wal(file) };
-    let rc = flush(w);
+    let rc = flush_for(w);
     if rc != ffi::SQLITE_OK {
         return rc;
     }
@@ -605,9 +644,9 @@ mod tests {
         c.execute_batch("ROLLBACK").unwrap();
         // The spills went to the WAL file (reading a spilled page back
         // writes what was gathered); the last may still be held.
-        let dropped = discard_unsynced();
+        let dropped = discard_unsynced(&c);
         assert!(wal_writes() > before || dropped > 0, "the transaction spilled nothing");
-        assert_eq!(discard_unsynced(), 0);
+        assert_eq!(discard_unsynced(&c), 0);
         // Another connection commits where those frames were; ours then
         // commits after it: nothing of the rolled-back transaction comes back.
         {
@@ -622,6 +661,20 @@ mod tests {
         assert!(rows.iter().all(|(i, len, b)| *len == 3000 && *b == (*i % 251) as u8));
         let ok: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
         assert_eq!(ok, "ok");
+    }
+
+    #[test]
+    fn a_database_without_powersafe_overwrite_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        register().unwrap();
+        let uri = format!("file:{}?psow=0", dir.path().join("db").display());
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_URI;
+        let refused = Connection::open_with_flags_and_vfs(&uri, flags, NAME)
+            .and_then(|c| c.execute_batch("PRAGMA journal_mode = WAL"));
+        assert!(refused.is_err(), "opened with psow=0");
+        let fine = format!("file:{}?psow=1", dir.path().join("db").display());
+        let c = Connection::open_with_flags_and_vfs(&fine, flags, NAME).unwrap();
+        c.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x)").unwrap();
     }
 
     #[test]

@@ -41,9 +41,6 @@ impl Writer {
             })?;
             self.durable_now = Some(durable);
         }
-        // Synced at every commit: its WAL writes may be gathered (see
-        // `epistle_walvfs`).
-        epistle_walvfs::set_durable(durable);
         Ok(())
     }
 }
@@ -64,16 +61,10 @@ impl std::fmt::Debug for Direct {
 impl Direct {
     /// Opens the database file (already in WAL mode) and starts the thread.
     pub(crate) fn open(path: &Path, sync: SqliteSync, checkpoint_pages: u32) -> Result<Self> {
-        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        // The VFS that writes each durable commit's WAL frames with one call
-        // (two per page otherwise); SQLite's own where it cannot be had.
-        let conn = match epistle_walvfs::register() {
-            Ok(()) => rusqlite::Connection::open_with_flags_and_vfs(path, flags, epistle_walvfs::NAME)?,
-            Err(e) => {
-                tracing::warn!(error = %e, "SQLite writer: WAL writes are not gathered");
-                rusqlite::Connection::open_with_flags(path, flags)?
-            }
-        };
+        let conn = rusqlite::Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
         conn.execute_batch(&format!(
             "PRAGMA busy_timeout = 15000; PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY; \
              PRAGMA wal_autocheckpoint = {checkpoint_pages};"
@@ -91,9 +82,6 @@ impl Direct {
                     if !writer.conn.is_autocommit() {
                         let _ = writer.conn.execute_batch("ROLLBACK");
                     }
-                    // WAL frames of a transaction that did not commit, if it
-                    // left any unwritten: forgotten, as SQLite forgets them.
-                    epistle_walvfs::discard_unsynced(&writer.conn);
                 }
             })
             .map_err(StoreError::Thread)?;
@@ -183,34 +171,6 @@ mod tests {
             .0
             .unwrap();
         assert_eq!(durable, 1, "sqlite_sync = normal is obeyed");
-    }
-
-    #[tokio::test]
-    async fn a_durable_commit_reaches_the_wal_in_one_write() {
-        let (_dir, path) = database();
-        let direct = Direct::open(&path, SqliteSync::Full, 1000).unwrap();
-        let commit = |durable: bool, from: i64| {
-            move |w: &mut Writer| {
-                w.durable(durable).unwrap();
-                let before = epistle_walvfs::wal_writes();
-                let tx = w.conn.transaction().unwrap();
-                for i in from..from + 2000 {
-                    tx.execute("INSERT INTO t VALUES (?1)", [i]).unwrap();
-                }
-                tx.commit().unwrap();
-                epistle_walvfs::wal_writes() - before
-            }
-        };
-        // The first commit also writes the WAL's header.
-        direct.run((), commit(true, 0)).await.0.unwrap();
-        let durable = direct.run((), commit(true, 10_000)).await.0.unwrap();
-        assert_eq!(durable, 1, "one write for the whole commit");
-        let relaxed = direct.run((), commit(false, 20_000)).await.0.unwrap();
-        assert!(relaxed > 2, "a commit that is not synced is written as SQLite writes it: {relaxed}");
-        // Another connection reads all of it.
-        let other = rusqlite::Connection::open(&path).unwrap();
-        let n: i64 = other.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
-        assert_eq!(n, 6000);
     }
 
     #[tokio::test]

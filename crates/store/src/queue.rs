@@ -257,6 +257,10 @@ pub(crate) fn among(pairs: &[(String, String)], tenant: &str, email: &str) -> bo
     pairs.iter().any(|(pt, pe)| pt == tenant && pe.eq_ignore_ascii_case(email))
 }
 
+/// The lease renewal on SQLite: served by the partial index
+/// `recipients_sending` (migration 14), not a scan of every recipient.
+const RENEW_SQLITE: &str = "UPDATE recipients SET due_at = $1 WHERE claimed_by = $2 AND status = 'sending'";
+
 impl Store {
     /// Claims up to `limit` due recipients for `node`, leasing them until
     /// `now + lease_ms`. Safe to call from many nodes at once.
@@ -302,7 +306,7 @@ impl Store {
                 "UPDATE recipients SET due_at = $1 WHERE id IN (SELECT id FROM recipients \
                  WHERE claimed_by = $2 AND status = 'sending' FOR UPDATE SKIP LOCKED)"
             }
-            Dialect::Sqlite => "UPDATE recipients SET due_at = $1 WHERE claimed_by = $2 AND status = 'sending'",
+            Dialect::Sqlite => RENEW_SQLITE,
         };
         let mut conn = self.writer(Durability::Relaxed).await?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
@@ -487,5 +491,31 @@ impl Store {
             by_transport,
             by_day: by_day.iter().map(|r| (r.get(0), r.get(1))).collect(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The renewal runs every third of the lease and holds SQLite's one
+    /// writer while it does: it must find a node's recipients in flight
+    /// through the index of rows in flight, whatever the table's size.
+    #[tokio::test]
+    async fn lease_renewal_reads_only_recipients_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.db");
+        let store = Store::connect(&crate::StoreOptions::new(format!("sqlite://{}", path.display()))).await.unwrap();
+        store.migrate().await.unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {RENEW_SQLITE}"))
+            .unwrap()
+            .query_map(rusqlite::params![1, "node"], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert!(plan.iter().any(|p| p.contains("USING INDEX recipients_sending")), "{plan:?}");
+        assert!(!plan.iter().any(|p| p.starts_with("SCAN recipients")), "{plan:?}");
     }
 }

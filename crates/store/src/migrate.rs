@@ -438,8 +438,8 @@ ALTER TABLE webhooks ADD COLUMN after_event BIGINT NOT NULL DEFAULT 0;
         // A worker renews the leases of its recipients in flight every third
         // of the lease (`claimed_by = node AND status = 'sending'`). Without
         // an index SQLite scans the whole table for it, holding the one
-        // writer: 0.1 s over 20,000 recipients, seconds over a production
-        // table, while every accept waits. Only rows in flight are in this
+        // writer: 4.5 ms over 20,000 recipients with a warm cache (0.1 s
+        // cold), seconds over a production table, while every accept waits. Only rows in flight are in this
         // index, so it stays small. SQLite only: PostgreSQL's renewal skips
         // locked rows and blocks no accepts while it scans, and building an
         // index there would lock `recipients` for as long as it takes.

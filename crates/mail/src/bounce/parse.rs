@@ -862,6 +862,13 @@ fn plain_text(
     let mut order: Vec<String> = Vec::new();
     let mut texts: Vec<String> = Vec::new();
     let mut current: Option<usize> = None;
+    // Sendmail's transcripts end each address's stanza with the address's own line: the
+    // conversation before it (`>>> DATA`, `<<< 550 …`, `550 host (smtp)... …`) is the one it
+    // failed in, and a host line after it opens the next address's stanza. Such lines wait
+    // here for the address they lead to.
+    let sendmail = matches!(mta, Mta::Sendmail { .. })
+        || human.to_ascii_lowercase().contains("----- transcript of session follows -----");
+    let mut pending = String::new();
     for line in human.lines() {
         if let Some(a) = recipient_on_line(line).filter(|a| !own(a) && !is_daemon(a)) {
             let key = a.to_ascii_lowercase();
@@ -873,7 +880,20 @@ fn plain_text(
                     order.len() - 1
                 }
             };
+            if sendmail && current != Some(idx) {
+                texts[idx].push_str(&std::mem::take(&mut pending));
+            }
             current = Some(idx);
+        } else if sendmail && (!pending.is_empty() || opens_sendmail_stanza(line)) {
+            if line.trim_start().to_ascii_lowercase().starts_with("while talking to") {
+                // A new conversation: what waited belongs to the one before.
+                if let Some(t) = current.and_then(|i| texts.get_mut(i)) {
+                    t.push_str(&std::mem::take(&mut pending));
+                }
+            }
+            pending.push_str(line);
+            pending.push('\n');
+            continue;
         }
         if let Some(i) = current
             && let Some(t) = texts.get_mut(i)
@@ -881,6 +901,9 @@ fn plain_text(
             t.push_str(line);
             t.push('\n');
         }
+    }
+    if let Some(t) = current.and_then(|i| texts.get_mut(i)) {
+        t.push_str(&pending);
     }
     if mta == Mta::Verizon {
         // Verizon's gateways name the recipient only in the returned message.
@@ -918,6 +941,27 @@ fn plain_text(
             recipient(email, status, code, reason, hard, &diag)
         })
         .collect()
+}
+
+/// A line of a Sendmail transcript that starts a conversation or reports on a host rather
+/// than an address: `While talking to mx.example:`, `>>> RCPT To:…`, `550 example.org
+/// (smtp)... 550 Host unknown`.
+fn opens_sendmail_stanza(line: &str) -> bool {
+    let l = line.trim_start().to_ascii_lowercase();
+    if l.starts_with("while talking to") || l.starts_with(">>> ") {
+        return true;
+    }
+    // `NNN host (mailer)... text`: a reply code, a host name and the mailer in parentheses.
+    let mut words = l.split_whitespace();
+    let (Some(code), Some(host), Some(mailer)) = (words.next(), words.next(), words.next()) else {
+        return false;
+    };
+    code.len() == 3
+        && code.bytes().all(|b| b.is_ascii_digit())
+        && !host.contains('@')
+        && host.contains('.')
+        && mailer.starts_with('(')
+        && mailer.ends_with(")...")
 }
 
 /// The To / Cc of an original message returned inline in the text.

@@ -172,8 +172,13 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "user's space has been used up",
             "boite du destinataire pleine",
             // Wordings of a full mailbox that broader phrases below would read as a large
-            // message or a disabled account. (A full disk stays a full system: with a status
-            // code that says so, as 4.4.5 or 4.3.1, sisimai reads it so too.)
+            // message, a disabled account or a full disk. These three disk wordings are what
+            // delivery agents write when the recipient's own store is out of room, and the
+            // labels read them so whatever the code; "insufficient disk space" alone stays a
+            // full system (with 4.4.5 or 4.3.1 the labels say so).
+            "not enough disk space",
+            "not sufficient disk space",
+            "no space left on device",
             "does not have enough space",
             "mail file size exceeds the maximum size allowed for mail delivery",
             "account disabled temporarly for exceeding receiving limits",
@@ -838,18 +843,7 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "system is full",
         ],
     ),
-    (
-        Reason::HasMoved,
-        &[
-            "has moved",
-            "moved to",
-            "address changed",
-            "no longer at this address",
-            "changed address",
-            "new address",
-            "has been replaced by",
-        ],
-    ),
+    (Reason::HasMoved, &["has been replaced by"]),
     (
         Reason::Suspend,
         &[
@@ -1012,11 +1006,12 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "recipient unknown",
             "unknown recipient",
             "invalid recipient",
-            "recipient address rejected",
+            // Postfix's and Exchange Online's refusal of an address the directory lacks
+            // (bare "address rejected" is also said of senders).
+            "recipient address rejected: access denied",
             "recipient rejected",
             "recipient does not exist",
             "recipient is not",
-            "address rejected",
             "address unknown",
             "unknown address",
             "address not found",
@@ -1519,19 +1514,30 @@ fn lookup_wording(text: &str) -> bool {
     LOOKUP_WORDINGS.iter().any(|w| t.contains(w))
 }
 
-/// Codes that name no cause, or only one that a wording may make more precise.
-fn loose_name(r: Option<Reason>) -> bool {
-    matches!(
-        r,
-        None | Some(
-            Reason::SystemError
-                | Reason::SecurityError
-                | Reason::Expired
-                | Reason::NetworkError
-                | Reason::HostUnknown
-                | Reason::UserUnknown
-        )
-    )
+/// Wordings of a name lookup that failed (the resolver, not the answer, is at fault): a
+/// network error even where a missing domain is named too.
+const LOOKUP_FAILURES: &[&str] =
+    &["host name lookup failure", "host not found, try again", "name server reply", "unable to resolve route"];
+
+/// Wordings that say outright that the domain does not exist: a missing domain even on a
+/// temporary failure.
+const NO_SUCH_DOMAIN: &[&str] = &[
+    "no such domain",
+    "domain does not exist",
+    "host or domain name not found",
+    "unknown domain",
+    "name or service not known",
+    "host unknown",
+    "domain must exist",
+    "domain mentioned in email address is unknown",
+];
+
+/// Whether a failure read as a missing host is a failed lookup instead: the wording says the
+/// lookup failed, or the failure is temporary and neither its code nor its words say the
+/// domain does not exist.
+fn network_lookup(t: &str, permanent: bool, name: Option<Reason>) -> bool {
+    LOOKUP_FAILURES.iter().any(|w| t.contains(w))
+        || !permanent && name != Some(Reason::HostUnknown) && !NO_SUCH_DOMAIN.iter().any(|w| t.contains(w))
 }
 
 /// What the words may say besides a missing mailbox that makes an x.1.1 code mean something
@@ -1545,8 +1551,8 @@ const OVER_MISSING_MAILBOX: [Reason; 6] =
 ///    (a full mailbox before a missing one, a missing one before a refused sender, …); a
 ///    missing mailbox only where the recipient itself was refused (RCPT, or a x.1.1 code),
 ///    a refusal after the recipient was accepted is a filter's;
-/// 2. where the code names no single cause, the looser wordings (policy, system, network,
-///    expiry), then the code's class.
+/// 2. the looser wordings (policy, system, network, expiry), then the reason the code names,
+///    then the code's class and the reply code.
 pub fn decide(status: &str, reply_code: u16, text: &str, phase: Option<Phase>) -> (Reason, bool) {
     decide_with(status, reply_code, text, phase, None)
 }
@@ -1659,6 +1665,9 @@ pub(crate) fn decide_with(
             // x.6.x is the whole class of content problems: a wording that names the
             // problem (spam, a virus) says more.
             ContentError => has(ContentError) || name == Some(ContentError) && said.is_none(),
+            // x.1.6 is believed after the wordings of both passes: a moved mailbox is what
+            // the code says when nothing else is said.
+            HasMoved => has(r),
             _ => name == Some(r) || has(r),
         }
     };
@@ -1670,37 +1679,35 @@ pub(crate) fn decide_with(
         reason = hint.filter(|h| !matches!(h, OnHold | Undefined));
     }
     if reason.is_none() {
-        if loose_name(name) {
-            let second = [
-                MailboxFull,
-                AuthFailure,
-                BadReputation,
-                Speeding,
-                SpamDetected,
-                VirusDetected,
-                PolicyViolation,
-                NoRelaying,
-                SystemError,
-                NetworkError,
-                Suspend,
-                ContentError,
-                SystemFull,
-                NotAccept,
-                Expired,
-                FailedStartTls,
-                SecurityError,
-                MailerError,
-            ];
-            reason = second.into_iter().find(|r| has(*r)).or(name).or_else(|| match status.get(..3) {
-                Some("5.6" | "4.6") => Some(ContentError),
-                Some("5.7" | "4.7") => Some(SecurityError),
-                _ if has(SyntaxError) => Some(SyntaxError),
-                _ if phase == Some(Phase::Connect) => Some(Blocked),
-                _ => None,
-            });
-        } else {
-            reason = name;
-        }
+        // The looser wordings come before whatever the code names: a code is only the
+        // class of a failure, the words say which one it was.
+        let second = [
+            MailboxFull,
+            AuthFailure,
+            BadReputation,
+            Speeding,
+            SpamDetected,
+            VirusDetected,
+            PolicyViolation,
+            NoRelaying,
+            SystemError,
+            NetworkError,
+            Suspend,
+            ContentError,
+            SystemFull,
+            NotAccept,
+            Expired,
+            FailedStartTls,
+            SecurityError,
+            MailerError,
+        ];
+        reason = second.into_iter().find(|r| has(*r)).or(name).or_else(|| match status.get(..3) {
+            Some("5.6" | "4.6") => Some(ContentError),
+            Some("5.7" | "4.7") => Some(SecurityError),
+            _ if has(SyntaxError) => Some(SyntaxError),
+            _ if phase == Some(Phase::Connect) => Some(Blocked),
+            _ => None,
+        });
     }
     let mut reason = reason.or(hint).unwrap_or(match reply_code {
         // Reply codes that name a cause on their own (RFC 5321: 552 exceeded storage
@@ -1713,13 +1720,10 @@ pub(crate) fn decide_with(
         421 => SystemError,
         _ => Undefined,
     });
-    if matches!(reply_code, 521 | 556) {
-        reason = NotAccept;
-    }
     if reason == MesgTooBig && status.get(1..) == Some(".2.3") {
         reason = ExceedLimit;
     }
-    if reason == HostUnknown && !permanent {
+    if reason == HostUnknown && network_lookup(&t, permanent, name) {
         reason = NetworkError;
     }
     (reason, reason.is_hard(permanent))

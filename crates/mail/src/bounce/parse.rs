@@ -399,7 +399,7 @@ fn judge(
         .or_else(|| phase_texts.iter().find_map(|t| command_word(t)));
     // A service's own rules come after what the reporting MTA's own wording says for sure,
     // and before the general reading.
-    let service = rhost::provider(addr, hosts.remote_for(phase_texts).as_deref(), hosts.local().as_deref())
+    let service = rhost::provider_of_mail(addr, hosts.remote_for(phase_texts).as_deref(), hosts.local().as_deref())
         .filter(|_| hint.reason.is_none_or(weighed));
     let by_service = || {
         let diag = texts.iter().find(|t| !t.trim().is_empty()).copied().unwrap_or("");

@@ -80,22 +80,30 @@ fn of_host(host: &str) -> Option<Provider> {
 /// The service a recipient domain is hosted by: the domain is one of the service's marks or
 /// a parent of one (`docomo.ne.jp` of `mfsmax.docomo.ne.jp`), counted from a dot so that
 /// `me.com` is not a parent of `acme.com`.
-fn of_domain(domain: &str) -> Option<Provider> {
+fn of_domain(domain: &str, consumer: bool) -> Option<Provider> {
     let d = domain.trim_end_matches('.').to_ascii_lowercase();
     if !d.contains('.') {
         return None;
     }
-    if let Some((p, _)) = DOMAINS.iter().find(|(_, domains)| domains.contains(&d.as_str())) {
+    if consumer && let Some((p, _)) = DOMAINS.iter().find(|(_, domains)| domains.contains(&d.as_str())) {
         return Some(*p);
     }
     HOSTS.iter().find(|(_, marks)| marks.iter().any(|m| under(m, &d))).map(|(p, _)| *p)
 }
 
-/// The service behind a bounce: the recipient's domain first, then the host that answered,
-/// then the host that wrote the bounce.
+/// The service behind a live reply: the recipient's domain (a service's own host names, or
+/// the consumer domains it hosts), then the host that answered, then the local host.
 pub(crate) fn provider(recipient: &str, remote: Option<&str>, local: Option<&str>) -> Option<Provider> {
     let domain = recipient.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
-    of_domain(domain).or_else(|| remote.and_then(of_host)).or_else(|| local.and_then(of_host))
+    of_domain(domain, true).or_else(|| remote.and_then(of_host)).or_else(|| local.and_then(of_host))
+}
+
+/// The service behind a returned mail: as [`provider`], but a consumer domain alone does not
+/// name it. A bounce about `ann@gmail.com` may come from any relay on the way, and only the
+/// hosts in it say whose rules apply (as the labels read it).
+pub(crate) fn provider_of_mail(recipient: &str, remote: Option<&str>, local: Option<&str>) -> Option<Provider> {
+    let domain = recipient.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+    of_domain(domain, false).or_else(|| remote.and_then(of_host)).or_else(|| local.and_then(of_host))
 }
 
 /// An Internet host name as RFC 1123 allows it: labels of letters, digits and hyphens, at
@@ -367,7 +375,6 @@ fn nttdocomo(f: &Fact<'_>, t: &str) -> Option<Reason> {
         ("503 bad sequence of commands", SyntaxError),
         ("504 command parameter not implemented", SyntaxError),
         ("552 too many recipients", TooManyConn),
-        ("550 unknown user", UserUnknown),
     ];
     if let Some((_, r)) = table.iter().find(|(p, _)| t.contains(p)) {
         return Some(*r);

@@ -407,11 +407,16 @@ fn judge(
     };
     // A local delivery agent's own words come first, unless the reporting MTA's said for sure.
     let by_agent = || hint.reason.is_none_or(weighed).then(|| lda::reason(phase_texts, phase)).flatten();
-    let reason =
-        match by_agent().or_else(|| texts.iter().find_map(|t| provider_reason(&normalize(t)))).or_else(by_service) {
-            Some(r) => r,
-            None => decide_with(&status, code.unwrap_or(0), chosen, phase, hint.reason).0,
-        };
+    let reason = match by_agent()
+        .or_else(|| {
+            // Like the service's rules: not over what the reporting MTA said for sure.
+            hint.reason.is_none_or(weighed).then(|| texts.iter().find_map(|t| provider_reason(&normalize(t))))?
+        })
+        .or_else(by_service)
+    {
+        Some(r) => r,
+        None => decide_with(&status, code.unwrap_or(0), chosen, phase, hint.reason).0,
+    };
     // Only the recipient's own diagnostic texts count as words, not the subject.
     let reason = held_if_worded(reason, phase_texts.iter().any(|t| !t.trim().is_empty()));
     let hard = reason.is_hard(permanent(&status, code.unwrap_or(0)));

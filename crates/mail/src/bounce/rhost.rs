@@ -344,19 +344,24 @@ fn microsoft(f: &Fact<'_>, t: &str) -> Option<Reason> {
 
 /// Google Workspace relaying for its customers: a name lookup that failed is a missing
 /// domain only when the reply is permanent.
-fn gsuite(f: &Fact<'_>, t: &str) -> Option<Reason> {
+///
+/// Its wordings are read as Google writes them (case and all): "Domain name not found" is
+/// Google's DNS report, while Postfix's "Host or domain name not found" and RFC 7505's
+/// "null MX" in other servers' replies are left to the general reading.
+fn gsuite(f: &Fact<'_>, _t: &str) -> Option<Reason> {
     let (status, reply) = class(f);
-    let nxdomain = t.contains("responded with code nxdomain") || t.contains("domain name not found");
+    let d = f.diag.split_whitespace().collect::<Vec<_>>().join(" ");
+    let nxdomain = d.contains("responded with code NXDOMAIN") || d.contains("Domain name not found");
     if nxdomain && status == Some('5') && reply == Some('5') {
         return Some(HostUnknown);
     }
-    if (nxdomain || t.contains(" had no relevant answers.")) && status != Some('5') && reply != Some('5') {
+    if (nxdomain || d.contains(" had no relevant answers.")) && status != Some('5') && reply != Some('5') {
         return Some(NetworkError);
     }
-    if t.contains("null mx") {
+    if d.contains("Null MX") {
         return Some(NotAccept);
     }
-    if t.contains("because the address couldn't be found") {
+    if d.contains("because the address couldn't be found. Check for typos or unnecessary spaces and try again.") {
         return Some(UserUnknown);
     }
     None

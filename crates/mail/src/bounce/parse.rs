@@ -13,7 +13,7 @@ use super::reason::{
 use super::rhost::{self, Fact, host_in, received_from_hosts};
 use super::text::{
     addresses, command_word, cut_original, first_address, is_status, phase_in, recipient_on_line, reply_code_in,
-    status_in, strip_html, transcript_phase,
+    reply_code_of_class, status_in, statuses_in, strip_html, transcript_phase,
 };
 
 /// What the parts of the mail hold.
@@ -378,8 +378,20 @@ fn judge(
     let texts: Vec<&str> = texts.iter().map(|t| remote_reply(t).unwrap_or(t)).collect();
     let texts = texts.as_slice();
     let code = texts.iter().find_map(|t| reply_code_in(t));
-    let in_text = texts.iter().find_map(|t| status_in(t)).unwrap_or_default();
-    let mut status = preferred_status(status, &in_text, code);
+    // A text may hold several codes (the reporting MTA's and the remote's, or a multi-line
+    // reply's): they are weighed against each other as against the field, the catch-all ones
+    // (x.0.0, 4.4.7) last. The reply code that settles a clash of classes with the field is
+    // one of the text code's own class.
+    let in_text = texts
+        .iter()
+        .find_map(|t| {
+            let mut all = statuses_in(t);
+            all.sort_by_key(|c| c.get(1..) == Some(".0.0") || c == "4.4.7");
+            all.into_iter().reduce(|kept, next| preferred_status(&kept, &next, None))
+        })
+        .unwrap_or_default();
+    let reply = texts.iter().find_map(|t| reply_code_of_class(t, in_text.chars().next()));
+    let mut status = preferred_status(status, &in_text, reply);
     if matches!(mta, Mta::ReceivingSes | Mta::AmazonWorkMail) && (status.ends_with(".0.0") || status.ends_with(".1.0"))
     {
         // SES quotes the receiving server's own reply after its summary:
@@ -986,6 +998,34 @@ fn inline_original_to(plain: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::preferred_status;
+    use crate::bounce::{Reason, classify_mail};
+
+    fn dsn(status: &str, diagnostic: &str) -> Vec<u8> {
+        format!(
+            "From: MAILER-DAEMON@mx.example.net\r\nTo: ann@shop.example\r\nSubject: Undelivered Mail\r\n\
+             MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n\
+             --b\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n\
+             --b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net\r\n\r\n\
+             Final-Recipient: rfc822; bob@example.org\r\nAction: failed\r\nStatus: {status}\r\n\
+             Diagnostic-Code: smtp; {diagnostic}\r\n--b--\r\n"
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn every_code_of_a_diagnostic_is_weighed_and_the_reply_settles_classes_only_with_its_own() {
+        // The text's 4.2.2 against the field's 5.1.1: the reply 550 is of neither the text's
+        // class, so it does not side with the field; x.1.1 gives way to the more precise code.
+        let got = classify_mail(&dsn("5.1.1", "550 4.2.2 <bob@example.org>... mailbox over quota"));
+        assert_eq!((got[0].status.as_str(), got[0].reason), ("4.2.2", Reason::MailboxFull));
+        // Two codes in one text: the catch-all 5.0.0 comes last, the specific 5.7.1 is read.
+        let got = classify_mail(&dsn("5.1.1", "550 5.0.0 <bob@example.org>... 5.7.1 refused by policy"));
+        assert_eq!(got[0].status, "5.7.1");
+        assert!(!got[0].hard_bounce);
+        // One code that agrees with the field: unchanged.
+        let got = classify_mail(&dsn("5.1.1", "550 5.1.1 <bob@example.org>... User unknown"));
+        assert_eq!((got[0].status.as_str(), got[0].reason, got[0].hard_bounce), ("5.1.1", Reason::UserUnknown, true));
+    }
 
     #[test]
     fn the_remote_servers_own_status_is_believed_where_it_says_more() {

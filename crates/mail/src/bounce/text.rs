@@ -55,6 +55,12 @@ pub(crate) fn is_status(code: &str) -> bool {
 }
 
 pub(crate) fn status_in(s: &str) -> Option<String> {
+    statuses_in(s).into_iter().next()
+}
+
+/// Every failure status code in `s`, in order (the rules of [`status_in`]).
+pub(crate) fn statuses_in(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
     let b = s.as_bytes();
     for i in 0..b.len() {
         if !matches!(b[i], b'4' | b'5') || b.get(i + 1) != Some(&b'.') {
@@ -82,7 +88,21 @@ pub(crate) fn status_in(s: &str) -> Option<String> {
         if b.get(j).is_some_and(|c| c.is_ascii_digit() || *c == b'.' && b.get(j + 1).is_some_and(u8::is_ascii_digit)) {
             continue;
         }
-        return Some(s[i..j].to_string());
+        out.push(s[i..j].to_string());
+    }
+    out
+}
+
+/// The reply code in `s` of the class `class` (`'4'`, `'5'`), the one that goes with a status
+/// code of that class; any reply code where `class` is `None`.
+pub(crate) fn reply_code_of_class(s: &str, class: Option<char>) -> Option<u16> {
+    let mut rest = s;
+    while let Some(code) = reply_code_in(rest) {
+        if class.is_none_or(|c| code.to_string().starts_with(c)) {
+            return Some(code);
+        }
+        let at = rest.find(&code.to_string()).map_or(rest.len(), |i| i + 3);
+        rest = &rest[at..];
     }
     None
 }
@@ -452,6 +472,10 @@ mod tests {
         assert_eq!(reply_code_in("host mx [192.0.2.153]: 550 5.1.1 x"), Some(550));
         assert_eq!(reply_code_in("at 12:30:45 nothing"), None);
         assert_eq!(reply_code_in("<<< 421 busy"), Some(421));
+        assert_eq!(statuses_in("550 5.0.0 <a@b.example>... 5.7.1 refused, see 10.5.1.2"), ["5.0.0", "5.7.1"]);
+        assert_eq!(reply_code_of_class("421 4.7.0 busy; earlier 550 5.1.1", Some('5')), Some(550));
+        assert_eq!(reply_code_of_class("550 user unknown", Some('4')), None);
+        assert_eq!(reply_code_of_class("550 user unknown", None), Some(550));
     }
 
     #[test]

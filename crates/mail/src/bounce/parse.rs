@@ -772,7 +772,11 @@ fn from_dsn(mta: Mta, hosts: &Hosts, r: DsnRecord, human: &str, subject: &str) -
         Mta::Ezweb { .. } => segment_from_top(human, &email),
         _ => segment_about(human, &email),
     };
-    let texts = [r.diag.as_str(), r.status_note.as_str(), seg, subject];
+    // A comment on the Status: field ("Status: 5.0.0 (mailbox full)") is part of the
+    // diagnosis: read with the Diagnostic-Code, so that a full or disabled mailbox it names
+    // weighs against a missing one the code's text names.
+    let diag = format!("{} {}", r.diag, r.status_note);
+    let texts = [diag.trim(), seg, subject];
     let (status, code, mut reason, mut hard, diag) =
         judge(mta, &hosts, powermta_category(&r.category), &r.status, &email, &[&r.diag, seg], human, &texts);
     let named = texts.iter().any(|t| reason_from_text(t).is_some());
@@ -1025,6 +1029,15 @@ mod tests {
         // One code that agrees with the field: unchanged.
         let got = classify_mail(&dsn("5.1.1", "550 5.1.1 <bob@example.org>... User unknown"));
         assert_eq!((got[0].status.as_str(), got[0].reason, got[0].hard_bounce), ("5.1.1", Reason::UserUnknown, true));
+    }
+
+    #[test]
+    fn a_comment_on_the_status_field_is_read_with_the_diagnostic() {
+        let got = classify_mail(&dsn("5.0.0 (mailbox is full)", "550 Requested action not taken: mailbox unavailable"));
+        assert_eq!((got[0].reason, got[0].hard_bounce), (Reason::MailboxFull, false));
+        let got =
+            classify_mail(&dsn("5.0.0 (permanent failure)", "550 Requested action not taken: mailbox unavailable"));
+        assert_eq!((got[0].reason, got[0].hard_bounce), (Reason::UserUnknown, true));
     }
 
     #[test]

@@ -1033,11 +1033,13 @@ mod tests {
 
     #[test]
     fn a_comment_on_the_status_field_is_read_with_the_diagnostic() {
-        let got = classify_mail(&dsn("5.0.0 (mailbox is full)", "550 Requested action not taken: mailbox unavailable"));
+        let got = classify_mail(&dsn("5.0.0 (mailbox is full)", "550 5.1.1 <bob@example.org>... User unknown"));
         assert_eq!((got[0].reason, got[0].hard_bounce), (Reason::MailboxFull, false));
-        let got =
-            classify_mail(&dsn("5.0.0 (permanent failure)", "550 Requested action not taken: mailbox unavailable"));
+        let got = classify_mail(&dsn("5.0.0 (permanent failure)", "550 5.1.1 <bob@example.org>... User unknown"));
         assert_eq!((got[0].reason, got[0].hard_bounce), (Reason::UserUnknown, true));
+        // RFC 5321's stock 550 text names no cause: with no command named, a filter's.
+        let got = classify_mail(&dsn("5.0.0", "550 Requested action not taken: mailbox unavailable"));
+        assert_eq!((got[0].reason, got[0].hard_bounce), (Reason::Filtered, false));
     }
 
     #[test]

@@ -1506,7 +1506,6 @@ const LOOKUP_WORDINGS: &[&str] = &[
     "recipient not found by smtp address lookup",
     "address couldn't be found",
     "account that you tried to reach does not exist",
-    "requested action not taken: mailbox unavailable",
 ];
 
 fn lookup_wording(text: &str) -> bool {

@@ -173,11 +173,17 @@ fn corpus_figures() {
 
     let reason_pct = Tally::pct(total.reason_ok, total.expected);
     let hard_pct = Tally::pct(total.hard_ok, total.expected);
-    assert!(reason_pct >= 95.0, "reason accuracy {reason_pct:.2}% fell below the floor");
-    assert!(hard_pct >= 97.5, "hard/soft accuracy {hard_pct:.2}% fell below the floor");
+    assert!(reason_pct >= 95.5, "reason accuracy {reason_pct:.2}% fell below the floor");
+    assert!(hard_pct >= 98.0, "hard/soft accuracy {hard_pct:.2}% fell below the floor");
     assert!(total.found * 100 >= total.expected * 97, "recipients found {}/{}", total.found, total.expected);
     let exact_pct = Tally::pct(total.status_exact_ok, total.status_exact_compared);
-    assert!(exact_pct >= 96.5, "exact status {exact_pct:.2}% fell below the floor");
+    assert!(exact_pct >= 98.0, "exact status {exact_pct:.2}% fell below the floor");
+    // The targets, on the half the rules were not written from (160 recipients: one
+    // recipient is 0.6 points).
+    let b = &halves["B"];
+    let (b_reason, b_hard) = (Tally::pct(b.reason_ok, b.expected), Tally::pct(b.hard_ok, b.expected));
+    assert!(b_reason >= 90.0, "half B reasons {b_reason:.2}% fell below the 90 % target");
+    assert!(b_hard >= 98.0, "half B hard/soft {b_hard:.2}% fell below the 98 % target");
 }
 
 #[test]

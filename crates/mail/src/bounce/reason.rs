@@ -1672,10 +1672,7 @@ pub(crate) fn decide_with(
     };
     let mut reason = first.into_iter().find(|r| probe(*r));
     if reason.is_none() {
-        // A refused sender named beside an x.1.1 code keeps the code from proving the mailbox
-        // missing in the first pass, but is the reason only where the sender was what the
-        // reply answered (MAIL FROM); otherwise the looser wordings, then the code, decide.
-        reason = over_missing.filter(|r| *r != Rejected || phase == Some(Phase::MailFrom));
+        reason = over_missing;
     }
     if reason.is_none() {
         reason = hint.filter(|h| !matches!(h, OnHold | Undefined));

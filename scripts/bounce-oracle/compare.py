@@ -12,7 +12,7 @@ def load(path):
     by_file = {}
     for line in open(path, errors='replace'):
         f = line.rstrip('\n').split('\t')
-        if len(f) < 5:
+        if len(f) < 10:
             continue
         recs = by_file.setdefault(f[0], {})
         recs[f[2].lower()] = f

@@ -16,16 +16,26 @@ work=${WORK:-/tmp/bounce-oracle}
 seeds=${SEEDS:-"1 2 3"}
 corpus=$repo/tests/corpora/bounces
 
-if ! command -v go >/dev/null || [ ! -d /usr/share/gocode/src/golang.org/x/net ]; then
+packages="golang-go golang-golang-x-net-dev golang-golang-x-text-dev"
+if ! command -v go >/dev/null || [ ! -d /usr/share/gocode/src/golang.org/x/net ] \
+    || [ ! -d /usr/share/gocode/src/golang.org/x/text ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "needs Go and the two modules sisimai imports: sudo apt-get install $packages" >&2
+        exit 1
+    fi
     echo "installing Go and the two modules sisimai imports (Debian packages)" >&2
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go golang-golang-x-net-dev golang-golang-x-text-dev >/dev/null
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $packages >/dev/null
 fi
 
 echo "building sisimai (library source only: no test files, no sample mail)" >&2
 rm -rf "$work"
 mkdir -p "$work/gopath/src/libsisimai.org/sisimai" "$work/gopath/src/sisimaitsv" "$work/mail" "$work/originals"
-git -C "$src" archive HEAD | tar -x -C "$work/gopath/src/libsisimai.org/sisimai" --exclude=set-of-emails --exclude='*_test.go'
+# The pathspec keeps sisimai's sample mail and test files out of the archive itself: they
+# hold the labels of mail the corpus keeps aside, and are never read.
+git -C "$src" archive HEAD -- . ':(exclude)set-of-emails' ':(exclude)*_test.go' \
+    | tar -x -C "$work/gopath/src/libsisimai.org/sisimai"
 cp "$here/sisimai_tsv.go" "$work/gopath/src/sisimaitsv/main.go"
 (cd "$work/gopath/src/sisimaitsv" && GO111MODULE=off GOPATH="$work/gopath:/usr/share/gocode" go build -o "$work/sisimai-tsv" .)
 

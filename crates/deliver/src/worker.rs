@@ -657,6 +657,13 @@ mod tests {
         assert!(!is_hard_bounce(rcpt, "400 postmark: ErrorCode 300: Invalid 'To' address"));
         assert!(!is_hard_bounce(rcpt, "422 sendgrid: Does not contain a valid address."));
         assert!(!is_hard_bounce(rcpt, "no code at all: user unknown"));
+        // Postfix checks the sender at RCPT TO by default (smtpd_delay_reject): a refusal of
+        // our sender, whatever its code, says nothing about the recipient.
+        assert!(!is_hard_bounce(
+            rcpt,
+            "550 5.1.0 <bounce@shop.example>: Sender address rejected: User unknown in local recipient table"
+        ));
+        assert!(!is_hard_bounce(rcpt, "553 5.1.8 <bounce@shop.example>: Sender address rejected: Domain not found"));
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! [`classify_mail`] reads a whole returned mail; [`classify_reply`] reads one live SMTP
 //! reply. Both end in the same decision ([`reason::decide`]): the reasons a specific status
 //! code or wording names, in a fixed order (a missing mailbox counts against the address only
-//! at RCPT TO, with an x.1.x code or in words of a directory lookup), then, where the code
-//! names no single cause, the looser wordings, the code's class and the reply code.
+//! at RCPT TO, with an x.1.x code or in words of a directory lookup), then the looser
+//! wordings, the reason the code names, the code's class and the reply code.
 //! `docs/bounces.md` describes it.
 
 mod lda;

@@ -775,10 +775,15 @@ fn from_dsn(mta: Mta, hosts: &Hosts, r: DsnRecord, human: &str, subject: &str) -
     // A comment on the Status: field ("Status: 5.0.0 (mailbox full)") is part of the
     // diagnosis: read with the Diagnostic-Code, so that a full or disabled mailbox it names
     // weighs against a missing one the code's text names.
-    let diag = format!("{} {}", r.diag, r.status_note);
-    let texts = [diag.trim(), seg, subject];
+    let diagnosis = format!("{} {}", r.diag, r.status_note);
+    let texts = [diagnosis.trim(), seg, subject];
     let (status, code, mut reason, mut hard, diag) =
         judge(mta, &hosts, powermta_category(&r.category), &r.status, &email, &[&r.diag, seg], human, &texts);
+    // The comment was read with the diagnostic; the recipient's diagnostic stays the server's.
+    let diag = match diag.strip_suffix(r.status_note.as_str()) {
+        Some(d) if !r.status_note.is_empty() && !d.trim().is_empty() => d.trim_end().to_string(),
+        _ => diag,
+    };
     let named = texts.iter().any(|t| reason_from_text(t).is_some());
     if delivered {
         reason = Reason::Delivered;
@@ -901,12 +906,12 @@ fn plain_text(
                     order.len() - 1
                 }
             };
-            if sendmail && current != Some(idx) {
+            if sendmail {
                 texts[idx].push_str(&std::mem::take(&mut pending));
             }
             current = Some(idx);
         } else if sendmail && (!pending.is_empty() || opens_sendmail_stanza(line)) {
-            if line.trim_start().to_ascii_lowercase().starts_with("while talking to") {
+            if sendmail_conversation(line) {
                 // A new conversation: what waited belongs to the one before.
                 if let Some(t) = current.and_then(|i| texts.get_mut(i)) {
                     t.push_str(&std::mem::take(&mut pending));
@@ -964,14 +969,19 @@ fn plain_text(
         .collect()
 }
 
+/// Sendmail's `... while talking to mx.example.:` (v5: `While talking to mx.example:`).
+fn sendmail_conversation(line: &str) -> bool {
+    line.trim_start().trim_start_matches('.').trim_start().to_ascii_lowercase().starts_with("while talking to")
+}
+
 /// A line of a Sendmail transcript that starts a conversation or reports on a host rather
 /// than an address: `While talking to mx.example:`, `>>> RCPT To:…`, `550 example.org
 /// (smtp)... 550 Host unknown`.
 fn opens_sendmail_stanza(line: &str) -> bool {
-    let l = line.trim_start().to_ascii_lowercase();
-    if l.starts_with("while talking to") || l.starts_with(">>> ") {
+    if sendmail_conversation(line) || line.trim_start().starts_with(">>> ") {
         return true;
     }
+    let l = line.trim_start().to_ascii_lowercase();
     // `NNN host (mailer)... text`: a reply code, a host name and the mailer in parentheses.
     let mut words = l.split_whitespace();
     let (Some(code), Some(host), Some(mailer)) = (words.next(), words.next(), words.next()) else {
@@ -1029,6 +1039,32 @@ mod tests {
         // One code that agrees with the field: unchanged.
         let got = classify_mail(&dsn("5.1.1", "550 5.1.1 <bob@example.org>... User unknown"));
         assert_eq!((got[0].status.as_str(), got[0].reason, got[0].hard_bounce), ("5.1.1", Reason::UserUnknown, true));
+    }
+
+    #[test]
+    fn a_sendmail_transcript_gives_each_address_the_conversation_that_led_to_its_line() {
+        let mail = "From: Mail Delivery Subsystem <MAILER-DAEMON@relay.example>\r\n\
+            To: ann@shop.example\r\nSubject: Returned mail: see transcript for details\r\n\r\n\
+            The original message was received at Mon, 7 Dec 2026 01:00:00 GMT\r\n\r\n\
+               ----- The following addresses had permanent fatal errors -----\r\n\
+            <bob@b.example>\r\n<cat@c.example>\r\n\r\n\
+               ----- Transcript of session follows -----\r\n\
+            ... while talking to mx.c.example.:\r\n\
+            >>> DATA\r\n\
+            <<< 552 5.2.2 Mailbox full\r\n\
+            554 5.0.0 <cat@c.example>... Service unavailable\r\n\
+            ... while talking to mx.b.example.:\r\n\
+            >>> RCPT To:<bob@b.example>\r\n\
+            <<< 550 5.1.1 <bob@b.example>... User unknown\r\n\
+            550 5.1.1 <bob@b.example>... User unknown\r\n";
+        let got = classify_mail(mail.as_bytes());
+        let of = |addr: &str| got.iter().find(|r| r.email == addr).expect(addr);
+        // cat's stanza ends with cat's own line: the next host's conversation is bob's.
+        assert_eq!(of("cat@c.example").reason, Reason::MailboxFull, "{got:#?}");
+        assert!(of("cat@c.example").diagnostic.contains(">>> DATA"), "{got:#?}");
+        assert!(!of("cat@c.example").diagnostic.contains("mx.b.example"), "{got:#?}");
+        assert_eq!((of("bob@b.example").reason, of("bob@b.example").hard_bounce), (Reason::UserUnknown, true));
+        assert!(of("bob@b.example").diagnostic.contains("while talking to mx.b.example"), "{got:#?}");
     }
 
     #[test]

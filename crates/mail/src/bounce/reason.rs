@@ -1532,11 +1532,10 @@ const NO_SUCH_DOMAIN: &[&str] = &[
 ];
 
 /// Whether a failure read as a missing host is a failed lookup instead: the wording says the
-/// lookup failed, or the failure is temporary and neither its code nor its words say the
-/// domain does not exist.
-fn network_lookup(t: &str, permanent: bool, name: Option<Reason>) -> bool {
-    LOOKUP_FAILURES.iter().any(|w| t.contains(w))
-        || !permanent && name != Some(Reason::HostUnknown) && !NO_SUCH_DOMAIN.iter().any(|w| t.contains(w))
+/// lookup failed, or the failure is temporary and its words do not say the domain does not
+/// exist.
+fn network_lookup(t: &str, permanent: bool) -> bool {
+    LOOKUP_FAILURES.iter().any(|w| t.contains(w)) || !permanent && !NO_SUCH_DOMAIN.iter().any(|w| t.contains(w))
 }
 
 /// What the words may say besides a missing mailbox that makes an x.1.1 code mean something
@@ -1722,7 +1721,7 @@ pub(crate) fn decide_with(
     if reason == MesgTooBig && status.get(1..) == Some(".2.3") {
         reason = ExceedLimit;
     }
-    if reason == HostUnknown && network_lookup(&t, permanent, name) {
+    if reason == HostUnknown && network_lookup(&t, permanent) {
         reason = NetworkError;
     }
     (reason, reason.is_hard(permanent))

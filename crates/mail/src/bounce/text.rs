@@ -96,13 +96,12 @@ pub(crate) fn statuses_in(s: &str) -> Vec<String> {
 /// The reply code in `s` of the class `class` (`'4'`, `'5'`), the one that goes with a status
 /// code of that class; any reply code where `class` is `None`.
 pub(crate) fn reply_code_of_class(s: &str, class: Option<char>) -> Option<u16> {
-    let mut rest = s;
-    while let Some(code) = reply_code_in(rest) {
+    let mut from = 0;
+    while let Some((at, code)) = reply_code_at(&s[from..]) {
         if class.is_none_or(|c| code.to_string().starts_with(c)) {
             return Some(code);
         }
-        let at = rest.find(&code.to_string()).map_or(rest.len(), |i| i + 3);
-        rest = &rest[at..];
+        from += at + 3;
     }
     None
 }
@@ -111,6 +110,11 @@ pub(crate) fn reply_code_of_class(s: &str, class: Option<char>) -> Option<u16> {
 /// alone (start of a line or after a space, `:`, `(`, `<<<`, `#`) and are followed by a space,
 /// `-`, end or an enhanced code.
 pub(crate) fn reply_code_in(s: &str) -> Option<u16> {
+    reply_code_at(s).map(|(_, code)| code)
+}
+
+/// [`reply_code_in`] with the code's byte offset in `s`.
+fn reply_code_at(s: &str) -> Option<(usize, u16)> {
     let b = s.as_bytes();
     let mut i = 0;
     while i + 3 <= b.len() {
@@ -121,7 +125,7 @@ pub(crate) fn reply_code_in(s: &str) -> Option<u16> {
             // Not the first part of an IP address, a time or a date.
             let prev_is_dot = i > 0 && b[i - 1] == b'.';
             if !prev_is_dot {
-                return std::str::from_utf8(&b[i..i + 3]).ok().and_then(|t| t.parse().ok());
+                return std::str::from_utf8(&b[i..i + 3]).ok().and_then(|t| t.parse().ok()).map(|c| (i, c));
             }
         }
         i += 1;
@@ -476,6 +480,9 @@ mod tests {
         assert_eq!(reply_code_of_class("421 4.7.0 busy; earlier 550 5.1.1", Some('5')), Some(550));
         assert_eq!(reply_code_of_class("550 user unknown", Some('4')), None);
         assert_eq!(reply_code_of_class("550 user unknown", None), Some(550));
+        // The next code is looked for after the one skipped, not after an earlier look-alike
+        // of it (`450550` holds no reply code).
+        assert_eq!(reply_code_of_class("ref 450550 x 450 y", Some('5')), None);
     }
 
     #[test]

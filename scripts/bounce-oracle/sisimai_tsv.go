@@ -21,11 +21,19 @@ func main() {
 	args.Vacation = true
 	clean := strings.NewReplacer("\t", " ", "\n", " ", "\r", " ")
 	for _, path := range os.Args[1:] {
-		facts, _ := sisimai.Rise(path, args)
-		for i, f := range *facts {
-			fmt.Printf("%s\t%d\t%s\t%s\t%v\t%s\t%s\t%s\t%s\t%s\n",
-				filepath.Base(path), i+1, f.Recipient.Address, f.Reason, f.HardBounce,
-				f.DeliveryStatus, f.ReplyCode, f.Command, f.DiagnosticType, clean.Replace(f.DiagnosticCode))
-		}
+		func() {
+			// sisimai panics on a few malformed variants: skip that file, keep going.
+			defer func() {
+				if r := recover(); r != nil {
+					fmt.Fprintf(os.Stderr, "sisimai failed on %s: %v\n", filepath.Base(path), r)
+				}
+			}()
+			facts, _ := sisimai.Rise(path, args)
+			for i, f := range *facts {
+				fmt.Printf("%s\t%d\t%s\t%s\t%v\t%s\t%s\t%s\t%s\t%s\n",
+					filepath.Base(path), i+1, f.Recipient.Address, f.Reason, f.HardBounce,
+					f.DeliveryStatus, f.ReplyCode, f.Command, f.DiagnosticType, clean.Replace(f.DiagnosticCode))
+			}
+		}()
 	}
 }

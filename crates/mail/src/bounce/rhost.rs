@@ -94,16 +94,19 @@ fn of_domain(domain: &str, consumer: bool) -> Option<Provider> {
 /// The service behind a live reply: the recipient's domain (a service's own host names, or
 /// the consumer domains it hosts), then the host that answered, then the local host.
 pub(crate) fn provider(recipient: &str, remote: Option<&str>, local: Option<&str>) -> Option<Provider> {
-    let domain = recipient.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
-    of_domain(domain, true).or_else(|| remote.and_then(of_host)).or_else(|| local.and_then(of_host))
+    provider_by(recipient, remote, local, true)
 }
 
 /// The service behind a returned mail: as [`provider`], but a consumer domain alone does not
 /// name it. A bounce about `ann@gmail.com` may come from any relay on the way, and only the
 /// hosts in it say whose rules apply (as the labels read it).
 pub(crate) fn provider_of_mail(recipient: &str, remote: Option<&str>, local: Option<&str>) -> Option<Provider> {
+    provider_by(recipient, remote, local, false)
+}
+
+fn provider_by(recipient: &str, remote: Option<&str>, local: Option<&str>, consumer: bool) -> Option<Provider> {
     let domain = recipient.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
-    of_domain(domain, false).or_else(|| remote.and_then(of_host)).or_else(|| local.and_then(of_host))
+    of_domain(domain, consumer).or_else(|| remote.and_then(of_host)).or_else(|| local.and_then(of_host))
 }
 
 /// An Internet host name as RFC 1123 allows it: labels of letters, digits and hyphens, at
@@ -191,7 +194,7 @@ pub(crate) fn reason(p: Provider, f: &Fact<'_>) -> Option<Reason> {
     }
     let t = super::reason::normalize(f.diag);
     match p {
-        Provider::GSuite => gsuite(f, &t),
+        Provider::GSuite => gsuite(f),
         Provider::NttDocomo => nttdocomo(f, &t),
         Provider::FrancePtt => france_ptt(&t),
         Provider::MessageLabs => super::provider::messagelabs_table(&t),
@@ -348,7 +351,7 @@ fn microsoft(f: &Fact<'_>, t: &str) -> Option<Reason> {
 /// Its wordings are read as Google writes them (case and all): "Domain name not found" is
 /// Google's DNS report, while Postfix's "Host or domain name not found" and RFC 7505's
 /// "null MX" in other servers' replies are left to the general reading.
-fn gsuite(f: &Fact<'_>, _t: &str) -> Option<Reason> {
+fn gsuite(f: &Fact<'_>) -> Option<Reason> {
     let (status, reply) = class(f);
     let d = f.diag.split_whitespace().collect::<Vec<_>>().join(" ");
     let nxdomain = d.contains("responded with code NXDOMAIN") || d.contains("Domain name not found");
